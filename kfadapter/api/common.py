@@ -1,0 +1,71 @@
+"""Helpers shared by the blueprints: JSON responses with the exact content type, and request parsing."""
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, current_app, request
+
+from ..errors import BadRequest
+from ..kfconnect import KfConnect
+from ..watch.store import Store
+
+JSON = "application/json"  # the training manager compares the header with this exact string
+
+
+def json_response(body: Any, status: int = HTTPStatus.OK) -> Response:
+    """Serialize `body` with Content-Type exactly `application/json` (no charset)."""
+    resp = Response(json.dumps(body, default=str), status=int(status))
+    resp.headers["Content-Type"] = JSON
+    return resp
+
+
+def kf() -> KfConnect:
+    """Return the app's KfConnect."""
+    return current_app.extensions["kfadapter.kf"]
+
+
+def store() -> Store:
+    """Return the app's store."""
+    return current_app.extensions["kfadapter.store"]
+
+
+def json_body() -> dict[str, Any]:
+    """Return the request's JSON object, or raise BadRequest saying what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise BadRequest("the request needs a JSON object body", code="invalid_body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_body")
+    return body
+
+
+def optional_str(body: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    """Return body[key] as a string, `default` when absent or null; raise BadRequest for another type."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"'{key}' must be a string", code="invalid_field", details={"field": key})
+    return value
+
+
+def required_str(body: dict[str, Any], key: str) -> str:
+    """Return body[key] as a non-empty string; raise BadRequest naming the field otherwise."""
+    value = optional_str(body, key)
+    if not value or not value.strip():
+        raise BadRequest(f"'{key}' is required", code="missing_field", details={"field": key})
+    return value
+
+
+def check_name(value: str, what: str) -> str:
+    """Reject names KFP cannot hold (empty, control characters, over 255 characters)."""
+    if not value.strip() or len(value) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadRequest(f"invalid {what} {value[:80]!r}: 1 to 255 printable characters expected",
+                         code="invalid_name", details={"field": what})
+    return value

@@ -1,0 +1,41 @@
+"""The one mapping from exceptions to the JSON error envelope `{"status", "code", "message", "details"}`."""
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from ..errors import AdapterError
+from .common import json_response
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Flask) -> None:
+    """Render domain errors, Flask's own 4xx/5xx and unexpected exceptions as JSON."""
+
+    @app.errorhandler(AdapterError)
+    def _domain(exc: AdapterError) -> Response:
+        return json_response(exc.to_dict(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_") if status in HTTPStatus._value2member_map_ else "http_error"
+        message = exc.description or HTTPStatus(status).phrase
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            code, message = "payload_too_large", "the request is larger than 32 MiB, the most KFP accepts"
+        resp = json_response({"status": status, "code": code, "message": message, "details": {}}, status)
+        if status == HTTPStatus.METHOD_NOT_ALLOWED and exc.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # The trace goes to the log, never to the caller.
+        log.exception("unhandled error")
+        body = {"status": 500, "code": "internal_error", "message": "internal error; see the adapter's log",
+                "details": {}}
+        return json_response(body, HTTPStatus.INTERNAL_SERVER_ERROR)

@@ -1,0 +1,99 @@
+"""Pipeline routes: ids by name, versioned uploads, lists, details with parameters, deletes."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from .. import pipelines as pl
+from ..errors import BadRequest, NotFound, PayloadTooLarge
+from .common import check_name, json_response, kf
+
+bp = Blueprint("pipelines", __name__)
+
+
+@bp.get("/pipelineIds/<pipeline_name>")
+def pipeline_id(pipeline_name: str):
+    """Return `{"name", "id"}` of the pipeline with this name."""
+    pipeline = kf().find_pipeline(check_name(pipeline_name, "pipeline name"))
+    return json_response({"name": pipeline_name, "id": pipeline["pipeline_id"]})
+
+
+@bp.post("/pipelineIds/<pipeline_name>")
+def upload(pipeline_name: str):
+    """Upload a package: a new pipeline, or the next numbered version of an existing one."""
+    check_name(pipeline_name, "pipeline name")
+    # The training manager sends the field `file`; KFP's own clients call it `uploadfile`.
+    upload_file = request.files.get("file") or request.files.get("uploadfile")
+    if upload_file is None:
+        raise BadRequest("the multipart field 'file' with the pipeline package is required",
+                         code="missing_field", details={"field": "file"})
+    limit = current_app.config["KFADAPTER_SETTINGS"].max_upload_bytes
+    data = upload_file.stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
+    description = request.form.get("description") or None
+    package = pl.load_package(data)
+    result = kf().upload(pipeline_name, data, package, description)
+    return json_response(result | {"pipeline_kind": package.kind, "description": description or ""})
+
+
+@bp.get("/pipelines")
+def list_pipelines():
+    """Return every pipeline (all pages) in the O-RAN shape."""
+    items = [
+        {"pipeline_id": p["pipeline_id"], "display_name": p.get("display_name"), "name": p.get("name"),
+         "description": p.get("description", ""), "created_at": p.get("created_at"),
+         "namespace": p.get("namespace", "")}
+        for p in kf().list_pipelines()
+    ]
+    return json_response({"pipelines": items, "total_size": len(items)})
+
+
+@bp.get("/pipelines/<pipeline_name>/versions")
+def list_versions(pipeline_name: str):
+    """Return every version name of a pipeline, in numeric order, plus the versions as objects."""
+    connect = kf()
+    pipeline = connect.find_pipeline(check_name(pipeline_name, "pipeline name"))
+    versions = [
+        {"id": v["pipeline_version_id"], "name": v.get("display_name") or v.get("name"),
+         "created_at": v.get("created_at"), "description": v.get("description", "")}
+        for v in connect.list_versions(pipeline["pipeline_id"])
+    ]
+    return json_response({"versions_list": [v["name"] for v in versions], "versions": versions,
+                          "pipeline_id": pipeline["pipeline_id"]})
+
+
+@bp.get("/pipelines/<pipeline_id>")
+def get_pipeline(pipeline_id: str):
+    """Return a pipeline with its parameters; `?version=<name>` picks a version, default the newest."""
+    connect = kf()
+    pipeline = connect.get_pipeline(pipeline_id)
+    version_name = request.args.get("version")
+    try:
+        version = connect.find_version(pipeline, version_name)
+    except NotFound:
+        if version_name:
+            raise
+        version = None  # a pipeline created without any version has no parameters yet
+    params = pl.parameters_of(connect.version_spec(version)) if version else []
+    return json_response({
+        "id": pipeline["pipeline_id"],
+        "name": pipeline.get("display_name"),
+        "description": pipeline.get("description", ""),
+        "arguments": {p.name: p.default for p in params},
+        "parameters": [p.to_dict() for p in params],
+        "version": ({"id": version["pipeline_version_id"], "name": version.get("display_name")}
+                    if version else None),
+        "created_at": pipeline.get("created_at"),
+    })
+
+
+@bp.delete("/pipelines/<pipeline_id>")
+def delete_pipeline(pipeline_id: str):
+    """Delete a pipeline and all its versions."""
+    return json_response(kf().delete_pipeline(pipeline_id))
+
+
+@bp.delete("/pipelines/<pipeline_id>/versions/<version_id>")
+def delete_version(pipeline_id: str, version_id: str):
+    """Delete one version of a pipeline."""
+    return json_response(kf().delete_version(pipeline_id, version_id))

@@ -1,0 +1,91 @@
+"""Run routes: training-job execution, run list, run details, terminate."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from ..errors import BadRequest
+from ..kfconnect import UNFINISHED_TIME
+from .common import check_name, json_body, json_response, kf, optional_str, required_str, store
+
+bp = Blueprint("runs", __name__)
+
+
+@bp.post("/trainingjobs/<trainingjob_id>/execution")
+def execute(trainingjob_id: str):
+    """Start a run for a training job and track it until it ends."""
+    check_name(trainingjob_id, "trainingjob_id")
+    body = json_body()
+    pipeline_name = check_name(required_str(body, "pipeline_name"), "pipeline_name")
+    version = optional_str(body, "pipeline_version")
+    experiment = check_name(optional_str(body, "experiment_name", "Default"), "experiment_name")
+    arguments = body.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        raise BadRequest("'arguments' must be a JSON object of name -> value", code="invalid_field",
+                         details={"field": "arguments"})
+    result = kf().execute(trainingjob_id, pipeline_name, version, experiment, arguments)
+    store().track(result["run_id"], trainingjob_id, pipeline_name=pipeline_name,
+                  experiment_id=result["experiment_id"])
+    return json_response(result)
+
+
+@bp.get("/runs")
+def list_runs():
+    """Return `{run name: {run_id, run_description, run_status, experiment_id, pipeline_name, pipeline_id}}`.
+
+    Runs that share a display name are keyed `"<name> (<run_id>)"` so none is hidden.
+    """
+    connect = kf()
+    runs = connect.list_runs()
+    names = connect.pipeline_names({_pipeline_id(r) for r in runs} - {None})
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.get("display_name", "")] = counts.get(r.get("display_name", ""), 0) + 1
+    out: dict[str, Any] = {}
+    for r in runs:
+        key = r.get("display_name", "")
+        if counts[key] > 1:
+            key = f"{key} ({r['run_id']})"
+        out[key] = {"run_id": r["run_id"], "run_description": r.get("description", ""),
+                    "run_status": r.get("state"), "experiment_id": r.get("experiment_id"),
+                    "pipeline_name": names.get(_pipeline_id(r)), "pipeline_id": _pipeline_id(r)}
+    return json_response(out)
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str):
+    """Return one run's name, state, experiment, pipeline, times and error."""
+    run = kf().get_run(run_id)
+    tracked = store().get(run_id)
+    return json_response(_run_view(run) | {"trainingjob_id": tracked.trainingjob_id if tracked else None,
+                                           "tracked": tracked is not None})
+
+
+@bp.delete("/runs/<run_id>")
+def terminate_run(run_id: str):
+    """Terminate a run (no-op for a finished one) and stop tracking it."""
+    run = kf().terminate_run(run_id)
+    was_tracked = store().untrack(run_id)
+    return json_response(_run_view(run) | {"terminated": run["terminated"], "was_tracked": was_tracked})
+
+
+def _pipeline_id(run: dict) -> str | None:
+    return (run.get("pipeline_version_reference") or {}).get("pipeline_id")
+
+
+def _run_view(run: dict) -> dict:
+    finished = run.get("finished_at")
+    ref = run.get("pipeline_version_reference") or {}
+    return {
+        "run_id": run["run_id"],
+        "run_name": run.get("display_name"),
+        "run_status": run.get("state"),
+        "experiment_id": run.get("experiment_id"),
+        "pipeline_id": ref.get("pipeline_id"),
+        "pipeline_version_id": ref.get("pipeline_version_id"),
+        "created_at": run.get("created_at"),
+        "scheduled_at": run.get("scheduled_at"),
+        "finished_at": None if finished in (None, "", UNFINISHED_TIME) else finished,
+        "error": run.get("error"),
+    }

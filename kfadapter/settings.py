@@ -1,0 +1,127 @@
+"""Typed settings, read once from the environment.
+
+Precedence for each setting: the `KFADAPTER_*` name, then the O-RAN name (so an unchanged aimlfw-dep
+ConfigMap keeps working), then the default. Invalid values raise `SettingsError` naming the variable.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+# O-RAN's derivation (tm-contract.md, "Pipeline arguments"): applied only to parameters the pipeline
+# declares and the caller did not give; `{name}` refers to the caller's arguments (plus trainingjob_id).
+DEFAULT_ARGUMENT_MAPPING: dict[str, str] = {
+    "featurepath": "{featuregroup_name}_{trainingjob_id}",
+    "modelname": "{modelName}",
+    "modelversion": "{modelVersion}",
+}
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the adapter is configured with."""
+
+    kfp_endpoint: str | None = None
+    namespace: str = "kubeflow"
+    host: str = "0.0.0.0"
+    port: int = 5001
+    kfp_token: str | None = field(default=None, repr=False)
+    kfp_token_file: str | None = None
+    kfp_ca_cert: str | None = None
+    kfp_connect_timeout: float = 5.0
+    kfp_read_timeout: float = 30.0
+    kfp_upload_timeout: float = 120.0
+    store_path: str = "var/kfadapter.sqlite"
+    argument_mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ARGUMENT_MAPPING))
+    upload_attempts: int = 40
+    max_upload_bytes: int = 32 * 1024 * 1024
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through repr().
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kfp_token" and value:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read settings from `env` (default: os.environ)."""
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        endpoint = r.str("KFADAPTER_KFP_ENDPOINT")
+        if endpoint is None and r.str("KUBEFLOW_HOST"):
+            # The O-RAN adapter reaches KFP through the UI proxy under /pipeline.
+            endpoint = f"http://{r.str('KUBEFLOW_HOST')}:{r.int('KUBEFLOW_PORT', 80)}/pipeline"
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(f"KFADAPTER_KFP_ENDPOINT must start with http:// or https://, got {endpoint!r}")
+        return cls(
+            kfp_endpoint=endpoint.rstrip("/") if endpoint else None,
+            namespace=r.str("KFADAPTER_NAMESPACE") or r.str("KF_NAMESPACE") or "kubeflow",
+            host=r.str("KFADAPTER_HOST") or "0.0.0.0",
+            port=r.int("KFADAPTER_PORT", r.int("KF_ADAPTER_PORT", 5001)),
+            kfp_token=r.str("KFADAPTER_KFP_TOKEN"),
+            kfp_token_file=r.str("KFADAPTER_KFP_TOKEN_FILE") or r.str("KF_PIPELINES_SA_TOKEN_PATH"),
+            kfp_ca_cert=r.str("KFADAPTER_KFP_CA_CERT"),
+            kfp_connect_timeout=r.float("KFADAPTER_KFP_CONNECT_TIMEOUT", 5.0),
+            kfp_read_timeout=r.float("KFADAPTER_KFP_TIMEOUT", 30.0),
+            kfp_upload_timeout=r.float("KFADAPTER_KFP_UPLOAD_TIMEOUT", 120.0),
+            store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
+            argument_mapping=r.mapping("KFADAPTER_ARGUMENT_MAPPING", DEFAULT_ARGUMENT_MAPPING),
+            upload_attempts=r.int("KFADAPTER_UPLOAD_ATTEMPTS", 40),
+        )
+
+
+class _Reader:
+    """Typed access to environment variables; every failure names the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def str(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def int(self, name: str, default: int) -> int:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def float(self, name: str, default: float) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not value > 0:
+            raise SettingsError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
+        raw = self.str(name)
+        if raw is None:
+            return dict(default)
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a JSON object of parameter -> template") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise SettingsError(f"{name} must be a JSON object of parameter -> template strings")
+        return value

@@ -1,0 +1,103 @@
+"""Shared fixtures: a sandbox KFP over HTTP on 127.0.0.1, the adapter app wired to it, a hermetic env."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import kfp
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from kfadapter.app import create_app
+from kfadapter.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PIPELINES = FIXTURES / "pipelines"
+_ENV_PREFIXES = ("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_")
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch, tmp_path):
+    """Clear the adapter's env and keep kfp away from ~/.config/kfp."""
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    # A class attribute computed at import: patching HOME would not move it.
+    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    """One sandbox KFP for the session, on an ephemeral loopback port."""
+    from kfadapter.sandbox import SandboxServer
+
+    server = SandboxServer(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The sandbox, reset to a fresh KFP (Default experiment only, zeroed counters)."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
+def settings(sandbox, tmp_path) -> Settings:
+    """Adapter settings pointing at the sandbox, with short timeouts and a per-test store."""
+    return Settings(kfp_endpoint=sandbox.url, store_path=str(tmp_path / "store.sqlite"),
+                    kfp_connect_timeout=2.0, kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
+
+
+@pytest.fixture
+def app(settings):
+    """The adapter app wired to the sandbox."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    """Flask test client of the adapter (the adapter itself still reaches KFP over real HTTP)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def adapter_url(app):
+    """Serve the adapter over real HTTP on 127.0.0.1 (for byte-exact header checks and concurrency)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
+def kfp_counts(sandbox):
+    """Read and reset the sandbox's per-route request counters."""
+
+    class Counts:
+        def reset(self) -> None:
+            requests.delete(f"{sandbox.url}/_sandbox/requests", timeout=5).raise_for_status()
+
+        def read(self) -> dict:
+            return requests.get(f"{sandbox.url}/_sandbox/requests", timeout=5).json()
+
+    return Counts()
+
+
+def package(name: str) -> bytes:
+    """Return a fixture pipeline package's bytes."""
+    return (PIPELINES / name).read_bytes()
+
+
+def upload(client, name: str, data: bytes, description: str = "", filename: str = "file"):
+    """POST a package the way the training manager does (file field `file`, filename `file`)."""
+    import io
+
+    return client.post(f"/pipelineIds/{name}", data={"file": (io.BytesIO(data), filename),
+                                                     "description": description},
+                       content_type="multipart/form-data")
