@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -175,8 +174,3 @@ def workflow_parameters(workflow: dict) -> list[dict]:
     """Return the Argo workflow's default arguments as [{name, value}] (values as strings)."""
     params = ((workflow.get("spec") or {}).get("arguments") or {}).get("parameters") or []
     return [{"name": p["name"], "value": "" if p.get("value") is None else str(p["value"])} for p in params]
-
-
-def to_json_bytes(doc: dict) -> bytes:
-    """Serialise a spec dict as a package body (used by the bulk seeding helpers)."""
-    return json.dumps(doc).encode()

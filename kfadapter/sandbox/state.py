@@ -6,6 +6,7 @@ HTTP I/O happen in the routes, outside the lock.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -42,6 +43,13 @@ _SEED_IR = {
     "schemaVersion": "2.1.0",
     "sdkVersion": "kfp-2.16.1",
 }
+
+
+def _seed_package(spec: dict | None) -> packages.Package:
+    try:
+        return packages.from_dict(spec or _SEED_IR)
+    except packages.PackageError as exc:
+        raise ApiError(3, f"control API: {exc.message}") from exc
 
 
 def _new_id() -> str:
@@ -351,8 +359,6 @@ class SandboxState:
 
     def get_run_v1(self, run_id: str) -> dict:
         """One run as v1beta1 RunDetail, with the workflow manifest as a JSON string."""
-        import json  # local: only this view needs it
-
         with self.lock:
             rec = self._run(run_id)
             exp = self.experiments.get(rec["experiment_id"], {}).get("display_name", "")
@@ -442,7 +448,7 @@ class SandboxState:
     # ---- bulk seeding (control API) ---------------------------------------------------------
     def bulk_pipelines(self, count: int, prefix: str, spec: dict | None) -> list[dict]:
         """Create `count` pipelines named `<prefix>-NNNN`, each with its first version."""
-        package = packages.from_dict(spec or _SEED_IR)
+        package = _seed_package(spec)
         out = []
         with self.lock:
             for i in range(count):
@@ -454,7 +460,7 @@ class SandboxState:
 
     def bulk_versions(self, pipeline_id: str, count: int, prefix: str, spec: dict | None) -> list[str]:
         """Add `count` versions named `<prefix>-NNNN` to a pipeline."""
-        package = packages.from_dict(spec or _SEED_IR)
+        package = _seed_package(spec)
         with self.lock:
             return [self._add_version(pipeline_id, f"{prefix}-{i:04d}", "", "", package)["pipeline_version_id"]
                     for i in range(count)]

@@ -1,0 +1,77 @@
+"""Flask app factory of the sandbox KFP: routes, request counting, fault injection, error rendering."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from . import control, routes_pipelines, routes_runs
+from .errors import HTTP_TO_GRPC, ApiError, UploadError, grpc_response, upload_response
+from .state import SandboxState
+
+_RULE_VAR = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+log = logging.getLogger(__name__)
+
+
+class IdConverter(BaseConverter):
+    """A path segment without ':' so `/runs/<id>` and `/runs/<id>:terminate` stay apart."""
+
+    regex = r"[^/:]+"
+
+
+def _route_pattern() -> str:
+    rule = request.url_rule
+    return _RULE_VAR.sub(r"{\1}", rule.rule) if rule is not None else request.path
+
+
+def _before_api_request():
+    # Control requests are neither counted nor faulted, so tests can always steer the sandbox.
+    if request.path.startswith("/_sandbox/"):
+        return None
+    sandbox: SandboxState = current_app.extensions["sandbox"]
+    sandbox.count(f"{request.method} {_route_pattern()}")
+    fault = sandbox.take_fault(request.method, request.path)
+    if fault is None:
+        return None
+    if fault["delay"]:
+        time.sleep(fault["delay"])  # no lock held here
+    if fault["status"]:
+        status = fault["status"]
+        code = HTTP_TO_GRPC.get(status, 13 if status >= 500 else 3)
+        return grpc_response(code, f"sandbox: injected fault (HTTP {status})", http_status=status)
+    return None
+
+
+def _http_error(exc: HTTPException):
+    if request.path.startswith("/apis/"):
+        code = HTTP_TO_GRPC.get(exc.code or 500, 13)
+        return grpc_response(code, exc.description or exc.name, http_status=exc.code)
+    return jsonify({"error": exc.name, "message": exc.description}), exc.code
+
+
+def _unexpected(exc: Exception):
+    log.exception("sandbox: unexpected error")
+    return grpc_response(13, f"Internal error: {type(exc).__name__}: {exc}")
+
+
+def create_sandbox_app() -> Flask:
+    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`."""
+    app = Flask("kfadapter.sandbox")
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = False
+    app.url_map.converters["id"] = IdConverter
+    app.extensions["sandbox"] = SandboxState()
+    app.register_blueprint(routes_pipelines.bp)
+    app.register_blueprint(routes_runs.bp)
+    app.register_blueprint(control.bp)
+    app.before_request(_before_api_request)
+    app.register_error_handler(ApiError, lambda e: grpc_response(e.code, e.message, e.http_status))
+    app.register_error_handler(UploadError, lambda e: upload_response(e.status, e.message))
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app

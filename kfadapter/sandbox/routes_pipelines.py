@@ -1,0 +1,200 @@
+"""KFP v2beta1 routes for health, pipelines, pipeline versions, uploads and experiments."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from flask import Blueprint, current_app, jsonify, request
+
+from . import bodies, packages
+from .errors import ApiError, UploadError
+
+bp = Blueprint("sandbox_pipelines", __name__)
+V2 = "/apis/v2beta1"
+HEALTHZ = {"commit_sha": "sandbox", "tag_name": "2.5.0-sandbox", "multi_user": False,
+           "pipeline_store": "database"}
+
+
+def _state():
+    return current_app.extensions["sandbox"]
+
+
+@bp.get(f"{V2}/healthz")
+@bp.get("/apis/v1beta1/healthz")
+def healthz():
+    """KFP health (single-user)."""
+    return jsonify(HEALTHZ)
+
+
+# ---- pipelines ------------------------------------------------------------------------------
+@bp.get(f"{V2}/pipelines")
+def list_pipelines():
+    """List pipelines (namespace ignored)."""
+    return jsonify(_state().list_pipelines(request.args))
+
+
+@bp.post(f"{V2}/pipelines")
+def create_pipeline():
+    """Create a pipeline without versions."""
+    body = bodies.json_body(bodies.PIPELINE)
+    name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
+    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"))
+    return jsonify(pipeline)
+
+
+@bp.get(f"{V2}/pipelines/names/<name>")
+def get_pipeline_by_name(name):
+    """Exact lookup by the pipeline's unique name."""
+    return jsonify(_state().get_pipeline_by_name(name))
+
+
+@bp.get(f"{V2}/pipelines/<id:pipeline_id>")
+def get_pipeline(pipeline_id):
+    """One pipeline."""
+    return jsonify(_state().get_pipeline(pipeline_id))
+
+
+@bp.delete(f"{V2}/pipelines/<id:pipeline_id>")
+def delete_pipeline(pipeline_id):
+    """Delete a pipeline: 400 while versions exist unless ?cascade=true."""
+    _state().delete_pipeline(pipeline_id, request.args.get("cascade", "").lower() in ("true", "1"))
+    return jsonify({})
+
+
+# ---- versions -------------------------------------------------------------------------------
+@bp.get(f"{V2}/pipelines/<id:pipeline_id>/versions")
+def list_versions(pipeline_id):
+    """List one pipeline's versions."""
+    return jsonify(_state().list_versions(pipeline_id, request.args))
+
+
+def _fetch(url: str) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: unsupported package url {url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # outside the state lock
+            return resp.read(packages.MAX_PACKAGE_BYTES + 1)
+    except OSError as exc:
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: cannot download {url}: {exc}") from exc
+
+
+@bp.post(f"{V2}/pipelines/<id:pipeline_id>/versions")
+def create_version(pipeline_id):
+    """Create a version from an inline pipeline_spec or a package_url."""
+    body = bodies.json_body(bodies.VERSION)
+    url = bodies.string(bodies.fields(body.get("package_url"), bodies.URL, "package_url"), "pipeline_url")
+    try:
+        if body.get("pipeline_spec") is not None:
+            package = packages.from_dict(body["pipeline_spec"])
+        elif url:
+            package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+        else:
+            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
+    except packages.PackageError as exc:
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
+    name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
+    version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
+                                      package, bodies.string(body, "code_source_url"))
+    return jsonify(version)
+
+
+@bp.get(f"{V2}/pipelines/<id:pipeline_id>/versions/<id:version_id>")
+def get_version(pipeline_id, version_id):
+    """One pipeline version (pipeline_spec included)."""
+    return jsonify(_state().get_version(pipeline_id, version_id))
+
+
+@bp.delete(f"{V2}/pipelines/<id:pipeline_id>/versions/<id:version_id>")
+def delete_version(pipeline_id, version_id):
+    """Delete one pipeline version."""
+    _state().delete_version(pipeline_id, version_id)
+    return jsonify({})
+
+
+# ---- uploads (multipart, upload error bodies) --------------------------------------------------
+def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
+    upload = request.files.get("uploadfile")
+    if upload is None:
+        raise UploadError(400, fallback_message)
+    data = upload.stream.read(packages.MAX_PACKAGE_BYTES + 1)
+    try:
+        return packages.parse(packages.unpack(upload.filename or "", data)), upload.filename or ""
+    except packages.PackageError as exc:
+        raise UploadError(exc.status, f"{fallback_message}: {exc.message}") from exc
+
+
+def _upload_failure(exc: ApiError, message: str) -> UploadError:
+    status = {6: 409, 3: 400, 5: 400}.get(exc.code, 500)
+    return UploadError(status, f"{message}: {exc.message}")
+
+
+@bp.post(f"{V2}/pipelines/upload")
+def upload_pipeline():
+    """Upload a package: creates the pipeline and its first version named after it."""
+    package, filename = _read_upload("Failed to read a pipeline spec file")
+    args = request.args
+    # Like KFP: name, else display_name, else the uploaded file's name.
+    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    try:
+        pipeline, _ = _state().create_pipeline(name, args.get("display_name", ""), args.get("description", ""), package)
+    except ApiError as exc:
+        raise _upload_failure(exc, "Failed to create a pipeline and a pipeline version") from exc
+    return jsonify(pipeline)
+
+
+@bp.post(f"{V2}/pipelines/upload_version")
+def upload_version():
+    """Upload a package as a new version of ?pipelineid=."""
+    package, filename = _read_upload("Failed to create a pipeline version")
+    args = request.args
+    pipeline_id = args.get("pipelineid", "")
+    if not pipeline_id:
+        raise UploadError(400, "Failed to create a pipeline version: pipelineid is required")
+    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    try:
+        version = _state().create_version(pipeline_id, name, args.get("display_name", ""),
+                                          args.get("description", ""), package, args.get("code_source_url", ""))
+    except ApiError as exc:
+        raise _upload_failure(exc, "Failed to create a pipeline version") from exc
+    return jsonify(version)
+
+
+# ---- experiments ----------------------------------------------------------------------------
+@bp.get(f"{V2}/experiments")
+def list_experiments():
+    """List experiments."""
+    return jsonify(_state().list_experiments(request.args))
+
+
+@bp.post(f"{V2}/experiments")
+def create_experiment():
+    """Create an experiment (409 on a duplicate display_name)."""
+    body = bodies.json_body(bodies.EXPERIMENT)
+    return jsonify(_state().create_experiment(bodies.string(body, "display_name"), bodies.string(body, "description")))
+
+
+@bp.get(f"{V2}/experiments/<id:experiment_id>")
+def get_experiment(experiment_id):
+    """One experiment."""
+    return jsonify(_state().get_experiment(experiment_id))
+
+
+@bp.delete(f"{V2}/experiments/<id:experiment_id>")
+def delete_experiment(experiment_id):
+    """Delete an experiment."""
+    _state().delete_experiment(experiment_id)
+    return jsonify({})
+
+
+@bp.post(f"{V2}/experiments/<id:experiment_id>:archive")
+def archive_experiment(experiment_id):
+    """Archive an experiment."""
+    _state().set_experiment_storage(experiment_id, "ARCHIVED")
+    return jsonify({})
+
+
+@bp.post(f"{V2}/experiments/<id:experiment_id>:unarchive")
+def unarchive_experiment(experiment_id):
+    """Unarchive an experiment."""
+    _state().set_experiment_storage(experiment_id, "AVAILABLE")
+    return jsonify({})

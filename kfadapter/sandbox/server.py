@@ -1,0 +1,87 @@
+"""Run the sandbox KFP over HTTP: in a background thread for tests, or in the foreground for the CLI."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .app import create_sandbox_app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    # One log line per request would drown test output; errors still go to the app logger.
+    def log_request(self, code="-", size="-"):
+        pass
+
+
+class SandboxServer:
+    """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True):
+        self.app = app or create_sandbox_app()
+        self._host, self._port, self._quiet = host, port, quiet
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "SandboxServer":
+        """Bind and serve in a daemon thread; returns self."""
+        handler = _QuietHandler if self._quiet else None
+        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-kfp", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def reset(self) -> None:
+        """Fresh state: only the Default experiment, counters zeroed, faults cleared."""
+        self.app.extensions["sandbox"].reset()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after start)."""
+        if self._server is None:
+            raise RuntimeError("SandboxServer is not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:43123 (pass it as kfp.Client(host=...))."""
+        return f"http://{self._host}:{self.port}"
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 8888) -> None:
+    """Serve a sandbox KFP in the foreground until interrupted (for `kfadapter sandbox`)."""
+    server = make_server(host, port, create_sandbox_app(), threaded=True)
+    print(f"sandbox KFP listening on http://{host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kfadapter.sandbox [--host H] [--port P]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kfadapter sandbox", description="Local Kubeflow Pipelines emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8888)
+    args = parser.parse_args(argv)
+    serve_forever(args.host, args.port)

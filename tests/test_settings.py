@@ -1,0 +1,51 @@
+"""Settings from the environment: O-RAN names, KFADAPTER_* precedence, clear errors, masked secrets."""
+from __future__ import annotations
+
+import pytest
+
+from kfadapter.settings import DEFAULT_ARGUMENT_MAPPING, Settings, SettingsError
+
+ORAN_CONFIGMAP = {"KUBEFLOW_HOST": "ml-pipeline-ui.kubeflow", "KUBEFLOW_PORT": "80", "KF_NAMESPACE": "ric",
+                  "KF_ADAPTER_PORT": "5001", "TRAININGMGR_HOST": "tm.traininghost", "TRAININGMGR_PORT": "32002"}
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert s.kfp_endpoint is None and s.namespace == "kubeflow" and s.port == 5001
+    assert dict(s.argument_mapping) == DEFAULT_ARGUMENT_MAPPING
+
+
+def test_oran_configmap_points_at_the_ui_proxy():
+    s = Settings.from_env(ORAN_CONFIGMAP)
+    assert s.kfp_endpoint == "http://ml-pipeline-ui.kubeflow:80/pipeline"
+    assert s.namespace == "ric" and s.port == 5001
+
+
+def test_kfadapter_names_win():
+    s = Settings.from_env(ORAN_CONFIGMAP | {"KFADAPTER_KFP_ENDPOINT": "https://kfp.example/", "KFADAPTER_PORT": "6000",
+                                            "KFADAPTER_NAMESPACE": "team"})
+    assert (s.kfp_endpoint, s.port, s.namespace) == ("https://kfp.example", 6000, "team")
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"KF_ADAPTER_PORT": "http"}, "KF_ADAPTER_PORT"),
+    ({"KUBEFLOW_HOST": "h", "KUBEFLOW_PORT": "-1"}, "KUBEFLOW_PORT"),
+    ({"KFADAPTER_KFP_TIMEOUT": "soon"}, "KFADAPTER_KFP_TIMEOUT"),
+    ({"KFADAPTER_KFP_ENDPOINT": "kfp:80"}, "KFADAPTER_KFP_ENDPOINT"),
+    ({"KFADAPTER_ARGUMENT_MAPPING": "[1]"}, "KFADAPTER_ARGUMENT_MAPPING"),
+    ({"KFADAPTER_ARGUMENT_MAPPING": "{"}, "KFADAPTER_ARGUMENT_MAPPING"),
+])
+def test_invalid_values_name_the_variable(env, name):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
+
+
+def test_custom_argument_mapping():
+    s = Settings.from_env({"KFADAPTER_ARGUMENT_MAPPING": '{"data": "{featuregroup_name}"}'})
+    assert dict(s.argument_mapping) == {"data": "{featuregroup_name}"}
+
+
+def test_token_never_in_repr():
+    s = Settings.from_env({"KFADAPTER_KFP_TOKEN": "s3cr3t-token"})
+    assert s.kfp_token == "s3cr3t-token"
+    assert "s3cr3t" not in repr(s) and "***" in repr(s)
