@@ -1,7 +1,9 @@
 """Application factory: wiring only, no network I/O (the kfp.Client is built on first use)."""
 from __future__ import annotations
 
-from flask import Flask
+from typing import IO, Any
+
+from flask import Flask, Request
 
 from . import api
 from .kfconnect import KfConnect
@@ -11,11 +13,28 @@ from .watch.store import Store
 _MULTIPART_SLACK = 1024 * 1024  # form fields and boundaries around a package of the maximum size
 
 
+class AdapterRequest(Request):
+    """A request that closes every spooled upload file, also those of a multipart body cut off by a 413."""
+
+    def _get_file_stream(self, *args: Any, **kwargs: Any) -> IO[bytes]:
+        stream = super()._get_file_stream(*args, **kwargs)
+        # Werkzeug forgets a half-written spool when parsing stops at MAX_CONTENT_LENGTH: keep our own list.
+        self.__dict__.setdefault("_kfadapter_spools", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        """Close the request's files, including spools werkzeug lost track of."""
+        super().close()
+        for stream in self.__dict__.pop("_kfadapter_spools", []):
+            stream.close()
+
+
 def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
                store: Store | None = None) -> Flask:
     """Build the Flask app from settings (default: the environment)."""
     settings = settings or Settings.from_env()
     app = Flask("kfadapter")
+    app.request_class = AdapterRequest
     app.config["KFADAPTER_SETTINGS"] = settings
     # Bodies above this are refused with 413 before they are read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_SLACK

@@ -479,7 +479,8 @@ def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
 def translate_transport_error(exc: urllib3.exceptions.HTTPError, what: str) -> AdapterError:
     """Map a urllib3 connection or timeout failure onto 502/504."""
     reason = getattr(exc, "reason", None) or exc
-    if isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError):
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a subclass of ConnectTimeoutError
+    if not refused and isinstance(reason, urllib3.exceptions.TimeoutError):
         return KfpTimeout(f"{what}: KFP did not answer in time")
     log.warning("%s: KFP unreachable: %s", what, type(reason).__name__)
     return KfpUnavailable(f"{what}: KFP is unreachable")

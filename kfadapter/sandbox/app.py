@@ -43,14 +43,17 @@ def _before_api_request():
     if fault["status"]:
         status = fault["status"]
         code = HTTP_TO_GRPC.get(status, 13 if status >= 500 else 3)
-        return grpc_response(code, f"sandbox: injected fault (HTTP {status})", http_status=status)
+        message = f"sandbox: injected fault (HTTP {status})"
+        if request.path.endswith(("/pipelines/upload", "/pipelines/upload_version")):
+            return upload_response(status, message)  # the upload endpoints' own error shape
+        return grpc_response(code, message, http_status=status)
     return None
 
 
 def _http_error(exc: HTTPException):
     if request.path.startswith("/apis/"):
         code = HTTP_TO_GRPC.get(exc.code or 500, 13)
-        return grpc_response(code, exc.description or exc.name, http_status=exc.code)
+        return grpc_response(code, exc.name, http_status=exc.code)  # grpc-gateway says just "Not Found"
     return jsonify({"error": exc.name, "message": exc.description}), exc.code
 
 

@@ -42,6 +42,18 @@ def create_pipeline():
     return jsonify(pipeline)
 
 
+@bp.post(f"{V2}/pipelines/create")
+def create_pipeline_and_version():
+    """Create a pipeline and its first version in one call (CreatePipelineAndVersion)."""
+    body = bodies.json_body({"pipeline", "pipeline_version"})
+    pipe = bodies.fields(body.get("pipeline"), bodies.PIPELINE, "pipeline")
+    ver = bodies.fields(body.get("pipeline_version"), bodies.VERSION, "pipeline_version")
+    name, display = bodies.string(pipe, "name"), bodies.string(pipe, "display_name")
+    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(pipe, "description"),
+                                           _version_package(ver))
+    return jsonify(pipeline)
+
+
 @bp.get(f"{V2}/pipelines/names/<name>")
 def get_pipeline_by_name(name):
     """Exact lookup by the pipeline's unique name."""
@@ -78,20 +90,23 @@ def _fetch(url: str) -> bytes:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: cannot download {url}: {exc}") from exc
 
 
+def _version_package(body: dict) -> packages.Package:
+    url = bodies.string(bodies.fields(body.get("package_url"), bodies.URL, "package_url"), "pipeline_url")
+    try:
+        if body.get("pipeline_spec") is not None:
+            return packages.from_dict(body["pipeline_spec"])
+        if url:
+            return packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+    except packages.PackageError as exc:
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
+    raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
+
+
 @bp.post(f"{V2}/pipelines/<id:pipeline_id>/versions")
 def create_version(pipeline_id):
     """Create a version from an inline pipeline_spec or a package_url."""
     body = bodies.json_body(bodies.VERSION)
-    url = bodies.string(bodies.fields(body.get("package_url"), bodies.URL, "package_url"), "pipeline_url")
-    try:
-        if body.get("pipeline_spec") is not None:
-            package = packages.from_dict(body["pipeline_spec"])
-        elif url:
-            package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
-        else:
-            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
-    except packages.PackageError as exc:
-        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
+    package = _version_package(body)
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
     version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
                                       package, bodies.string(body, "code_source_url"))
