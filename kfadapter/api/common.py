@@ -16,7 +16,7 @@ JSON = "application/json"  # the training manager compares the header with this 
 
 def json_response(body: Any, status: int = HTTPStatus.OK) -> Response:
     """Serialize `body` with Content-Type exactly `application/json` (no charset)."""
-    resp = Response(json.dumps(body, default=str), status=int(status))
+    resp = Response(json.dumps(body, default=str) + "\n", status=int(status))
     resp.headers["Content-Type"] = JSON
     return resp
 
