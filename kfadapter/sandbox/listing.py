@@ -137,10 +137,11 @@ def _page_size(text: str | None) -> int:
 def _decode_token(token: str) -> dict:
     try:
         doc = json.loads(base64.urlsafe_b64decode(token.encode()))
-        assert isinstance(doc, dict) and {"sort", "desc", "filter", "after"} <= doc.keys()
-        return doc
-    except (ValueError, binascii.Error, AssertionError) as exc:
-        raise ApiError(3, "Invalid input error: Invalid package token") from exc
+    except (ValueError, binascii.Error) as exc:
+        raise ApiError(3, "Invalid input error: Invalid page token") from exc
+    if not isinstance(doc, dict) or not {"sort", "desc", "filter", "after"} <= doc.keys():
+        raise ApiError(3, "Invalid input error: Invalid page token")
+    return doc
 
 
 def _value(resource: Resource, record: dict, field: str) -> str:
@@ -157,7 +158,7 @@ def list_page(resource: Resource, records: list[dict], args, serialize: Callable
         state = _decode_token(token)
         field, desc, predicates, after = state["sort"], state["desc"], state["filter"], tuple(state["after"])
         if field not in resource.fields:
-            raise ApiError(3, "Invalid input error: Invalid package token")
+            raise ApiError(3, "Invalid input error: Invalid page token")
     else:
         field, desc = _parse_sort(resource, args.get("sort_by", ""))
         predicates = _parse_filter(resource, args.get("filter", ""))
