@@ -9,6 +9,7 @@ from . import api
 from .kfconnect import KfConnect
 from .settings import Settings
 from .watch.store import Store
+from .watch.watcher import Watcher
 
 _MULTIPART_SLACK = 1024 * 1024  # form fields and boundaries around a package of the maximum size
 
@@ -38,7 +39,11 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     app.config["KFADAPTER_SETTINGS"] = settings
     # Bodies above this are refused with 413 before they are read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_SLACK
-    app.extensions["kfadapter.kf"] = kf or KfConnect(settings)
-    app.extensions["kfadapter.store"] = store or Store(settings.store_path)
+    kf = kf or KfConnect(settings)
+    store = store or Store(settings.store_path)
+    app.extensions["kfadapter.kf"] = kf
+    app.extensions["kfadapter.store"] = store
+    # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.
+    app.extensions["kfadapter.watcher"] = Watcher(kf, store, settings)
     api.register(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 from .settings import Settings, SettingsError
@@ -42,35 +43,47 @@ def _run_sandbox(host: str, port: int) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if args.sandbox:
-        from .sandbox import SandboxServer
+    if not args.sandbox:
+        return _exec_gunicorn(args)
+    from .sandbox import SandboxServer
 
-        kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port).start()
-        overrides.setdefault("host", "127.0.0.1")
-        overrides["kfp_endpoint"] = kfp.url
-        print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/)", flush=True)
-    settings = dataclasses.replace(settings, **overrides)
-    if not settings.kfp_endpoint:
-        raise SettingsError("set KFADAPTER_KFP_ENDPOINT (or KUBEFLOW_HOST and KUBEFLOW_PORT), or use --sandbox")
+    kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port).start()
+    print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/)", flush=True)
+    settings = dataclasses.replace(Settings.from_env(), host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
+                                   **({"port": args.port} if args.port else {}))
+    from werkzeug.serving import make_server
+
     from .app import create_app
 
     app = create_app(settings)
-    if args.sandbox:
-        # Sandbox mode is one process (adapter + sandbox threads), so a threaded WSGI server is enough.
-        from werkzeug.serving import make_server
+    # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
+    server = make_server(settings.host, settings.port, app, threaded=True)
+    watcher = app.extensions["kfadapter.watcher"].start() if settings.watch_enabled else None
+    print(f"kfadapter on http://{settings.host}:{settings.port} -> KFP {settings.kfp_endpoint}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        kfp.stop()
+    return 0
 
-        server = make_server(settings.host, settings.port, app, threaded=True)
-        print(f"kfadapter on http://{settings.host}:{settings.port} -> KFP {settings.kfp_endpoint}", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        return 0
-    from .gunicorn_app import run_gunicorn
 
-    return run_gunicorn(app, settings)
+def _exec_gunicorn(args: argparse.Namespace) -> int:
+    """Validate the settings, then replace this process with gunicorn (signals go straight to it)."""
+    if args.host:
+        os.environ["KFADAPTER_HOST"] = args.host
+    if args.port:
+        os.environ["KFADAPTER_PORT"] = str(args.port)
+    settings = Settings.from_env()
+    if not settings.kfp_endpoint:
+        raise SettingsError("set KFADAPTER_KFP_ENDPOINT (or KUBEFLOW_HOST and KUBEFLOW_PORT), or use --sandbox")
+    logging.getLogger(__name__).info("starting gunicorn: %r", settings)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.gunicorn_conf", "kfadapter.wsgi:app"]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
 
 
 if __name__ == "__main__":

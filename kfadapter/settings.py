@@ -19,6 +19,9 @@ DEFAULT_ARGUMENT_MAPPING: dict[str, str] = {
 }
 
 
+TM_NOTIFICATION_PATH = "/trainingjob/pipelineNotification"
+
+
 class SettingsError(ValueError):
     """A configuration variable is missing or invalid."""
 
@@ -41,6 +44,12 @@ class Settings:
     argument_mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ARGUMENT_MAPPING))
     upload_attempts: int = 40
     max_upload_bytes: int = 32 * 1024 * 1024
+    tm_url: str | None = None
+    poll_interval: float = 10.0
+    notify_timeout: float = 10.0
+    notify_max_backoff: float = 300.0
+    watch_enabled: bool = True
+    lease_ttl: float = 30.0
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through repr().
@@ -77,7 +86,22 @@ class Settings:
             store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
             argument_mapping=r.mapping("KFADAPTER_ARGUMENT_MAPPING", DEFAULT_ARGUMENT_MAPPING),
             upload_attempts=r.int("KFADAPTER_UPLOAD_ATTEMPTS", 40),
+            tm_url=_tm_url(r),
+            poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
+            notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
+            notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
+            watch_enabled=r.bool("KFADAPTER_WATCH", True),
+            lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
         )
+
+
+def _tm_url(r: "_Reader") -> str | None:
+    url = r.str("KFADAPTER_TM_URL")
+    if url is None and r.str("TRAININGMGR_HOST"):
+        url = f"http://{r.str('TRAININGMGR_HOST')}:{r.int('TRAININGMGR_PORT', 32002)}{TM_NOTIFICATION_PATH}"
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"KFADAPTER_TM_URL must start with http:// or https://, got {url!r}")
+    return url
 
 
 class _Reader:
@@ -113,6 +137,16 @@ class _Reader:
         if not value > 0:
             raise SettingsError(f"{name} must be positive, got {raw!r}")
         return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
     def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
         raw = self.str(name)

@@ -1,6 +1,7 @@
 """Shared fixtures: a sandbox KFP over HTTP on 127.0.0.1, the adapter app wired to it, a hermetic env."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -101,3 +102,69 @@ def upload(client, name: str, data: bytes, description: str = "", filename: str 
     return client.post(f"/pipelineIds/{name}", data={"file": (io.BytesIO(data), filename),
                                                      "description": description},
                        content_type="multipart/form-data")
+
+
+class TmReceiver:
+    """A real local HTTP server standing in for the training manager's notification endpoint.
+
+    `answer` picks the reply: an int status (200 answers like TM's success, 500 like its "Training Failed");
+    `stop()` closes the port so deliveries see connection refused; `start()` reopens the same port.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.answer = 200
+        self.port = 0
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/trainingjob/pipelineNotification"
+
+    def start(self) -> "TmReceiver":
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = receiver.answer
+                if status == 200 or status == 500:
+                    receiver.received.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
+                                              "body": json.loads(body), "answered": status})
+                reply = {"Message": "Training successful"} if status == 200 else {"Error": "Training Failed"}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None
+
+    def run_ids(self) -> list[str]:
+        return [r["body"]["run_id"] for r in self.received]
+
+
+@pytest.fixture
+def tm_receiver():
+    """The training manager's side: records every notification it accepts."""
+    receiver = TmReceiver().start()
+    yield receiver
+    receiver.stop()

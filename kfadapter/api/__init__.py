@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import errors, experiments, health, pipelines, runs
+from . import errors, experiments, health, pipelines, runs, watches
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers to `app`."""
-    for module in (pipelines, experiments, runs, health):
+    for module in (pipelines, experiments, runs, health, watches):
         app.register_blueprint(module.bp)
     errors.register(app)

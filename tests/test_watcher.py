@@ -1,0 +1,226 @@
+"""The run watcher, one `poll_once()` at a time with an explicit clock: no sleeps anywhere."""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+import requests
+
+from kfadapter.kfconnect import KfConnect
+from kfadapter.watch.delivery import backoff
+from kfadapter.watch.poller import MANUAL_RECONCILE
+from kfadapter.watch.store import Store
+from kfadapter.watch.watcher import LEASE_NAME, Watcher
+
+from .conftest import package, upload
+
+
+@pytest.fixture
+def wsettings(settings, tm_receiver):
+    return dataclasses.replace(settings, tm_url=tm_receiver.url, poll_interval=3600.0, notify_timeout=2.0,
+                               notify_max_backoff=60.0)
+
+
+@pytest.fixture
+def store(wsettings):
+    return Store(wsettings.store_path)
+
+
+@pytest.fixture
+def watcher(wsettings, store):
+    w = Watcher(KfConnect(wsettings), store, wsettings, holder="test-watcher")
+    yield w
+    w._session.close()
+
+
+@pytest.fixture
+def make_runs(client, sandbox, store):
+    """Create n PENDING runs in the sandbox and track them (trainingjob id = tj-<i>)."""
+    pid = upload(client, "p", package("add_v2.yaml")).json["pipeline_id"]
+    vid = client.get("/pipelines/p/versions").json["versions"][0]["id"]
+
+    def make(n: int) -> list[str]:
+        resp = requests.post(f"{sandbox.url}/_sandbox/bulk/runs",
+                             json={"count": n, "pipeline_id": pid, "pipeline_version_id": vid}, timeout=60)
+        resp.raise_for_status()
+        ids = resp.json()["run_ids"]
+        for i, run_id in enumerate(ids):
+            store.track(run_id, f"tj-{i}")
+        return ids
+
+    return make
+
+
+def set_state(sandbox, run_ids, state):
+    requests.post(f"{sandbox.url}/_sandbox/runs/state", json={"run_ids": list(run_ids), "state": state},
+                  timeout=30).raise_for_status()
+
+
+def test_terminal_states_are_notified_once(watcher, make_runs, sandbox, tm_receiver, store):
+    ids = make_runs(5)
+    for run_id, state in zip(ids, ["SUCCEEDED", "FAILED", "SKIPPED", "RUNNING"]):
+        set_state(sandbox, [run_id], state)
+    requests.post(f"{sandbox.url}/apis/v2beta1/runs/{ids[4]}:terminate", timeout=5).raise_for_status()
+    cycle = watcher.poll_once(now=1000.0)
+    assert cycle.leader and cycle.poll.error is None
+    got = {r["body"]["run_id"]: r["body"] for r in tm_receiver.received}
+    assert got == {
+        ids[0]: {"run_id": ids[0], "run_status": "SUCCEEDED", "trainingjob_id": "tj-0"},
+        ids[1]: {"run_id": ids[1], "run_status": "FAILED", "trainingjob_id": "tj-1"},
+        ids[2]: {"run_id": ids[2], "run_status": "SKIPPED", "trainingjob_id": "tj-2"},
+        ids[4]: {"run_id": ids[4], "run_status": "CANCELED", "trainingjob_id": "tj-4"},
+    }
+    assert {r["content_type"] for r in tm_receiver.received} == {"application/json"}
+    assert {r["path"] for r in tm_receiver.received} == {"/trainingjob/pipelineNotification"}
+    assert [t.run_id for t in store.tracked()] == [ids[3]]
+    watcher.poll_once(now=1010.0)
+    assert len(tm_receiver.received) == 4  # nothing twice
+    set_state(sandbox, [ids[3]], "SUCCEEDED")
+    watcher.poll_once(now=1020.0)
+    assert tm_receiver.run_ids()[-1] == ids[3] and len(tm_receiver.received) == 5
+
+
+def test_kfp_unavailable_cycle_changes_nothing(watcher, make_runs, sandbox, tm_receiver, store):
+    ids = make_runs(3)
+    set_state(sandbox, ids, "FAILED")
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"status": 503, "path_prefix": "/apis/"},
+                  timeout=5).raise_for_status()
+    cycle = watcher.poll_once(now=1000.0)
+    assert cycle.poll.error and tm_receiver.received == [] and len(store.tracked()) == 3
+    assert store.pending() == []  # no "Manual reconcile", no failed training
+    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5)
+    watcher.poll_once(now=1010.0)
+    assert sorted(tm_receiver.run_ids()) == sorted(ids)
+    assert {r["body"]["run_status"] for r in tm_receiver.received} == {"FAILED"}
+
+
+def test_kfp_slow_cycle_changes_nothing(watcher, make_runs, sandbox, tm_receiver, store, wsettings):
+    ids = make_runs(2)
+    set_state(sandbox, ids, "SUCCEEDED")
+    slow = Watcher(KfConnect(dataclasses.replace(wsettings, kfp_read_timeout=0.2)), store, wsettings,
+                   holder="test-watcher")
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"delay": 0.6, "times": 1, "path_prefix": "/apis/"},
+                  timeout=5).raise_for_status()
+    assert slow.poll_once(now=1000.0).poll.error and tm_receiver.received == []
+    slow.poll_once(now=1001.0)
+    assert sorted(tm_receiver.run_ids()) == sorted(ids)
+
+
+def test_run_unknown_to_kfp_is_notified_once_as_manual_reconcile(watcher, store, tm_receiver, make_runs):
+    make_runs(1)
+    ghost = str(uuid.uuid4())
+    store.track(ghost, "tj-ghost")
+    watcher.poll_once(now=1000.0)
+    watcher.poll_once(now=1010.0)
+    assert [r["body"] for r in tm_receiver.received] == [
+        {"run_id": ghost, "run_status": MANUAL_RECONCILE, "trainingjob_id": "tj-ghost"}]
+
+
+def test_receiver_down_then_503_then_up(watcher, make_runs, sandbox, tm_receiver, store, client):
+    ids = make_runs(6)
+    set_state(sandbox, ids, "SUCCEEDED")
+    tm_receiver.stop()  # connection refused
+    now = 1000.0
+    for _ in range(3):
+        watcher.poll_once(now=now)
+        now += 61.0  # past the longest backoff
+    pending = store.pending()
+    assert len(pending) == 6 and all(n.delivered_at is None for n in pending)
+    # One failed attempt per cycle: a refused manager is not hammered with the whole queue.
+    assert sum(n.attempts for n in pending) == 3
+    assert all("connection" in n.last_error for n in pending if n.attempts)
+    view = client.get("/watches").json
+    assert len(view["pending"]) == 6
+    assert sum(1 for p in view["pending"] if (p["last_error"] or "").startswith("connection")) == 3
+    tm_receiver.start()
+    tm_receiver.answer = 503
+    for _ in range(2):
+        watcher.poll_once(now=now)
+        now += 61.0
+    assert sum(1 for n in store.pending() if n.last_status == 503) == 2 and tm_receiver.received == []
+    tm_receiver.answer = 200
+    watcher.poll_once(now=now)
+    assert sorted(tm_receiver.run_ids()) == sorted(ids)
+    assert store.pending() == []
+    watcher.poll_once(now=now + 61.0)
+    assert len(tm_receiver.received) == 6
+    notes = [store.notification(run_id) for run_id in ids]
+    assert all(n.last_status == 200 and n.delivered_at for n in notes)
+    assert sum(n.attempts for n in notes) == 3 + 2 + 6  # refused, 503s, then one delivery each
+
+
+def test_backoff_is_respected(watcher, make_runs, sandbox, tm_receiver, store):
+    [run_id] = make_runs(1)
+    set_state(sandbox, [run_id], "FAILED")
+    tm_receiver.answer = 503
+    watcher.poll_once(now=1000.0)  # attempt 1 fails: next in about 1 s
+    watcher.poll_once(now=1000.5)  # not due yet
+    assert store.notification(run_id).attempts == 1
+    watcher.poll_once(now=1002.0)  # due: attempt 2 fails, next in about 2 s
+    assert store.notification(run_id).attempts == 2
+    assert 1003.5 < store.notification(run_id).next_attempt_at < 1004.5
+
+
+def test_backoff_doubles_up_to_the_cap():
+    import random
+
+    rng = random.Random(1)
+    waits = [backoff(n, 60.0, rng) for n in range(10)]
+    assert 0.9 <= waits[0] <= 1.1 and 7.2 <= waits[3] <= 8.8
+    assert max(waits) <= 60.0 and waits[-1] >= 54.0
+
+
+def test_a_500_from_the_manager_is_delivered_not_retried(watcher, make_runs, sandbox, tm_receiver, store):
+    [run_id] = make_runs(1)
+    set_state(sandbox, [run_id], "FAILED")
+    tm_receiver.answer = 500  # TM's answer to every non-SUCCEEDED notification
+    watcher.poll_once(now=1000.0)
+    watcher.poll_once(now=2000.0)
+    assert len(tm_receiver.received) == 1
+    note = store.notification(run_id)
+    assert note.delivered_at == 1000.0 and note.attempts == 1 and note.last_status == 500
+
+
+def test_1000_tracked_runs_cost_5_kfp_requests_per_cycle(watcher, make_runs, sandbox, kfp_counts, tm_receiver):
+    ids = make_runs(1000)
+    kfp_counts.reset()
+    cycle = watcher.poll_once(now=1000.0)
+    assert cycle.poll.tracked == 1000 and not cycle.poll.finished
+    assert kfp_counts.read()["total"] <= 5
+    set_state(sandbox, ids[:100], "SUCCEEDED")
+    kfp_counts.reset()
+    cycle = watcher.poll_once(now=1010.0)
+    assert len(cycle.poll.finished) == 100 and len(tm_receiver.received) == 100
+    assert kfp_counts.read()["total"] <= 5
+
+
+def test_only_the_lease_holder_polls(wsettings, store, make_runs, sandbox, tm_receiver):
+    ids = make_runs(10)
+    a = Watcher(KfConnect(wsettings), store, wsettings, holder="a")
+    b = Watcher(KfConnect(wsettings), store, wsettings, holder="b")
+    set_state(sandbox, ids[:5], "SUCCEEDED")
+    assert a.poll_once(now=1000.0).leader is True
+    assert b.poll_once(now=1001.0).leader is False
+    set_state(sandbox, ids[5:], "FAILED")
+    assert b.poll_once(now=1002.0).leader is False
+    assert a.poll_once(now=1003.0).leader is True
+    assert sorted(tm_receiver.run_ids()) == sorted(ids)
+    # a stops renewing (killed): once its lease expires, b takes over
+    assert b.poll_once(now=1003.0 + a.lease_ttl + 1).leader is True
+    assert store.lease(LEASE_NAME)[0] == "b"
+    a.stop()  # releasing a lease held by someone else leaves it alone
+    assert store.lease(LEASE_NAME)[0] == "b"
+
+
+def test_thread_stops_promptly(wsettings, store):
+    w = Watcher(KfConnect(wsettings), store, wsettings).start()
+    w.stop(timeout=5)
+    assert w._thread is None and store.lease(LEASE_NAME) is None
+
+
+def test_watches_route_lists_tracked_runs(client, make_runs):
+    ids = make_runs(2)
+    view = client.get("/watches").json
+    assert sorted(t["run_id"] for t in view["tracked"]) == sorted(ids)
+    assert view["pending"] == []

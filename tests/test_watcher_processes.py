@@ -1,0 +1,153 @@
+"""The watcher across real processes: `kfadapter serve` (gunicorn, 2 workers) killed with -9 and restarted,
+and two services sharing one store. Waits are bounded polls on counts, never timing asserts."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from kfadapter.watch.store import Store
+
+from .conftest import package
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """`kfadapter serve` in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.port = _free_port()
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1",
+                                      "--port", str(self.port)], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_for(lambda: self._live(), "the service to start")
+
+    def _live(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/liveness", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            assert self.proc.poll() is None, "the service exited"
+            return False
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if not self.log.closed:
+            self.log.close()
+
+
+def wait_for(predicate, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def service_env(sandbox, tm_receiver, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_"))}
+    env.update({
+        "KFADAPTER_KFP_ENDPOINT": sandbox.url,
+        "KFADAPTER_TM_URL": tm_receiver.url,
+        "KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite"),
+        "KFADAPTER_POLL_INTERVAL": "0.2",
+        "KFADAPTER_LEASE_TTL": "1",
+        "KFADAPTER_NOTIFY_TIMEOUT": "2",
+        "KFADAPTER_NOTIFY_MAX_BACKOFF": "0.5",
+        "KFADAPTER_GUNICORN_ACCESSLOG": "",
+    })
+    return env
+
+
+@pytest.fixture
+def services(service_env, tmp_path):
+    started: list[Service] = []
+
+    def start() -> Service:
+        svc = Service(service_env, tmp_path / "service.log")
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+def _set_state(sandbox, run_ids, state):
+    requests.post(f"{sandbox.url}/_sandbox/runs/state", json={"run_ids": list(run_ids), "state": state},
+                  timeout=30).raise_for_status()
+
+
+def test_kill_minus_9_loses_no_notification(services, sandbox, tm_receiver, service_env):
+    first = services()
+    requests.post(f"{first.url}/pipelineIds/p", files={"file": ("file", package("add_v2.yaml"))},
+                  data={"description": ""}, timeout=30).raise_for_status()
+    run_ids = []
+    for i in range(50):
+        resp = requests.post(f"{first.url}/trainingjobs/tj-{i}/execution",
+                             json={"pipeline_name": "p", "experiment_name": "Default", "arguments": {}}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        run_ids.append(resp.json()["run_id"])
+    # Half finish while the manager is answering 503: they sit in the outbox when the service dies.
+    tm_receiver.answer = 503
+    _set_state(sandbox, run_ids[:25], "SUCCEEDED")
+    store = Store(service_env["KFADAPTER_STORE_PATH"])
+    wait_for(lambda: len(store.pending()) == 25, "25 queued notifications")
+    first.kill9()
+    assert len(store.tracked()) == 25 and len(store.pending()) == 25
+
+    tm_receiver.answer = 200
+    services()
+    _set_state(sandbox, run_ids[25:], "FAILED")
+    wait_for(lambda: len(tm_receiver.received) >= 50, "50 notifications")
+    time.sleep(0.5)  # a few more cycles, to see that nothing arrives twice
+    got = {r["body"]["run_id"]: r["body"] for r in tm_receiver.received}
+    assert len(tm_receiver.received) == 50 and set(got) == set(run_ids)
+    assert {got[r]["run_status"] for r in run_ids[:25]} == {"SUCCEEDED"}
+    assert {got[r]["run_status"] for r in run_ids[25:]} == {"FAILED"}
+    assert got[run_ids[7]]["trainingjob_id"] == "tj-7"
+
+
+def test_two_services_on_one_store_notify_each_run_once(services, sandbox, tm_receiver, service_env, client):
+    resp = client.post("/pipelineIds/p", data={"file": (__import__("io").BytesIO(package("add_v2.yaml")), "file")},
+                       content_type="multipart/form-data")
+    pid = resp.json["pipeline_id"]
+    vid = client.get("/pipelines/p/versions").json["versions"][0]["id"]
+    made = requests.post(f"{sandbox.url}/_sandbox/bulk/runs",
+                         json={"count": 40, "pipeline_id": pid, "pipeline_version_id": vid}, timeout=30)
+    run_ids = made.json()["run_ids"]
+    store = Store(service_env["KFADAPTER_STORE_PATH"])
+    for i, run_id in enumerate(run_ids):
+        store.track(run_id, f"tj-{i}")
+    services()
+    services()  # two services, two gunicorn workers each: four watchers on one store
+    for chunk in (run_ids[:20], run_ids[20:]):
+        _set_state(sandbox, chunk, "SUCCEEDED")
+        time.sleep(0.3)  # let the finishes land in different cycles, possibly under different leaders
+    wait_for(lambda: len(tm_receiver.received) >= 40, "40 notifications")
+    time.sleep(1.0)  # several more cycles of all four watchers
+    assert sorted(tm_receiver.run_ids()) == sorted(run_ids)
