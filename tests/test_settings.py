@@ -49,3 +49,12 @@ def test_token_never_in_repr():
     s = Settings.from_env({"KFADAPTER_KFP_TOKEN": "s3cr3t-token"})
     assert s.kfp_token == "s3cr3t-token"
     assert "s3cr3t" not in repr(s) and "***" in repr(s)
+
+
+def test_training_manager_url_from_oran_names_or_full_url():
+    assert Settings.from_env(ORAN_CONFIGMAP).tm_url == \
+        "http://tm.traininghost:32002/trainingjob/pipelineNotification"
+    assert Settings.from_env(ORAN_CONFIGMAP | {"KFADAPTER_TM_URL": "https://tm:1/x"}).tm_url == "https://tm:1/x"
+    assert Settings.from_env({}).tm_url is None and Settings.from_env({}).poll_interval == 10.0
+    with pytest.raises(SettingsError, match="KFADAPTER_WATCH"):
+        Settings.from_env({"KFADAPTER_WATCH": "maybe"})
