@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from .observability import configure_logging
 from .settings import Settings, SettingsError
 
 
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8888)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(os.environ.get("KFADAPTER_LOG_FORMAT", "text" if args.command != "serve" or args.sandbox
+                                     else "json").lower(), os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
     try:
         if args.command == "sandbox":
             return _run_sandbox(args.host, args.port)

@@ -84,3 +84,24 @@ class NotReady(AdapterError):
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "not_ready"
+
+
+class Undecodable(AdapterError):
+    """Run output data that cannot be decoded safely: corrupt, truncated, too large or hostile (422)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "undecodable"
+
+
+class MlmdUnavailable(AdapterError):
+    """ML Metadata failed or could not be reached (502; 504 on a deadline)."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "mlmd_unavailable"
+
+
+class ObjectStoreUnavailable(AdapterError):
+    """The object store (S3/MinIO) failed or could not be reached (502)."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "object_store_unavailable"

@@ -6,10 +6,17 @@ Each worker starts the run watcher after it has loaded the app; the store's leas
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from kfadapter.settings import Settings
 
 _settings = Settings.from_env()
+
+# Every worker writes its metrics here so /metrics, answered by any worker, covers all of them. Set before
+# the workers import prometheus_client; a fresh directory per server start drops stale worker files.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kfadapter-metrics-")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -25,7 +32,8 @@ timeout = _env_int("KFADAPTER_GUNICORN_TIMEOUT", int(_settings.kfp_upload_timeou
 graceful_timeout = _env_int("KFADAPTER_GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _env_int("KFADAPTER_GUNICORN_KEEPALIVE", 5)
 max_requests = _env_int("KFADAPTER_GUNICORN_MAX_REQUESTS", 0)
-accesslog = os.environ.get("KFADAPTER_GUNICORN_ACCESSLOG", "-") or None
+# The app logs one JSON line per request (with its request id); gunicorn's access log is off by default.
+accesslog = os.environ.get("KFADAPTER_GUNICORN_ACCESSLOG") or None
 loglevel = os.environ.get("KFADAPTER_GUNICORN_LOGLEVEL", "info")
 # Uploads are spooled to /tmp; keep gunicorn's heartbeat files off a read-only root.
 worker_tmp_dir = os.environ.get("KFADAPTER_GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -42,3 +50,17 @@ def worker_exit(server, worker) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         app.extensions["kfadapter.watcher"].stop()
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges from the shared metrics directory."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory this server created."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(path).startswith("kfadapter-metrics-"):
+        shutil.rmtree(path, ignore_errors=True)

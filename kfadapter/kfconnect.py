@@ -14,8 +14,10 @@ import tempfile
 import threading
 import uuid
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
 
 import kfp
 import kfp_server_api
@@ -26,6 +28,7 @@ from kfp_server_api.exceptions import ApiException
 from . import pipelines as pl
 from .errors import (AdapterError, Conflict, KfpRejected, KfpTimeout, KfpUnavailable, NotFound, NotReady,
                      PayloadTooLarge)
+from .observability import kfp_call
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,31 +87,34 @@ class KfConnect:
     def _api_client(self) -> kfp_server_api.ApiClient:
         return self.client._run_api.api_client
 
+    @contextmanager
+    def _kfp(self, operation: str, what: str) -> Iterator[None]:
+        """Count and time one KFP call and translate its failure once."""
+        with kfp_call(operation):
+            try:
+                yield
+            except ApiException as exc:
+                raise translate_api_exception(exc, what) from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise translate_transport_error(exc, what) from None
+
     def _call(self, fn: Callable[..., Any], *args: Any, what: str, timeout: tuple | None = None,
               **kwargs: Any) -> dict:
         """Run one generated API method with a timeout and translate its failure; return the JSON body."""
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        try:
+        with self._kfp(fn.__name__, what):
             resp = fn(*args, _preload_content=False, _request_timeout=timeout or self._timeout, **kwargs)
             return _json_body(resp.data)
-        except ApiException as exc:
-            raise translate_api_exception(exc, what) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise translate_transport_error(exc, what) from None
 
     def _call_path(self, path: str, method: str, *, what: str, body: Any = None,
-                   timeout: tuple | None = None) -> dict:
+                   timeout: tuple | None = None, operation: str = "call_api") -> dict:
         """Call a REST path that kfp-server-api has no method for, keeping host, auth and TLS settings."""
-        try:
+        with self._kfp(operation, what):
             resp = self._api_client.call_api(
                 path, method, header_params={"Accept": "application/json", "Content-Type": "application/json"},
                 body=body, auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=False,
                 _request_timeout=timeout or self._timeout)
             return _json_body(resp.data)
-        except ApiException as exc:
-            raise translate_api_exception(exc, what) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise translate_transport_error(exc, what) from None
 
     def _list_all(self, fn: Callable[..., Any], key: str, *args: Any, what: str, **kwargs: Any) -> list[dict]:
         """Follow `next_page_token` to the end; KFP omits the key for an empty list."""
@@ -369,7 +375,8 @@ class KfConnect:
                 {"key": {"type": "PIPELINE_VERSION", "id": version_id}, "relationship": "CREATOR"},
             ],
         }
-        answer = self._call_path("/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}")
+        answer = self._call_path("/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}",
+                                 operation="v1beta1_create_run")
         return (answer.get("run") or {})["id"]
 
     def get_run(self, run_id: str) -> dict:
@@ -409,9 +416,68 @@ class KfConnect:
             raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
         return self.get_run(run_id) | {"terminated": True}
 
+    # ---- run outputs (v1 runs: the Argo workflow and its artifacts) -------------------------------------
+
+    def workflow(self, run_id: str) -> dict | None:
+        """Return the run's Argo workflow (v1beta1 `pipeline_runtime.workflow_manifest`); None while it has none."""
+        try:
+            detail = self._call_path(f"/apis/v1beta1/runs/{_segment(run_id)}", "GET", what=f"run {run_id!r}",
+                                     operation="v1beta1_get_run")
+        except NotFound:
+            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+        manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
+        if not manifest:
+            return None
+        try:
+            workflow = json.loads(manifest)
+        except ValueError:
+            raise KfpUnavailable(f"run {run_id!r}: KFP's workflow manifest is not JSON") from None
+        return workflow if isinstance(workflow, dict) else None
+
+    def read_artifact(self, run_id: str, node_id: str, name: str) -> KfpStream:
+        """Open KFP's `:read` answer `{"data": "<base64>"}` for one node's artifact as a stream, not loaded whole."""
+        # Not in kfp-server-api >= 2.15 (a streaming handler there), hence call_api on the path.
+        path = (f"/apis/v1beta1/runs/{_segment(run_id)}/nodes/{_segment(node_id)}/artifacts/"
+                f"{_segment(name)}:read")
+        what = f"artifact {name!r} of node {node_id!r} in run {run_id!r}"
+        try:
+            with self._kfp("read_artifact", what):
+                resp = self._api_client.call_api(
+                    path, "GET", header_params={"Accept": "application/json"}, auth_settings=["Bearer"],
+                    _return_http_data_only=True, _preload_content=False, _request_timeout=self._timeout)
+        except NotFound:
+            # KFP >= 2.15 answers 404 {"error_message": "artifact not found: <nil>"} as text/plain for a missing
+            # run, node or artifact alike.
+            raise NotFound(f"{what} not found", code="artifact_not_found",
+                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+        return KfpStream(resp, what)
+
     @property
     def _namespace(self) -> str | None:
         return self.settings.namespace or None
+
+
+class KfpStream:
+    """A KFP response body read chunk by chunk; transport failures become KfpUnavailable / KfpTimeout."""
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+        self._resp, self._what = resp, what
+
+    def read(self, n: int) -> bytes:
+        """Return up to n bytes of the body; b"" at the end."""
+        try:
+            return self._resp.read(n)
+        except urllib3.exceptions.HTTPError as exc:
+            raise translate_transport_error(exc, self._what) from None
+
+    def close(self) -> None:
+        """Drop the connection (a half-read body must not go back to the pool) and free its pool slot."""
+        self._resp.close()
+        self._resp.release_conn()
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
 
 
 def _upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str | None, version_name: str,

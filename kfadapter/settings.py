@@ -50,13 +50,25 @@ class Settings:
     notify_max_backoff: float = 300.0
     watch_enabled: bool = True
     lease_ttl: float = 30.0
+    log_format: str = "json"
+    log_level: str = "INFO"
+    mlmd_endpoint: str = "metadata-grpc-service.kubeflow:8080"
+    mlmd_timeout: float = 10.0
+    object_store_endpoint: str | None = None
+    object_store_access_key: str | None = field(default=None, repr=False)
+    object_store_secret_key: str | None = field(default=None, repr=False)
+    object_store_region: str = "us-east-1"
+    object_store_timeout: float = 30.0
+    artifact_max_bytes: int = 1024 * 1024 * 1024
+    artifact_max_members: int = 1000
+    output_inline_bytes: int = 64 * 1024
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through repr().
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "kfp_token" and value:
+            if f.name in ("kfp_token", "object_store_access_key", "object_store_secret_key") and value:
                 value = "***"
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
@@ -92,6 +104,18 @@ class Settings:
             notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
             watch_enabled=r.bool("KFADAPTER_WATCH", True),
             lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
+            log_format=r.choice("KFADAPTER_LOG_FORMAT", ("json", "text"), "json"),
+            log_level=r.choice("KFADAPTER_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            mlmd_endpoint=r.str("KFADAPTER_MLMD_ENDPOINT") or "metadata-grpc-service.kubeflow:8080",
+            mlmd_timeout=r.float("KFADAPTER_MLMD_TIMEOUT", 10.0),
+            object_store_endpoint=r.str("KFADAPTER_OBJECT_STORE_ENDPOINT"),
+            object_store_access_key=r.str("KFADAPTER_OBJECT_STORE_ACCESS_KEY"),
+            object_store_secret_key=r.str("KFADAPTER_OBJECT_STORE_SECRET_KEY"),
+            object_store_region=r.str("KFADAPTER_OBJECT_STORE_REGION") or "us-east-1",
+            object_store_timeout=r.float("KFADAPTER_OBJECT_STORE_TIMEOUT", 30.0),
+            artifact_max_bytes=r.int("KFADAPTER_ARTIFACT_MAX_BYTES", 1024 * 1024 * 1024),
+            artifact_max_members=r.int("KFADAPTER_ARTIFACT_MAX_MEMBERS", 1000),
+            output_inline_bytes=r.int("KFADAPTER_OUTPUT_INLINE_BYTES", 64 * 1024),
         )
 
 
@@ -137,6 +161,15 @@ class _Reader:
         if not value > 0:
             raise SettingsError(f"{name} must be positive, got {raw!r}")
         return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        for option in allowed:
+            if raw.lower() == option.lower():
+                return option
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.str(name)

@@ -27,6 +27,11 @@ def _raw_content_type(url: str, path: str) -> str:
 
 
 def test_training_manager_replay(adapter_url):
+    replay_training_manager(adapter_url)
+
+
+def replay_training_manager(adapter_url: str) -> None:
+    """Make TM's six calls against `adapter_url` and check what TM checks, plus the exact header bytes."""
     # 4. upload (TM: requests.post(url, files={'file': ('file', fh)}, data={'description': desc}))
     for _ in range(2):
         resp = requests.post(f"{adapter_url}/pipelineIds/qoe_Pipeline",

@@ -2,11 +2,6 @@
 and two services sharing one store. Waits are bounded polls on counts, never timing asserts."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,62 +10,12 @@ import requests
 from kfadapter.watch.store import Store
 
 from .conftest import package
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """`kfadapter serve` in its own process group."""
-
-    def __init__(self, env: dict[str, str], log_path) -> None:
-        self.port = _free_port()
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        wait_for(lambda: self._live(), "the service to start")
-
-    def _live(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/liveness", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            assert self.proc.poll() is None, "the service exited"
-            return False
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if not self.log.closed:
-            self.log.close()
-
-
-def wait_for(predicate, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
+from .support import Service, clean_env, wait_for
 
 
 @pytest.fixture
 def service_env(sandbox, tm_receiver, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_"))}
-    env.update({
+    return clean_env(**{
         "KFADAPTER_KFP_ENDPOINT": sandbox.url,
         "KFADAPTER_TM_URL": tm_receiver.url,
         "KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite"),
@@ -78,9 +23,7 @@ def service_env(sandbox, tm_receiver, tmp_path):
         "KFADAPTER_LEASE_TTL": "1",
         "KFADAPTER_NOTIFY_TIMEOUT": "2",
         "KFADAPTER_NOTIFY_MAX_BACKOFF": "0.5",
-        "KFADAPTER_GUNICORN_ACCESSLOG": "",
     })
-    return env
 
 
 @pytest.fixture

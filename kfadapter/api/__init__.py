@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import errors, experiments, health, pipelines, runs, watches
+from . import errors, experiments, health, pipelines, runs, telemetry, watches
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the error handlers to `app`."""
-    for module in (pipelines, experiments, runs, health, watches):
+    for module in (pipelines, experiments, runs, health, watches, telemetry):
         app.register_blueprint(module.bp)
     errors.register(app)
+    telemetry.register_hooks(app)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from ..observability import NOTIFY_ATTEMPTS
 from .store import Notification, Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def deliver_due(store: Store, session: requests.Session, url: str, *, now: float
     result = DeliveryResult()
     for note in store.due(now, limit):
         status, error = _post(session, url, note, timeout)
+        NOTIFY_ATTEMPTS.labels("delivered" if error is None and status not in RETRY_STATUSES else "retry").inc()
         if error is None and status not in RETRY_STATUSES:
             store.record_attempt(note.run_id, now=now, status=status, error=None, delivered=True)
             result.delivered.append(note.run_id)

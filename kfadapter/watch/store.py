@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at    REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, next_attempt_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS lease (
     name        TEXT PRIMARY KEY,
     holder      TEXT NOT NULL,
@@ -215,3 +219,19 @@ class Store:
         with self._connect() as db:
             row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    # ---- watcher status -----------------------------------------------------------------------------------
+
+    def mark_cycle(self, now: float) -> None:
+        """Record that the lease holder completed a cycle at `now`."""
+        with self._connect() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('last_cycle_at', ?)"
+                       " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (now,))
+
+    def stats(self) -> dict[str, float | int | None]:
+        """Return counts of tracked runs and pending notifications, and the last cycle's time."""
+        with self._connect() as db:
+            tracked = db.execute("SELECT COUNT(*) FROM tracked_runs").fetchone()[0]
+            pending = db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+            row = db.execute("SELECT value FROM meta WHERE key = 'last_cycle_at'").fetchone()
+        return {"tracked": tracked, "pending": pending, "last_cycle_at": row[0] if row else None}

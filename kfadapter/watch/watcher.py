@@ -69,6 +69,8 @@ class Watcher:
                                        timeout=self.settings.notify_timeout,
                                        max_backoff=self.settings.notify_max_backoff)
             self.store.prune_delivered(now - _DELIVERED_RETENTION)
+            if poll.error is None:
+                self.store.mark_cycle(now)
             cycle = Cycle(leader=True, poll=poll, delivery=delivery)
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle

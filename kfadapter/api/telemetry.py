@@ -1,0 +1,49 @@
+"""Request ids, one log line and metrics per request, and `GET /metrics`."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..observability import HTTP_LATENCY, HTTP_REQUESTS, new_request_id, render_metrics, request_id_var
+from .common import store
+
+bp = Blueprint("telemetry", __name__)
+log = logging.getLogger("kfadapter.access")
+
+
+@bp.get("/metrics")
+def metrics():
+    """Return Prometheus metrics: requests, KFP calls and errors, watcher backlog and lag."""
+    return Response(render_metrics(store()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def register_hooks(app: Flask) -> None:
+    """Give every request an id (kept from `X-Request-ID` when sane) and measure it."""
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = new_request_id(request.headers.get("X-Request-ID"))
+        g.request_id_token = request_id_var.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        if route not in ("/liveness", "/readiness", "/metrics"):
+            log.info("%s %s %s", request.method, request.path, resp.status_code,
+                     extra={"method": request.method, "path": request.path, "route": route,
+                            "status": resp.status_code, "duration_ms": round(elapsed * 1000, 2)})
+        return resp
+
+    @app.teardown_request
+    def _clear(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)

@@ -1,0 +1,105 @@
+"""Logs, request ids and Prometheus metrics.
+
+Metrics live in prometheus-client's default registry; under gunicorn, `PROMETHEUS_MULTIPROC_DIR` (set by
+`gunicorn_conf`) makes every worker write to shared files so any worker's `/metrics` shows the whole service.
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+HTTP_REQUESTS = Counter("kfadapter_http_requests_total", "HTTP requests served", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("kfadapter_http_request_duration_seconds", "HTTP request latency", ["method", "route"])
+KFP_CALLS = Counter("kfadapter_kfp_calls_total", "Calls made to KFP", ["operation"])
+KFP_ERRORS = Counter("kfadapter_kfp_errors_total", "Failed calls to KFP", ["operation", "error"])
+KFP_LATENCY = Histogram("kfadapter_kfp_call_duration_seconds", "KFP call latency", ["operation"])
+NOTIFY_ATTEMPTS = Counter("kfadapter_notification_attempts_total", "Notification POSTs to the training manager",
+                          ["outcome"])
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
+    """Send logs to stderr as JSON lines (or text), each carrying the current request id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestIdFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                                           rename_fields={"levelname": "level", "asctime": "time"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def new_request_id(incoming: str | None) -> str:
+    """Keep a caller's sane `X-Request-ID`, else make one."""
+    if incoming and _REQUEST_ID_OK.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class kfp_call:  # noqa: N801 - used like a function: `with kfp_call("op"):`
+    """Count and time one KFP call; record its failure kind."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> "kfp_call":
+        self.start = time.perf_counter()
+        KFP_CALLS.labels(self.operation).inc()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        KFP_LATENCY.labels(self.operation).observe(time.perf_counter() - self.start)
+        if exc_type is not None:
+            KFP_ERRORS.labels(self.operation, getattr(exc, "code", exc_type.__name__)).inc()
+
+
+class StoreCollector:
+    """Expose the watcher's backlog and lag, read from the shared store at scrape time."""
+
+    def __init__(self, store, clock=time.time) -> None:
+        self.store, self.clock = store, clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = self.store.stats()
+        yield GaugeMetricFamily("kfadapter_watch_tracked_runs", "Runs tracked for notification",
+                                value=stats["tracked"])
+        yield GaugeMetricFamily("kfadapter_watch_pending_notifications", "Notifications not yet delivered",
+                                value=stats["pending"])
+        last = stats["last_cycle_at"]
+        yield GaugeMetricFamily("kfadapter_watch_lag_seconds", "Seconds since the watcher last completed a cycle",
+                                value=(self.clock() - last) if last else float("nan"))
+
+
+def render_metrics(store) -> bytes:
+    """Render every metric of this process (or of all gunicorn workers) plus the store's gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    store_registry = CollectorRegistry()
+    store_registry.register(StoreCollector(store))
+    return body + generate_latest(store_registry)

@@ -1,0 +1,83 @@
+"""Helpers for tests that run `kfadapter serve` as a real process."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+ENV_PREFIXES = ("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_", "PROMETHEUS_")
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Return the environment without the adapter's variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
+    env.update(extra)
+    return env
+
+
+def wait_for(predicate, what: str, limit: float = 60.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+class Service:
+    """`kfadapter serve` (gunicorn) in its own process group, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log_path, args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1",
+                                      "--port", str(self.port), *args], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_for(self._live, "the service to start")
+        except BaseException:
+            self.kill9()
+            raise
+
+    def _live(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/liveness", timeout=1).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or workers still loading
+            assert self.proc.poll() is None, "the service exited: " + open(self.log_path).read()[-2000:]
+            return False
+
+    def kill9(self) -> None:
+        """Kill the whole process group without warning."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> int:
+        """SIGTERM the server (gunicorn's graceful shutdown) and return its exit code."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if not self.log.closed:
+            self.log.close()
+        return self.proc.returncode
+
+
