@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench clean
+.PHONY: run test sandbox bench bench-outputs clean lock image-check
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -24,6 +24,20 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Peak memory of the adapter while it streams a 50 MiB v1 artifact download (prints JSON).
+bench-outputs: $(STAMP)
+	$(BIN)/python bench/bench_outputs.py
+
+# requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
+# [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.
+lock:
+	PYTHON=$(PYTHON) LOCK_ARGS="$(LOCK_ARGS)" sh scripts/lock.sh
+
+# Build the image's venv exactly as the Dockerfile does (scripts/build-venv.sh, same lock) in a temp dir, then
+# `gunicorn --check-config` the app and start `kfadapter serve` once (no Docker engine needed).
+image-check:
+	PYTHON=$(PYTHON) sh scripts/image-check.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

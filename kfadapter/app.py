@@ -7,6 +7,7 @@ from flask import Flask, Request
 
 from . import api
 from .kfconnect import KfConnect
+from .outputs.service import OutputsService
 from .settings import Settings
 from .watch.store import Store
 from .watch.watcher import Watcher
@@ -45,5 +46,6 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     app.extensions["kfadapter.store"] = store
     # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.
     app.extensions["kfadapter.watcher"] = Watcher(kf, store, settings)
-    api.register(app)
+    app.extensions["kfadapter.outputs"] = OutputsService(settings, kf)  # MLMD/S3 clients connect on first use
+    api.register(app, settings.api_token)
     return app

@@ -1,8 +1,10 @@
-"""Command line: `kfadapter serve [--sandbox]` and `kfadapter sandbox`."""
+"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter outputs RUN_ID` and
+`kfadapter rewrite-volume IN OUT --claim NAME`."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -24,24 +26,104 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8888)
+    sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
+    outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
+    outputs.add_argument("run_id")
+    outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
+    outputs.add_argument("--mlmd-endpoint", help="ML Metadata gRPC host:port (default KFADAPTER_MLMD_ENDPOINT)")
+    outputs.add_argument("--task", help="only this task (id or name)")
+    outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
+    rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
+    rewrite.add_argument("input", help="v1 package (YAML, JSON, zip or tar.gz)")
+    rewrite.add_argument("output", help="where to write the rewritten workflow as YAML ('-': stdout)")
+    source = rewrite.add_mutually_exclusive_group(required=True)
+    source.add_argument("--claim", help="name of an existing PersistentVolumeClaim (volume 'data-storage')")
+    source.add_argument("--volume", help='JSON Kubernetes volume, e.g. \'{"name": "data", "nfs": {...}}\'')
+    rewrite.add_argument("--path-prefix", default="artifact_data", help="directory for the data inside the volume")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("KFADAPTER_LOG_FORMAT", "text" if args.command != "serve" or args.sandbox
                                      else "json").lower(), os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
     try:
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port)
+            return _run_sandbox(args.host, args.port, args.mlmd_port)
+        if args.command == "outputs":
+            return _outputs(args)
+        if args.command == "rewrite-volume":
+            return _rewrite_volume(args)
         return _serve(args)
     except SettingsError as exc:
         print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
         return 2
 
 
-def _run_sandbox(host: str, port: int) -> int:
+def _run_sandbox(host: str, port: int, mlmd_port: int = 0) -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
-    serve_forever(host, port)
+    serve_forever(host, port, mlmd_port)
     return 0
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    """Print a run's outputs as the JSON of GET /runs/<id>/outputs; an error envelope on stderr and exit 1."""
+    from .errors import AdapterError
+    from .kfconnect import KfConnect
+    from .outputs.service import OutputsService
+
+    overrides = {k: v for k, v in (("kfp_endpoint", args.kfp_endpoint), ("mlmd_endpoint", args.mlmd_endpoint)) if v}
+    settings = dataclasses.replace(Settings.from_env(), **overrides)
+    if not settings.kfp_endpoint:
+        raise SettingsError("set KFADAPTER_KFP_ENDPOINT or pass --kfp-endpoint")
+    service = OutputsService(settings, KfConnect(settings))
+    try:
+        body = service.run_outputs(args.run_id, task=args.task, logs=args.logs)
+    except AdapterError as exc:
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return 1
+    finally:
+        service.mlmd.close()
+    print(json.dumps(body, indent=2, default=str))
+    return 0
+
+
+def _rewrite_volume(args: argparse.Namespace) -> int:
+    """Write the volume-passing rewrite of a v1 package; an error envelope on stderr and exit 1."""
+    from . import pipelines, volume_passing
+    from .errors import AdapterError
+
+    try:
+        with open(args.input, "rb") as fh:
+            data = fh.read()
+        # --claim is always a claim name; --volume always JSON (a claim name there would be ambiguous).
+        volume = (volume_passing.claim_volume(args.claim) if args.claim is not None
+                  else volume_passing.check_volume(_json_arg(args.volume)))
+        _, out = volume_passing.rewrite_package(pipelines.load_package(data), volume, path_prefix=args.path_prefix)
+    except AdapterError as exc:
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kfadapter: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "-":
+        sys.stdout.buffer.write(out)
+        return 0
+    try:
+        with open(args.output, "wb") as fh:
+            fh.write(out)
+    except OSError as exc:
+        print(f"kfadapter: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _json_arg(text: str) -> object:
+    from .errors import BadRequest
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"--volume is not valid JSON: {exc}", code="invalid_volume",
+                         details={"field": "volume"}) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -53,6 +135,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/)", flush=True)
     settings = dataclasses.replace(Settings.from_env(), host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))
+    # The sandbox also plays ML Metadata (gRPC) and the object store (S3-style, no signature check).
+    settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint, object_store_endpoint=f"{kfp.url}/_s3",
+                                   object_store_access_key="sandbox", object_store_secret_key="sandbox")
     from werkzeug.serving import make_server
 
     from .app import create_app

@@ -26,7 +26,8 @@ def _env_int(name: str, default: int) -> int:
 bind = os.environ.get("KFADAPTER_GUNICORN_BIND", f"{_settings.host}:{_settings.port}")
 worker_class = "gthread"
 workers = _env_int("KFADAPTER_GUNICORN_WORKERS", 2)
-threads = _env_int("KFADAPTER_GUNICORN_THREADS", 8)
+# Threads mostly wait on KFP; enough of them keep probes answered while KFP is slow.
+threads = _env_int("KFADAPTER_GUNICORN_THREADS", 32)
 # Longer than the KFP upload timeout, so a slow upload is answered rather than the worker killed.
 timeout = _env_int("KFADAPTER_GUNICORN_TIMEOUT", int(_settings.kfp_upload_timeout) + 30)
 graceful_timeout = _env_int("KFADAPTER_GUNICORN_GRACEFUL_TIMEOUT", 30)

@@ -50,6 +50,7 @@ class Settings:
     notify_max_backoff: float = 300.0
     watch_enabled: bool = True
     lease_ttl: float = 30.0
+    api_token: str | None = field(default=None, repr=False)
     log_format: str = "json"
     log_level: str = "INFO"
     mlmd_endpoint: str = "metadata-grpc-service.kubeflow:8080"
@@ -68,7 +69,7 @@ class Settings:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("kfp_token", "object_store_access_key", "object_store_secret_key") and value:
+            if f.name in ("kfp_token", "api_token", "object_store_access_key", "object_store_secret_key") and value:
                 value = "***"
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
@@ -104,6 +105,7 @@ class Settings:
             notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
             watch_enabled=r.bool("KFADAPTER_WATCH", True),
             lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
+            api_token=_api_token(r),
             log_format=r.choice("KFADAPTER_LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("KFADAPTER_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             mlmd_endpoint=r.str("KFADAPTER_MLMD_ENDPOINT") or "metadata-grpc-service.kubeflow:8080",
@@ -117,6 +119,20 @@ class Settings:
             artifact_max_members=r.int("KFADAPTER_ARTIFACT_MAX_MEMBERS", 1000),
             output_inline_bytes=r.int("KFADAPTER_OUTPUT_INLINE_BYTES", 64 * 1024),
         )
+
+
+def _api_token(r: "_Reader") -> str | None:
+    token = r.str("KFADAPTER_API_TOKEN")
+    path = r.str("KFADAPTER_API_TOKEN_FILE")
+    if token is None and path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise SettingsError(f"KFADAPTER_API_TOKEN_FILE cannot be read: {exc.strerror}") from None
+    if token is not None and len(token) < 16:
+        raise SettingsError("KFADAPTER_API_TOKEN must be at least 16 characters")
+    return token
 
 
 def _tm_url(r: "_Reader") -> str | None:

@@ -29,11 +29,16 @@ unset PIP_FIND_LINKS PIP_EXTRA_INDEX_URL PIP_CONSTRAINT PIP_REQUIRE_VIRTUALENV |
 
 start=$(date +%s)
 echo "image-check: building the image venv in $venv ($("$PYTHON" --version))"
-sh scripts/build-venv.sh deps "$venv" requirements.lock
 # The build stage installs from a copy of the sources; so do we (no build/ or egg-info left in the work tree).
 mkdir -p "$tmp/src"
 cp -R pyproject.toml README.md kfadapter "$tmp/src/"
-sh scripts/build-venv.sh app "$venv" "$tmp/src"
+# pip's output only when it fails, so CI's log ends with the test summary and these few lines.
+if ! { sh scripts/build-venv.sh deps "$venv" requirements.lock && sh scripts/build-venv.sh app "$venv" "$tmp/src"; } \
+    >"$tmp/build.log" 2>&1; then
+  cat "$tmp/build.log" >&2
+  echo "image-check: building the venv failed" >&2
+  exit 1
+fi
 
 # Run as the image does: from an unrelated directory (so nothing is imported from the work tree), no .pyc
 # written, the chart's ConfigMap variables (O-RAN names), the store under /data's stand-in.

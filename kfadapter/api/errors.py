@@ -18,7 +18,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(AdapterError)
     def _domain(exc: AdapterError) -> Response:
-        return json_response(exc.to_dict(), exc.status)
+        resp = json_response(exc.to_dict(), exc.status)
+        if exc.status == HTTPStatus.UNAUTHORIZED:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="kfadapter"'
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

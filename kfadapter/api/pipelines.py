@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from .. import pipelines as pl
+from .. import volume_passing as vp
 from ..errors import BadRequest, NotFound, PayloadTooLarge
 from .common import check_name, json_response, kf
 
@@ -32,6 +33,9 @@ def upload(pipeline_name: str):
         raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
     description = request.form.get("description") or None
     package = pl.load_package(data)
+    # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
+    package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
+                                          request.args.get("volume"))
     result = kf().upload(pipeline_name, data, package, description)
     return json_response(result | {"pipeline_kind": package.kind, "description": description or ""})
 

@@ -24,6 +24,8 @@ SERVICE = "ml_metadata.MetadataStoreService"
 PIPELINE_RUN_TYPE = "system.PipelineRun"
 _PAGE = 100  # MLMD's default page is 20
 _MAX_PAGES = 1000
+# A page of executions with large output structs can pass gRPC's 4 MiB default; still bounded.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {"int64": _F.TYPE_INT64, "int32": _F.TYPE_INT32, "string": _F.TYPE_STRING, "double": _F.TYPE_DOUBLE,
@@ -210,7 +212,7 @@ class MlmdClient:
         req_cls, resp_cls = METHODS[method]
         with self._lock:  # creating a channel does no I/O; it connects on the first call
             if self._channel is None:
-                self._channel = grpc.insecure_channel(self.endpoint)
+                self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
         stub = self._channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=req_cls.SerializeToString,
                                          response_deserializer=resp_cls.FromString)
         try:

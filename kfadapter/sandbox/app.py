@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, routes_pipelines, routes_runs
+from . import control, mlmd_routes, routes_pipelines, routes_runs
 from .errors import HTTP_TO_GRPC, ApiError, UploadError, grpc_response, upload_response
 from .state import SandboxState
 
@@ -40,6 +41,15 @@ def _before_api_request():
         return None
     if fault["delay"]:
         time.sleep(fault["delay"])  # no lock held here
+    if fault.get("kind") == "reset":
+        _reset_connection()
+        return Response(b"", status=500)  # never reaches the client: the socket is gone
+    if fault.get("kind") == "truncate":
+        # Promise more than is sent and close: the client sees the body end early.
+        body = b'{"pipelines": [{"pipeline_id": "trunc'
+        # A generator body: werkzeug would otherwise correct the Content-Length to the real size.
+        return Response(iter([body]), status=200, headers={"Content-Length": str(len(body) + 100),
+                                                    "Content-Type": "application/json", "Connection": "close"})
     if fault["status"]:
         status = fault["status"]
         code = HTTP_TO_GRPC.get(status, 13 if status >= 500 else 3)
@@ -48,6 +58,14 @@ def _before_api_request():
             return upload_response(status, message)  # the upload endpoints' own error shape
         return grpc_response(code, message, http_status=status)
     return None
+
+
+def _reset_connection() -> None:
+    """Drop the connection before any answer, as a crashing proxy or pod would."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        # close() would only drop this reference (the server's file objects keep the fd open): shut it down.
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _http_error(exc: HTTPException):
@@ -72,6 +90,7 @@ def create_sandbox_app() -> Flask:
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(mlmd_routes.bp)
     app.before_request(_before_api_request)
     app.register_error_handler(ApiError, lambda e: grpc_response(e.code, e.message, e.http_status))
     app.register_error_handler(UploadError, lambda e: upload_response(e.status, e.message))

@@ -21,10 +21,26 @@ All bodies are JSON unless noted; errors use the grpc body ``{"code", "message",
     merged over the pipeline's workflow for a v1 run; works for v2 runs too. → ``{}``
 ``PUT /_sandbox/runs/{run_id}/nodes/{node_id}/artifacts/{artifact_name}``
     Raw body bytes = the stored object (typically a gzip'd tar), served base64'd by ``...:read``. → ``{"size": n}``
+    With ``?verbatim=true`` the body is served as the whole ``:read`` answer instead (for broken-data tests).
+``PUT /_sandbox/runs/{run_id}/mlmd``
+    ML Metadata records of a (v2) run, served by the sandbox's MLMD gRPC service (``SandboxServer.mlmd_endpoint``):
+    ``{"tasks": [{"name", "state": "COMPLETE"|"RUNNING"|"FAILED"|"CACHED"|..., "type"?: "system.ContainerExecution",
+    "pod_name"?, "outputs"?: {name: value}, "artifacts"?: [{"name", "type"?: "system.Model", "uri"?: "minio://b/k",
+    "metadata"?: {...}, "content_base64"?: "..."}]}]}``. Makes a ``system.PipelineRun`` context named by the run
+    id, one execution per task (``custom_properties`` display_name, task_name, pod_name, outputs) and OUTPUT events
+    keyed by artifact name; ``content_base64`` goes into the object store under the uri. Replaces earlier records.
+    → ``{"context_id", "executions": {task: id}, "artifacts": {"task/name": id}}`` (routes in ``mlmd_routes``)
+``PUT /_sandbox/objects/{bucket}/{key}``
+    Raw body = an object-store object, served S3-style (path addressing, no signature check) by
+    ``GET /_s3/{bucket}/{key}`` (S3's ``NoSuchKey`` XML when missing). → ``{"size", "uri": "minio://bucket/key"}``
+``POST /_sandbox/mlmd/faults`` ``{"code"?: "UNAVAILABLE", "delay"?: seconds, "times"?: N}``, ``DELETE /_sandbox/mlmd/faults``
+    The next MLMD gRPC calls sleep ``delay`` and/or fail with that gRPC status; cleared by DELETE and reset.
 ``POST /_sandbox/faults``
     ``{"status": 503, "delay": 0.0, "times": N|null, "path_prefix": "/apis/", "method": "GET"|null}``: the next
     matching API requests sleep ``delay`` seconds, then (if ``status``) answer it with a grpc body.
-    ``times: null`` = until cleared; the first matching fault wins. → ``{}``
+    ``times: null`` = until cleared; the first matching fault wins. ``"kind": "reset"`` drops the connection
+    without an answer; ``"kind": "truncate"`` sends a 200 whose body stops short of its
+    Content-Length. → ``{}``
 ``DELETE /_sandbox/faults``
     Clear all faults. → ``{}``
 ``POST /_sandbox/bulk/pipelines``
@@ -46,6 +62,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import ApiError
+from .routes_runs import VerbatimAnswer
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
@@ -129,8 +146,10 @@ def attach_workflow(run_id):
 
 @bp.put("/runs/<id:run_id>/nodes/<id:node_id>/artifacts/<id:artifact_name>")
 def put_artifact(run_id, node_id, artifact_name):
-    """Store an artifact object (raw body)."""
+    """Store an artifact object (raw body); with ?verbatim=true the body is the whole :read answer."""
     data = request.get_data()
+    if request.args.get("verbatim") == "true":
+        data = VerbatimAnswer(data)  # lets tests play a KFP (or proxy) that answers broken data
     _state().put_artifact(run_id, node_id, artifact_name, data)
     return jsonify({"size": len(data)})
 
@@ -146,8 +165,11 @@ def add_fault():
     prefix, method = doc.get("path_prefix") or "/apis/", doc.get("method")
     if not isinstance(prefix, str) or (method is not None and not isinstance(method, str)):
         raise ApiError(3, "control API: path_prefix and method must be strings")
+    kind = doc.get("kind")
+    if kind not in (None, "reset", "truncate"):
+        raise ApiError(3, "control API: kind must be 'reset' or 'truncate'")
     _state().add_fault({"status": status, "delay": float(delay), "times": _int(doc, "times", None, 1),
-                        "path_prefix": prefix, "method": method.upper() if method else None})
+                        "path_prefix": prefix, "method": method.upper() if method else None, "kind": kind})
     return jsonify({})
 
 

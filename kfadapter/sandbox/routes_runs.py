@@ -154,6 +154,10 @@ def get_run_v1(run_id):
 
 
 # ---- artifacts ------------------------------------------------------------------------------
+class VerbatimAnswer(bytes):
+    """A stored artifact that is served as the whole :read answer, as it is (control API ?verbatim=true)."""
+
+
 def _artifact_error(status: int, message: str) -> Response:
     # Since KFP 2.15 the handler writes JSON after the status line, so Go sniffs text/plain.
     return Response(json.dumps({"error_message": message}), status=status, content_type="text/plain; charset=utf-8")
@@ -169,4 +173,6 @@ def read_artifact(run_id, node_id, artifact_name):
         return _artifact_error(500, exc.message)
     if data is None:
         return _artifact_error(404, "artifact not found: <nil>")
+    if isinstance(data, VerbatimAnswer):
+        return Response(bytes(data), content_type="application/json")
     return jsonify({"data": base64.b64encode(data).decode()})

@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .app import create_sandbox_app
+from .mlmd import MlmdServer
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -19,9 +20,11 @@ class _QuietHandler(WSGIRequestHandler):
 class SandboxServer:
     """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True,
+                 mlmd_port: int = 0):
         self.app = app or create_sandbox_app()
         self._host, self._port, self._quiet = host, port, quiet
+        self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -31,6 +34,7 @@ class SandboxServer:
         self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-kfp", daemon=True)
         self._thread.start()
+        self._mlmd.start()  # the ML Metadata gRPC service beside the REST API
         return self
 
     def stop(self) -> None:
@@ -40,10 +44,16 @@ class SandboxServer:
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = self._thread = None
+        self._mlmd.stop()
 
     def reset(self) -> None:
         """Fresh state: only the Default experiment, counters zeroed, faults cleared."""
         self.app.extensions["sandbox"].reset()
+
+    @property
+    def mlmd_endpoint(self) -> str:
+        """`host:port` of the sandbox's ML Metadata gRPC service (KFADAPTER_MLMD_ENDPOINT)."""
+        return self._mlmd.endpoint
 
     @property
     def port(self) -> int:
@@ -64,16 +74,20 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8888) -> None:
-    """Serve a sandbox KFP in the foreground until interrupted (for `kfadapter sandbox`)."""
-    server = make_server(host, port, create_sandbox_app(), threaded=True)
+def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0) -> None:
+    """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
+    app = create_sandbox_app()
+    server = make_server(host, port, app, threaded=True)
+    mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     print(f"sandbox KFP listening on http://{host}:{server.server_port}", flush=True)
+    print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        mlmd.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

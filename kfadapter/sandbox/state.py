@@ -73,6 +73,8 @@ class SandboxState:
         self.counts: Counter = Counter()
         self.faults: list[dict] = []
         self.clock_offset = 0.0
+        # ML Metadata records, object-store objects and MLMD faults; kept by sandbox/mlmd.py under self.lock.
+        self.mlmd: dict = {"runs": {}, "objects": {}, "faults": [], "next_id": 1}
         self._default_experiment_id()
 
     def reset(self) -> None:

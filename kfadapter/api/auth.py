@@ -1,0 +1,39 @@
+"""Optional bearer-token authentication for the adapter's own API.
+
+Off unless `KFADAPTER_API_TOKEN` (or `_FILE`) is set, because the O-RAN training manager sends no credentials.
+The probes stay open so the kubelet needs no token.
+"""
+from __future__ import annotations
+
+import hmac
+from http import HTTPStatus
+
+from flask import Flask, request
+
+from ..errors import AdapterError
+
+OPEN_PATHS = frozenset({"/liveness", "/readiness"})
+
+
+class Unauthorized(AdapterError):
+    """The request lacks the adapter's API token (401)."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized"
+
+
+def register(app: Flask, token: str | None) -> None:
+    """Require `Authorization: Bearer <token>` on every route but the probes, when a token is configured."""
+    if not token:
+        return
+    expected = token.encode()
+
+    @app.before_request
+    def _check() -> None:
+        if request.path in OPEN_PATHS:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        # compare_digest: the time taken must not tell how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise Unauthorized("this route needs the header 'Authorization: Bearer <KFADAPTER_API_TOKEN>'")

@@ -1,0 +1,292 @@
+"""Run outputs for the routes and the CLI: v1 runs from the Argo workflow + KFP's `:read`, v2 runs from MLMD.
+
+Data problems of one output (missing, corrupt, hostile) are reported on that output and the rest still
+answer; failures of KFP or MLMD themselves fail the request (502/504). Downloads read the object twice when it
+is larger than a small buffer: a first pass checks all of it (so every decoding error is a JSON answer before
+any byte is sent), a second streams it; memory stays bounded by the chunk and buffer sizes either way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+from .. import pipelines as pl
+from ..errors import AdapterError, KfpUnavailable, NotFound, ObjectStoreUnavailable, Undecodable
+from . import archive, argo, ir, values
+from .mlmd import MlmdClient, MlmdExecution
+from .objectstore import ObjectStore, parse_uri
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_BUFFER = 1024 * 1024  # objects up to this size are checked and served from one read
+TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+_MLMD_STATES = {"COMPLETE": "SUCCEEDED", "CACHED": "SUCCEEDED", "RUNNING": "RUNNING", "NEW": "PENDING",
+                "FAILED": "FAILED", "CANCELED": "CANCELED", "UNKNOWN": "PENDING"}
+
+
+class ChooseMember(AdapterError):
+    """The artifact is an archive of several files: the caller must pick one with `?member=` (300)."""
+
+    status = HTTPStatus.MULTIPLE_CHOICES
+    code = "choose_member"
+
+
+class Download:
+    """An artifact's bytes as an iterable of chunks, with its file name and size; `close()` frees the source."""
+
+    def __init__(self, filename: str, size: int | None, chunks: Iterator[bytes],
+                 close: Callable[[], None] = lambda: None) -> None:
+        self.filename, self.size = filename, size
+        self._chunks, self._close = chunks, close
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        try:
+            for chunk in self._chunks:
+                sent += len(chunk)
+                if self.size is not None and sent > self.size:
+                    raise Undecodable("the artifact changed while it was being sent")
+                yield chunk
+            if self.size is not None and sent != self.size:
+                raise Undecodable("the artifact changed while it was being sent")
+        except AdapterError as exc:
+            # Headers are gone already: the only honest signal left is an aborted transfer.
+            log.warning("download of %s aborted after %d bytes: %s", self.filename, sent, exc.message)
+            raise
+
+    def close(self) -> None:
+        """Release the upstream connection (also when the client went away mid-transfer)."""
+        self._close()
+
+
+@dataclass
+class _Kind:
+    kind: str  # pl.V1 or pl.V2
+    spec: Any = None
+    workflow: dict | None = None
+
+
+class OutputsService:
+    """Read a run's outputs (typed JSON) and open single artifacts for download."""
+
+    def __init__(self, settings: Any, kf: Any, *, mlmd: MlmdClient | None = None,
+                 objects: ObjectStore | None = None) -> None:
+        self.settings, self.kf = settings, kf
+        self.mlmd = mlmd or MlmdClient(settings.mlmd_endpoint, settings.mlmd_timeout)
+        if objects is None and settings.object_store_endpoint:
+            objects = ObjectStore(settings.object_store_endpoint, settings.object_store_access_key,
+                                  settings.object_store_secret_key, region=settings.object_store_region,
+                                  timeout=(settings.kfp_connect_timeout, settings.object_store_timeout))
+        self.objects = objects
+        self.limits = archive.Limits(max_bytes=settings.artifact_max_bytes,
+                                     max_members=settings.artifact_max_members)
+        self.inline = settings.output_inline_bytes
+
+    # ---- which kind of run ------------------------------------------------------------------------------
+
+    def _kind(self, run: dict) -> _Kind:
+        """v1 or v2 from the run's pipeline; the workflow itself decides when the version is gone."""
+        spec = run.get("pipeline_spec")
+        ref = run.get("pipeline_version_reference") or {}
+        if spec is None and ref.get("pipeline_version_id"):
+            try:
+                spec = self.kf.get_version(ref.get("pipeline_id") or "-", ref["pipeline_version_id"]).get(
+                    "pipeline_spec")
+            except NotFound:
+                spec = None
+        kind = pl.spec_kind(spec)
+        if kind is not None:
+            return _Kind(kind, spec)
+        workflow = self.kf.workflow(run["run_id"])
+        return _Kind(pl.V1 if workflow and argo.is_v1(workflow) else pl.V2, None, workflow)
+
+    # ---- GET /runs/<id>/outputs -------------------------------------------------------------------------
+
+    def run_outputs(self, run_id: str, *, task: str | None = None, logs: bool = False) -> dict:
+        """Return the run's state and every task's outputs as typed JSON (`task` filters by id or name)."""
+        run = self.kf.get_run(run_id)
+        kind = self._kind(run)
+        if kind.kind == pl.V1:
+            tasks = self._v1_tasks(run_id, kind.workflow, task, logs)
+        else:
+            tasks = self._v2_tasks(run_id, kind.spec, task)
+        state = run.get("state")
+        return {"run_id": run_id, "run_name": run.get("display_name"), "run_status": state,
+                "finished": state in TERMINAL_STATES, "pipeline_kind": kind.kind, "tasks": tasks}
+
+    def _v1_tasks(self, run_id: str, workflow: dict | None, selected: str | None, logs: bool) -> list[dict]:
+        workflow = workflow if workflow is not None else self.kf.workflow(run_id)
+        if workflow is None:
+            return []  # KFP has not recorded a workflow yet (a run that has not started)
+        out = []
+        for t in argo.tasks_of(workflow, logs=logs):
+            if selected and selected not in (t.id, t.name, t.template):
+                continue
+            out.append({"id": t.id, "name": t.name, "template": t.template, "state": t.state, "phase": t.phase,
+                        "started_at": t.started_at, "finished_at": t.finished_at,
+                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs]})
+        return out
+
+    def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output) -> dict:
+        entry: dict[str, Any] = {"name": output.name, "type": output.type}
+        if output.parameter is not None:
+            data = output.parameter.encode("utf-8")
+            entry.update(source="parameter", available=True)
+            return entry | values.render(data[:self.inline], len(data), len(data) <= self.inline, output.type)
+        entry.update(source="artifact", artifact=output.artifact,
+                     download=download_path(run_id, task.id, output.artifact))
+        if not output.produced:
+            return entry | {"available": False, "value": None, "reason": "not produced (yet)"}
+        try:
+            stream = self.kf.read_artifact(run_id, task.id, output.artifact)
+            try:
+                found = archive.scan(archive.open_read_answer(stream, self.limits), head_bytes=self.inline)
+            finally:
+                stream.close()
+        except (NotFound, Undecodable) as exc:
+            return entry | {"available": False, "value": None, "error": exc.to_dict()}
+        return entry | _rendered(found, output.type)
+
+    def _v2_tasks(self, run_id: str, spec: Any, selected: str | None) -> list[dict]:
+        try:
+            executions = self.mlmd.run_executions(run_id)
+        except NotFound:
+            return []  # the run has not reached ML Metadata yet
+        types = ir.output_types(spec)
+        out = []
+        for e in sorted(executions, key=lambda x: x.id):
+            if e.type == "system.DAGExecution" and not e.outputs and not e.artifacts:
+                continue
+            if selected and selected not in (str(e.id), e.name, e.pod_name):
+                continue
+            declared = types.get(e.name, {})
+            outputs = [self._v2_parameter(name, value, declared.get(name)) for name, value in sorted(e.outputs.items())]
+            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts]
+            out.append({"id": str(e.id), "name": e.name, "state": _MLMD_STATES.get(e.state, "PENDING"),
+                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs})
+        return out
+
+    def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
+        entry = {"name": name, "type": declared, "source": "parameter", "available": True}
+        text = json.dumps(value).encode("utf-8")
+        if len(text) > self.inline:
+            return entry | values.preview(text[:self.inline], len(text))
+        return entry | values.from_json_value(value, declared) | {"size": len(text), "truncated": False}
+
+    def _v2_artifact(self, run_id: str, execution: MlmdExecution, art: Any, declared: str | None) -> dict:
+        entry: dict[str, Any] = {"name": art.name, "type": declared or art.type, "source": "artifact",
+                                 "uri": art.uri, "metadata": art.metadata}
+        if self.objects is None:
+            return entry | {"available": False, "value": None,
+                            "reason": "content unavailable: no object store configured "
+                                      "(KFADAPTER_OBJECT_STORE_ENDPOINT)"}
+        if parse_uri(art.uri) is None:
+            return entry | {"available": False, "value": None,
+                            "reason": "content unavailable: the URI is not in an S3/MinIO object store"}
+        entry["download"] = download_path(run_id, str(execution.id), art.name)
+        try:
+            obj = self.objects.open(art.uri)
+            try:
+                found = archive.scan(archive.open_object(obj, self.limits, decompress=False),
+                                     head_bytes=self.inline, known_size=obj.size)
+            finally:
+                obj.close()
+        except (NotFound, Undecodable, ObjectStoreUnavailable) as exc:
+            return entry | {"available": False, "value": None, "error": exc.to_dict()}
+        return entry | _rendered(found, None)
+
+    # ---- GET /runs/<id>/nodes/<node>/artifacts/<name> ---------------------------------------------------
+
+    def open_artifact(self, run_id: str, node_id: str, name: str, *, member: str | None = None,
+                      list_members: bool = False) -> Download | dict:
+        """Open one artifact's bytes for streaming, or (list_members) list an archive's members."""
+        try:
+            stream = self.kf.read_artifact(run_id, node_id, name)
+        except (NotFound, KfpUnavailable) as failed:
+            # KFP's :read knows only v1 artifacts (404 for v2 ones; 500 for a run without a workflow); a v2
+            # run's artifacts live in MLMD and the object store.
+            if isinstance(failed, KfpUnavailable) and failed.details.get("kfp_status") != 500:
+                raise
+            kind = self._kind(self.kf.get_run(run_id))
+            if kind.kind == pl.V2:
+                return self._v2_download(run_id, node_id, name, list_members)
+            raise failed
+        try:
+            found = archive.scan(archive.open_read_answer(stream, self.limits), head_bytes=DOWNLOAD_BUFFER,
+                                 member=member)
+        finally:
+            stream.close()
+        members = [m.to_dict() for m in found.members] if found.members is not None else None
+        if list_members:
+            return {"run_id": run_id, "node_id": node_id, "artifact": name, "stored_as": found.format,
+                    "members": members, "size": found.size}
+        if found.members is not None and found.chosen is None:
+            details = {"members": members, "choose_with": "?member=<name>"}
+            if member is not None:
+                raise NotFound(f"artifact {name!r} has no member {member!r}", code="member_not_found",
+                               details=details)
+            if not found.files:
+                raise NotFound(f"artifact {name!r} is an archive without files", code="member_not_found",
+                               details=details)
+            raise ChooseMember(f"artifact {name!r} holds {len(found.files)} files; choose one with ?member=",
+                               details=details)
+        filename = _filename(name, found.chosen.name if found.chosen else None)
+        if found.complete:
+            return Download(filename, len(found.head), iter([found.head]))
+        stream = self.kf.read_artifact(run_id, node_id, name)
+        try:
+            chunks = archive.iter_chosen(archive.open_read_answer(stream, self.limits),
+                                         found.chosen.name if found.chosen else None)
+        except BaseException:
+            stream.close()
+            raise
+        return Download(filename, found.size, chunks, stream.close)
+
+    def _v2_download(self, run_id: str, node_id: str, name: str, list_members: bool) -> Download | dict:
+        what = f"artifact {name!r} of task {node_id!r} in run {run_id!r}"
+        art = None
+        for e in self.mlmd.run_executions(run_id):
+            if node_id in (str(e.id), e.pod_name, e.name):
+                art = next((a for a in e.artifacts if a.name == name), None)
+                if art is not None:
+                    break
+        if art is None:
+            raise NotFound(f"{what} not found", code="artifact_not_found",
+                           details={"run_id": run_id, "node_id": node_id, "artifact": name})
+        if self.objects is None:
+            raise NotFound(f"{what}: content unavailable, no object store configured", code="artifact_unavailable",
+                           details={"uri": art.uri})
+        if list_members:
+            return {"run_id": run_id, "node_id": node_id, "artifact": name, "stored_as": "raw", "members": None,
+                    "uri": art.uri}
+        obj = self.objects.open(art.uri)
+        key = (parse_uri(art.uri) or ("", name))[1]
+        chunks = iter(lambda: obj.read(archive.CHUNK), b"")
+        return Download(_filename(key.rstrip("/").rsplit("/", 1)[-1] or name, None), obj.size, chunks, obj.close)
+
+
+def download_path(run_id: str, node_id: str, name: str) -> str:
+    """Return the adapter path that downloads one artifact."""
+    return f"/runs/{quote(run_id, safe='')}/nodes/{quote(node_id, safe='')}/artifacts/{quote(name, safe='')}"
+
+
+def _rendered(found: archive.Scan, declared: str | None) -> dict:
+    out: dict[str, Any] = {"available": True, "stored_as": found.format}
+    if found.members is not None and found.chosen is None:
+        # Several files (a directory output): list them; each one downloads with ?member=.
+        return out | {"value": None, "encoding": None, "members": [m.to_dict() for m in found.members],
+                      "size": sum(m.size for m in found.files), "truncated": False}
+    if found.chosen is not None:
+        out["member"] = found.chosen.name
+    return out | values.render(found.head, found.size, found.complete, declared)
+
+
+def _filename(artifact: str, member: str | None) -> str:
+    """Name the download after the member, unless it is Argo's generic `data`."""
+    if member and member.rsplit("/", 1)[-1] not in ("data", ""):
+        return member.rsplit("/", 1)[-1]
+    return artifact
