@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
                store: Store | None = None) -> Flask:
     """Build the Flask app from settings (default: the environment)."""
     settings = settings or Settings.from_env()
-    app = Flask("kfadapter")
+    app = Flask("kfadapter", static_folder=None)  # no static files: every path is an API route
     app.request_class = AdapterRequest
     app.config["KFADAPTER_SETTINGS"] = settings
     # Bodies above this are refused with 413 before they are read.

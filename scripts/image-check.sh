@@ -12,8 +12,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/kfadapter-image-check.XXXXXX")
 pid=""
 cleanup() {
   # Stop the server this script started (by its pid), then remove the temporary tree.
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
+  if [ -n "$pid" ]; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   fi
   rm -rf "$tmp"
@@ -62,8 +62,9 @@ run "$venv/bin/gunicorn" --check-config $conf kfadapter.wsgi:app
 
 # The ENTRYPOINT itself: `kfadapter serve` (gunicorn, gthread) answers /liveness on the configured port.
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# exec all the way down (subshell -> env -> kfadapter -> gunicorn), so $pid is gunicorn's master itself.
-(exec env -i PATH="$venv/bin:/usr/bin:/bin" HOME="$tmp/tmp" TMPDIR="$tmp/tmp" PYTHONDONTWRITEBYTECODE=1 \
+# In its own process group (setsid), so that stopping it stops gunicorn's master and workers whatever the
+# shell does with background jobs; exec all the way down, so $pid is the group's leader.
+(exec setsid env -i PATH="$venv/bin:/usr/bin:/bin" HOME="$tmp/tmp" TMPDIR="$tmp/tmp" PYTHONDONTWRITEBYTECODE=1 \
   PYTHONUNBUFFERED=1 KFADAPTER_STORE_PATH="$tmp/data/kfadapter.sqlite" KF_ADAPTER_PORT="$port" \
   KFADAPTER_HOST=127.0.0.1 KFADAPTER_KFP_ENDPOINT=http://127.0.0.1:9/pipeline \
   TRAININGMGR_HOST=127.0.0.1 TRAININGMGR_PORT=9 \
@@ -77,8 +78,17 @@ for _ in $(seq 1 60); do
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.5
 done
-kill -TERM "$pid" 2>/dev/null || true
-wait "$pid" || true
+stop_server() {
+  # The group: gunicorn's master and its workers, nothing else.
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 80); do
+    kill -0 -- "-$pid" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+stop_server
+wait "$pid" 2>/dev/null || true
 pid=""
 if [ -z "$ok" ]; then
   echo "image-check: kfadapter serve did not answer /liveness on port $port; its log:" >&2

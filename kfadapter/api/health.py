@@ -1,6 +1,10 @@
-"""Liveness (never touches KFP) and readiness (KFP must answer)."""
+"""Liveness (never touches KFP), readiness (KFP must answer) and the API's own OpenAPI document."""
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
+import yaml
 from flask import Blueprint, Response
 
 from .common import json_response, kf
@@ -19,3 +23,14 @@ def readiness():
     """Answer 200 when KFP's healthz answers; the error envelope (502/504) when it does not."""
     health = kf().health()
     return json_response({"status": "ready", "kfp": {k: health.get(k) for k in ("tag_name", "multi_user")}})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Return the OpenAPI 3.1 document of this API (kfadapter/api/openapi.yaml)."""
+    return json_response(_openapi_document())
+
+
+@functools.cache
+def _openapi_document() -> dict:
+    return yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8"))
