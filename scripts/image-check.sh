@@ -13,7 +13,7 @@ pid=""
 cleanup() {
   # Stop the server this script started (by its pid), then remove the temporary tree.
   if [ -n "$pid" ]; then
-    kill -TERM -- "-$pid" 2>/dev/null || true
+    kill -TERM "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   fi
   rm -rf "$tmp"
@@ -79,13 +79,14 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 stop_server() {
-  # The group: gunicorn's master and its workers, nothing else.
-  kill -TERM -- "-$pid" 2>/dev/null || true
+  # The group: gunicorn's master and its workers, nothing else. No `--` before "-$pid": dash's kill builtin
+  # reads it as a pid and fails, and the wait below would then block forever.
+  kill -TERM "-$pid" 2>/dev/null || true
   for _ in $(seq 1 80); do
-    kill -0 -- "-$pid" 2>/dev/null || return 0
+    kill -0 "-$pid" 2>/dev/null || return 0
     sleep 0.5
   done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  kill -KILL "-$pid" 2>/dev/null || true
 }
 stop_server
 wait "$pid" 2>/dev/null || true
