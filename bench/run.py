@@ -268,10 +268,9 @@ def main() -> int:
     if outputs_bench.exists():
         import subprocess
 
-        done = subprocess.run([sys.executable, str(outputs_bench), "--json"], capture_output=True, text=True,
-                              timeout=900)
+        done = subprocess.run([sys.executable, str(outputs_bench)], capture_output=True, text=True, timeout=900)
         try:
-            results["outputs"] = json.loads(done.stdout.strip().splitlines()[-1])
+            results["outputs"] = json.loads(done.stdout[done.stdout.index("{"):])
         except (ValueError, IndexError):
             results["outputs"] = {"error": (done.stderr or done.stdout)[-500:]}
     results["targets"] = _targets(results)

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8888)
     sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
+    sandbox.add_argument("--execute", action="store_true",
+                         help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                                      else "json").lower(), os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
     try:
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port)
+            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute)
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -56,12 +58,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run_sandbox(host: str, port: int, mlmd_port: int = 0) -> int:
+def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False) -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
+    settings = Settings.from_env()
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
-    serve_forever(host, port, mlmd_port)
+    _sigterm_stops()
+    serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
+                  workdir=settings.sandbox_workdir)
     return 0
+
+
+def _sigterm_stops() -> None:
+    """SIGTERM ends the sandbox like Ctrl-C does, so executing runs' process groups are killed on the way out."""
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
 
 
 def _outputs(args: argparse.Namespace) -> int:
@@ -131,10 +146,22 @@ def _serve(args: argparse.Namespace) -> int:
         return _exec_gunicorn(args)
     from .sandbox import SandboxServer
 
-    kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port).start()
-    print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/)", flush=True)
-    settings = dataclasses.replace(Settings.from_env(), host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
+    base = Settings.from_env()
+    _sigterm_stops()
+    # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
+    kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
+                        workdir=base.sandbox_workdir).start()
+    print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
+          f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
+    settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))
+    if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
+        settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long
+    if not settings.tm_url:
+        # No training manager: the sandbox's own receiver takes the notifications (GET /_sandbox/notifications).
+        settings = dataclasses.replace(settings, tm_url=f"{kfp.url}/_sandbox/notifications")
+        print(f"no training manager configured: notifications go to {settings.tm_url} "
+              "(GET it to see them)", flush=True)
     # The sandbox also plays ML Metadata (gRPC) and the object store (S3-style, no signature check).
     settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint, object_store_endpoint=f"{kfp.url}/_s3",
                                    object_store_access_key="sandbox", object_store_secret_key="sandbox")

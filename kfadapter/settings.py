@@ -63,6 +63,8 @@ class Settings:
     artifact_max_bytes: int = 1024 * 1024 * 1024
     artifact_max_members: int = 1000
     output_inline_bytes: int = 64 * 1024
+    sandbox_workers: int = 2
+    sandbox_workdir: str | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through repr().
@@ -118,6 +120,8 @@ class Settings:
             artifact_max_bytes=r.int("KFADAPTER_ARTIFACT_MAX_BYTES", 1024 * 1024 * 1024),
             artifact_max_members=r.int("KFADAPTER_ARTIFACT_MAX_MEMBERS", 1000),
             output_inline_bytes=r.int("KFADAPTER_OUTPUT_INLINE_BYTES", 64 * 1024),
+            sandbox_workers=r.int("KFADAPTER_SANDBOX_WORKERS", 2),
+            sandbox_workdir=r.str("KFADAPTER_SANDBOX_WORKDIR"),
         )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from .execution import require_kfp_local
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,8 +31,29 @@ def walkthrough() -> str:
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
+def _json_lines(out: str) -> list:
+    """Every JSON document the walkthrough printed (curl answers end without a newline: split them apart)."""
+    import json
+
+    decoder, docs, i = json.JSONDecoder(), [], 0
+    while i < len(out):
+        if out[i] in "{[":
+            try:
+                doc, end = decoder.raw_decode(out, i)
+            except ValueError:
+                i += 1
+                continue
+            docs.append(doc)
+            i = end
+        else:
+            i += 1
+    return docs
+
+
+@pytest.mark.execute
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough(tmp_path):
+    require_kfp_local()  # the walkthrough's run really executes (kfp.local pip-installs kfp in each task)
     port, kfp_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_"))}
     env["KFADAPTER_STORE_PATH"] = str(tmp_path / "store.sqlite")
@@ -50,13 +73,27 @@ def test_readme_walkthrough(tmp_path):
             "127.0.0.1:8888", f"127.0.0.1:{kfp_port}")
         # Same commands, but any HTTP error fails the script.
         strict = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n" + script
-        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         out = done.stdout
         assert '"version_name": "qoe_Pipeline"' in out and '"version_name": "2"' in out
         assert '"versions_list": ["qoe_Pipeline", "2"]' in out
         assert '"run_status": "scheduled"' not in out  # captured into $RUN, not printed
-        assert '"run_status": "CANCELED"' in out and '"featurepath"' in out
+        assert '"featurepath"' in out
+        answers = _json_lines(out)
+        run_id = next(a["run_id"] for a in answers if a.get("run_status") in ("PENDING", "RUNNING"))
+        finished = [a for a in answers if a.get("run_id") == run_id and a.get("run_status") == "SUCCEEDED"]
+        assert finished and finished[0]["error"] is None and finished[0]["finished_at"], out[-3000:]
+        notes = next(a["notifications"] for a in answers if "notifications" in a)
+        assert {"run_id": run_id, "run_status": "SUCCEEDED", "trainingjob_id": "tj1"} in [n["body"] for n in notes]
+        outputs = next(a for a in answers if "tasks" in a and a.get("run_id") == run_id)
+        train = {o["name"]: o for t in outputs["tasks"] if t["name"] == "train" for o in t["outputs"]}
+        assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
+        assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
+        assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
+        canceled = [a for a in answers if a.get("run_status") == "CANCELED" and a.get("tracked") is False]
+        assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]
+        assert any(a.get("counts") for a in answers)  # the sandbox's request counters
     finally:
         server.terminate()
         server.wait(10)

@@ -4,6 +4,8 @@ All bodies are JSON unless noted; errors use the grpc body ``{"code", "message",
 
 ``POST /_sandbox/reset``
     Fresh state: only the ``Default`` experiment, counters zeroed, faults cleared, clock reset. → ``{}``
+``POST|GET|DELETE /_sandbox/notifications``
+    The local training-manager receiver (see ``notifications``): take one notification, list them, forget them.
 ``GET /_sandbox/requests``
     ``{"total": N, "counts": {"GET /apis/v2beta1/pipelines/{pipeline_id}": n, ...}}`` keyed by
     method + route pattern (unknown routes by their literal path).
@@ -91,7 +93,10 @@ def _int(doc: dict, key: str, default=None, minimum: int = 0):
 
 @bp.post("/reset")
 def reset():
-    """Fresh state."""
+    """Fresh state (runs the sandbox executes are stopped)."""
+    executor = current_app.extensions.get("sandbox_executor")
+    if executor is not None:
+        executor.cancel_all()
     _state().reset()
     return jsonify({})
 

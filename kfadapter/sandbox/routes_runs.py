@@ -21,6 +21,11 @@ def _state():
     return current_app.extensions["sandbox"]
 
 
+def _executor():
+    """The run executor when the sandbox executes pipelines (`SandboxServer(execute=True)`), else None."""
+    return current_app.extensions.get("sandbox_executor")
+
+
 def _inline_package(spec) -> packages.Package:
     try:
         return packages.from_dict(spec)
@@ -55,6 +60,10 @@ def create_run():
         experiment_id=bodies.string(body, "experiment_id"), version_ref=ref, package=package,
         parameters=params, pipeline_root=bodies.string(config, "pipeline_root"),
         service_account=bodies.string(body, "service_account"))
+    executor = _executor()
+    if executor is not None:  # v2 runs really execute (kfp.local); v1 runs stay driven by the control API
+        run_package, run_params = _state().run_package(run["run_id"])
+        executor.submit(run["run_id"], run_package, run_params)
     return jsonify(run)
 
 
@@ -66,16 +75,20 @@ def get_run(run_id):
 
 @bp.delete(f"{V2}/runs/<id:run_id>")
 def delete_run(run_id):
-    """Delete a run."""
+    """Delete a run (an executing one is killed)."""
     _state().delete_run(run_id)
+    if _executor() is not None:
+        _executor().forget(run_id)
     return jsonify({})
 
 
 @bp.post(f"{V2}/runs/<id:run_id>:terminate")
 @bp.post(f"{V1}/runs/<id:run_id>/terminate")
 def terminate_run(run_id):
-    """Cancel a run (a no-op on a finished one)."""
-    _state().terminate_run(run_id)
+    """Cancel a run (a no-op on a finished one); an executing run goes CANCELING, its processes are killed."""
+    _state().get_run(run_id)  # 404 for an unknown run
+    if _executor() is None or not _executor().terminate(run_id):
+        _state().terminate_run(run_id)
     return jsonify({})
 
 

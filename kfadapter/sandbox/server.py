@@ -9,6 +9,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .app import create_sandbox_app
 from .mlmd import MlmdServer
+from .runner import RunExecutor
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -18,11 +19,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class SandboxServer:
-    """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port)."""
+    """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port).
+
+    With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
+    `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True,
-                 mlmd_port: int = 0):
+                 mlmd_port: int = 0, execute: bool = False, workers: int = 2, workdir: str | None = None):
         self.app = app or create_sandbox_app()
+        self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
         self._server = None
@@ -44,10 +49,14 @@ class SandboxServer:
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = self._thread = None
+        if self.executor is not None:
+            self.executor.shutdown()
         self._mlmd.stop()
 
     def reset(self) -> None:
-        """Fresh state: only the Default experiment, counters zeroed, faults cleared."""
+        """Fresh state: only the Default experiment, counters zeroed, faults cleared (executing runs stopped)."""
+        if self.executor is not None:
+            self.executor.cancel_all()
         self.app.extensions["sandbox"].reset()
 
     @property
@@ -74,9 +83,21 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0) -> None:
+def enable_execution(app: Flask, workers: int = 2, workdir: str | None = None) -> RunExecutor:
+    """Make the sandbox app execute v2 runs (kfp.local, one child process per run, `workers` at a time)."""
+    executor = RunExecutor(app.extensions["sandbox"], workers=workers, workdir=workdir)
+    app.extensions["sandbox_executor"] = executor
+    return executor
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0, execute: bool = False,
+                  workers: int = 2, workdir: str | None = None) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
     app = create_sandbox_app()
+    executor = enable_execution(app, workers, workdir) if execute else None
+    if executor is not None:
+        print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})",
+              flush=True)
     server = make_server(host, port, app, threaded=True)
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     print(f"sandbox KFP listening on http://{host}:{server.server_port}", flush=True)
@@ -87,6 +108,8 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0)
         pass
     finally:
         server.server_close()
+        if executor is not None:
+            executor.shutdown()
         mlmd.stop()
 
 
@@ -97,5 +120,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kfadapter sandbox", description="Local Kubeflow Pipelines emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
+    parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port)
+    serve_forever(args.host, args.port, execute=args.execute)

@@ -406,6 +406,21 @@ class SandboxState:
                 self._set_state(rec, state, error)
             return len(recs)
 
+    def move_run(self, run_id: str, state: str, error: dict | None = None, *, only_unfinished: bool = False) -> bool:
+        """The sandbox executor moves a run; False when the run is gone or (only_unfinished) already terminal."""
+        with self.lock:
+            rec = self.runs.get(run_id)
+            if rec is None or (only_unfinished and rec["state"] in TERMINAL):
+                return False
+            self._set_state(rec, state, error)
+            return True
+
+    def run_package(self, run_id: str) -> tuple[packages.Package, dict]:
+        """The run's package and runtime parameters (for the sandbox executor)."""
+        with self.lock:
+            rec = self._run(run_id)
+            return rec["_package"], dict(rec["runtime_config"]["parameters"])
+
     def terminate_run(self, run_id: str) -> None:
         """CANCELED unless already terminal (then a no-op)."""
         with self.lock:

@@ -1,14 +1,15 @@
 """SQLite store for state that must survive a restart: tracked runs, the notification outbox and the lease.
 
-One short-lived connection per operation (cheap for SQLite) keeps it safe across threads and forked
-gunicorn workers; WAL mode lets readers and one writer share the file.
+One connection per thread and process keeps it safe across threads and forked gunicorn workers; WAL mode lets
+readers and one writer share the file.
 """
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -85,6 +86,7 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._local = threading.local()
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with self._connect() as db:
@@ -93,10 +95,15 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=10.0, isolation_level=None)) as db:
+        # One connection per thread and process, reused: opening one costs more than most queries here.
+        # A forked gunicorn worker must not share its parent's connection, hence the pid check.
+        db = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             db.execute("PRAGMA busy_timeout=10000")
             db.execute("PRAGMA synchronous=NORMAL")
-            yield db
+            self._local.db, self._local.pid = db, os.getpid()
+        yield db
 
     def track(self, run_id: str, trainingjob_id: str, *, pipeline_name: str | None = None,
               experiment_id: str | None = None) -> None:

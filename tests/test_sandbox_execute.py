@@ -1,0 +1,220 @@
+"""The sandbox that really runs pipelines: `SandboxServer(execute=True)` executes v2 runs with kfp.local.
+
+The tests marked `execute` run real components (tens of seconds each, pip needs PyPI; they skip without it).
+The others are fast: the executor's helpers, a container component refused before any pip, execution left off,
+and the local notification receiver."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+import requests
+
+from kfadapter.app import create_app
+from kfadapter.sandbox import SandboxServer, executor
+from kfadapter.settings import Settings
+
+from .conftest import PIPELINES, package, upload
+from .execution import process_group_members, require_kfp_local, wait_for
+
+TM_ARGS = {"epochs": "5", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "qoe",
+           "modelVersion": "1", "modellocation": ""}
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
+
+
+@pytest.fixture(scope="module")
+def xsandbox(tmp_path_factory):
+    """A sandbox KFP that executes v2 runs (two at a time), runs' working directories in a temp dir."""
+    with SandboxServer(execute=True, workers=2, workdir=str(tmp_path_factory.mktemp("runs"))) as server:
+        yield server
+
+
+@pytest.fixture
+def xsettings(xsandbox, tmp_path, tm_receiver) -> Settings:
+    xsandbox.reset()
+    return Settings(kfp_endpoint=xsandbox.url, store_path=str(tmp_path / "store.sqlite"), kfp_connect_timeout=2.0,
+                    kfp_read_timeout=5.0, kfp_upload_timeout=10.0, mlmd_endpoint=xsandbox.mlmd_endpoint,
+                    object_store_endpoint=f"{xsandbox.url}/_s3", object_store_access_key="sandbox",
+                    object_store_secret_key="sandbox", tm_url=tm_receiver.url, poll_interval=3600.0,
+                    notify_timeout=2.0)
+
+
+@pytest.fixture
+def xapp(xsettings):
+    return create_app(xsettings)
+
+
+@pytest.fixture
+def xclient(xapp):
+    return xapp.test_client()
+
+
+def start(client, fixture: str, name: str, arguments: dict, tj: str = "tj1") -> str:
+    """Upload a package and start a training job the way TM does; returns the run id."""
+    assert upload(client, name, package(fixture)).status_code == 200
+    resp = client.post(f"/trainingjobs/{tj}/execution", json={"pipeline_name": name, "arguments": arguments})
+    assert resp.status_code == 200, resp.json
+    return resp.json["run_id"]
+
+
+def run_state(client, run_id: str) -> dict:
+    resp = client.get(f"/runs/{run_id}")
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+def wait_terminal(client, run_id: str, timeout: float) -> dict:
+    return wait_for(lambda: (lambda r: r if r["run_status"] in TERMINAL else None)(run_state(client, run_id)),
+                    timeout, what=f"run {run_id} to finish")
+
+
+def notified(xapp, tm_receiver, run_id: str) -> dict:
+    """Run watcher cycles until the training manager got this run's notification."""
+    def got():
+        xapp.extensions["kfadapter.watcher"].poll_once()
+        return next((r["body"] for r in tm_receiver.received if r["body"]["run_id"] == run_id), None)
+    return wait_for(got, 10, interval=0.5, what="the notification")
+
+
+# ---- real executions (slow) --------------------------------------------------------------------------------
+
+@pytest.mark.execute
+def test_qoe_train_v2_runs_for_real_and_outputs_are_what_the_components_produced(xclient, xapp, tm_receiver):
+    require_kfp_local()
+    started = time.monotonic()
+    run_id = start(xclient, "qoe_train_v2.yaml", "qoe", TM_ARGS)
+    assert run_state(xclient, run_id)["run_status"] in ("PENDING", "RUNNING")
+    run = wait_terminal(xclient, run_id, 60)
+    elapsed = time.monotonic() - started
+    assert run["run_status"] == "SUCCEEDED", run
+    assert elapsed < 60 and run["error"] is None and run["finished_at"]
+    out = xclient.get(f"/runs/{run_id}/outputs").json
+    assert out["finished"] is True and out["pipeline_kind"] == "v2"
+    tasks = {t["name"]: {o["name"]: o for o in t["outputs"]} for t in out["tasks"]}
+    train = tasks["train"]
+    assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
+    assert train["summary"]["value"] == {"epochs": 5, "rows": 100}  # "5" from TM, converted, used by the code
+    assert train["ok"]["value"] is True
+    assert tasks["prepare"]["row_count"]["value"] == 100
+    model = train["model"]
+    assert model["type"] == "system.Model" and model["available"] is True
+    assert json.loads(xclient.get(model["download"]).data) == {"name": "qoe", "version": "1", "weights": [0.1, 0.2]}
+    assert notified(xapp, tm_receiver, run_id) == {"run_id": run_id, "run_status": "SUCCEEDED",
+                                                    "trainingjob_id": "tj1"}
+
+
+@pytest.mark.execute
+def test_terminate_kills_the_process_group_and_tm_hears_canceled(xclient, xapp, xsandbox, tm_receiver):
+    require_kfp_local()
+    run_id = start(xclient, "slow_sleep_v2.yaml", "slow", {"seconds": "60"})
+    # Wait until the component itself sleeps (its venv and pip install are done).
+    proc = wait_for(lambda: xsandbox.executor._procs.get(run_id), 30, what="the executor child")
+    log = xsandbox.executor.root / run_id / "executor.log"
+    wait_for(lambda: log.is_file() and "Executing task" in log.read_text(errors="replace")
+             and len(process_group_members(proc.pid)) >= 3, 45, what="the component to start")
+    assert run_state(xclient, run_id)["run_status"] == "RUNNING"
+    resp = requests.post(f"{xsandbox.url}/apis/v2beta1/runs/{run_id}:terminate", timeout=10)
+    assert resp.status_code == 200
+    assert run_state(xclient, run_id)["run_status"] in ("CANCELING", "CANCELED")
+    run = wait_terminal(xclient, run_id, 15)
+    assert run["run_status"] == "CANCELED"
+    wait_for(lambda: not process_group_members(proc.pid), 10, what="every process of the run to end")
+    history = [h["state"] for h in requests.get(f"{xsandbox.url}/apis/v2beta1/runs/{run_id}", timeout=5)
+               .json()["state_history"]]
+    assert history == ["PENDING", "RUNNING", "CANCELING", "CANCELED"]
+    assert notified(xapp, tm_receiver, run_id)["run_status"] == "CANCELED"
+
+
+@pytest.mark.execute
+def test_a_component_that_raises_fails_the_run_with_its_message(xclient, xapp, tm_receiver):
+    require_kfp_local()
+    run_id = start(xclient, "raise_error_v2.yaml", "boom", {"message": "row 7"}, tj="tj-boom")
+    run = wait_terminal(xclient, run_id, 60)
+    assert run["run_status"] == "FAILED"
+    assert "ValueError: training data is corrupt: row 7" in run["error"]["message"]
+    assert "explode" in run["error"]["message"]
+    assert notified(xapp, tm_receiver, run_id) == {"run_id": run_id, "run_status": "FAILED",
+                                                    "trainingjob_id": "tj-boom"}
+
+
+# ---- fast ----------------------------------------------------------------------------------------------------
+
+def test_container_components_fail_the_run_with_a_clear_error(xclient):
+    run_id = start(xclient, "container_echo_v2.yaml", "echo", {"text": "hi"})
+    run = wait_terminal(xclient, run_id, 20)
+    assert run["run_status"] == "FAILED"
+    assert "container component" in run["error"]["message"]
+    assert "only lightweight Python components" in run["error"]["message"]
+
+
+def test_without_execute_runs_stay_pending(client, sandbox):
+    run_id = start(client, "qoe_train_v2.yaml", "qoe", TM_ARGS)
+    time.sleep(0.5)
+    assert run_state(client, run_id)["run_status"] == "PENDING"
+    assert "sandbox_executor" not in sandbox.app.extensions
+
+
+def test_v1_runs_are_not_executed(xclient, xsandbox):
+    run_id = start(xclient, "qoe_train_v1_argo.yaml", "v1", {"epochs": "3", "trainingjob_id": "tj1",
+                                                             "featuregroup_name": "fg"})
+    time.sleep(0.5)
+    assert run_state(xclient, run_id)["run_status"] == "PENDING"
+    assert not xsandbox.executor.owns(run_id)
+
+
+def test_notification_receiver_answers_like_tm(sandbox):
+    url = f"{sandbox.url}/_sandbox/notifications"
+    requests.delete(url, timeout=5)
+    ok = requests.post(url, json={"run_id": "r1", "run_status": "SUCCEEDED", "trainingjob_id": "t"}, timeout=5)
+    bad = requests.post(f"{url}/trainingjob/pipelineNotification",
+                        json={"run_id": "r2", "run_status": "FAILED", "trainingjob_id": "t"}, timeout=5)
+    assert ok.status_code == 200 and bad.status_code == 500
+    got = requests.get(url, timeout=5).json()["notifications"]
+    assert [(n["run_id"], n["run_status"]) for n in got] == [("r1", "SUCCEEDED"), ("r2", "FAILED")]
+
+
+def test_optional_parameters_without_default_are_filled_for_kfp_local():
+    ir = {"root": {"dag": {"tasks": {"t": {"inputs": {"parameters": {"x": {"componentInputParameter": "used"}}}}}},
+                   "inputDefinitions": {"parameters": {
+                       "used": {"parameterType": "NUMBER_INTEGER", "isOptional": True},
+                       "unused": {"parameterType": "STRING", "isOptional": True},
+                       "given": {"parameterType": "STRING", "isOptional": True},
+                       "defaulted": {"parameterType": "STRING", "defaultValue": "d"}}}}}
+    patched = executor.fill_optional_parameters(ir, {"given": "g"})
+    params = patched["root"]["inputDefinitions"]["parameters"]
+    assert params["used"]["defaultValue"] == 0 and "unused" not in params and "defaultValue" not in params["given"]
+    assert "unused" in ir["root"]["inputDefinitions"]["parameters"]  # the original is untouched
+    assert executor.fill_optional_parameters(ir, {"used": 1, "unused": "u", "given": "g"}) is ir
+
+
+def test_error_is_the_components_exception(tmp_path):
+    log = tmp_path / "executor.log"
+    log.write_text("Traceback (most recent call last):\n  File \"x\", line 1\n"
+                   "\x1b[91mValueError: training data is corrupt: row 7\x1b[0m\n"
+                   "Pipeline 'p' finished with status FAILURE. Inner task failed: 'explode'.\n")
+    assert executor.error_from_log(log, "explode", "fallback") == \
+        "task 'explode' failed: ValueError: training data is corrupt: row 7"
+    assert executor.error_from_log(tmp_path / "missing", "explode", "fallback") == "fallback"
+
+
+def test_executor_child_reports_unloadable_packages(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Workflow\n")
+    assert executor.main(["--package", str(bad), "--workdir", str(tmp_path / "w")]) == 1
+    result = json.loads((tmp_path / "w" / "result.json").read_text())
+    assert result["state"] == "FAILED" and "not a KFP v2 pipeline spec" in result["error"]
+
+
+def test_unsupported_components_lists_container_executors():
+    import yaml
+
+    ir = yaml.safe_load((PIPELINES / "container_echo_v2.yaml").read_text())
+    assert executor.unsupported_components(ir)[0].startswith("exec-echo-container is a container component")
+    assert executor.unsupported_components(yaml.safe_load((PIPELINES / "qoe_train_v2.yaml").read_text())) == []
+
+
+def test_settings_read_the_sandbox_pool_size():
+    assert Settings.from_env({}).sandbox_workers == 2
+    assert dataclasses.replace(Settings.from_env({"KFADAPTER_SANDBOX_WORKERS": "4"})).sandbox_workers == 4
