@@ -104,7 +104,7 @@ class KfConnect:
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         with self._kfp(fn.__name__, what):
             resp = fn(*args, _preload_content=False, _request_timeout=timeout or self._timeout, **kwargs)
-            return _json_body(resp.data)
+            return _read_json(resp)
 
     def _call_path(self, path: str, method: str, *, what: str, body: Any = None,
                    timeout: tuple | None = None, operation: str = "call_api") -> dict:
@@ -114,7 +114,7 @@ class KfConnect:
                 path, method, header_params={"Accept": "application/json", "Content-Type": "application/json"},
                 body=body, auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=False,
                 _request_timeout=timeout or self._timeout)
-            return _json_body(resp.data)
+            return _read_json(resp)
 
     def _list_all(self, fn: Callable[..., Any], key: str, *args: Any, what: str, **kwargs: Any) -> list[dict]:
         """Follow `next_page_token` to the end; KFP omits the key for an empty list."""
@@ -492,6 +492,16 @@ def _equals_filter(key: str, value: str) -> str:
 
 def _in_filter(key: str, values: list[str]) -> str:
     return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
+
+
+def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:
+    """Read a raw response's JSON body and hand its connection back to the pool."""
+    try:
+        return _json_body(resp.data)
+    finally:
+        # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
+        # TCP connection to KFP.
+        resp.release_conn()
 
 
 def _json_body(data: bytes | None) -> dict:

@@ -58,6 +58,18 @@ def process_group_members(pgid: int) -> list[int]:
     return members
 
 
+def running_in_group(pgid: int, needle: str) -> bool:
+    """Whether a live member of the process group has `needle` in its command line."""
+    for pid in process_group_members(pgid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if needle.encode() in fh.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
     """Poll until predicate() is truthy; returns its value or fails the test."""
     deadline = time.monotonic() + timeout

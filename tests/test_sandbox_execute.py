@@ -17,7 +17,7 @@ from kfadapter.sandbox import SandboxServer, executor
 from kfadapter.settings import Settings
 
 from .conftest import PIPELINES, package, upload
-from .execution import process_group_members, require_kfp_local, wait_for
+from .execution import process_group_members, require_kfp_local, running_in_group, wait_for
 
 TM_ARGS = {"epochs": "5", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "qoe",
            "modelVersion": "1", "modellocation": ""}
@@ -111,9 +111,10 @@ def test_terminate_kills_the_process_group_and_tm_hears_canceled(xclient, xapp, 
     run_id = start(xclient, "slow_sleep_v2.yaml", "slow", {"seconds": "60"})
     # Wait until the component itself sleeps (its venv and pip install are done).
     proc = wait_for(lambda: xsandbox.executor._procs.get(run_id), 30, what="the executor child")
-    log = xsandbox.executor.root / run_id / "executor.log"
-    wait_for(lambda: log.is_file() and "Executing task" in log.read_text(errors="replace")
-             and len(process_group_members(proc.pid)) >= 3, 45, what="the component to start")
+    # kfp.local runs `python -m kfp.dsl.executor_main` (the component's code) once its venv and pip are ready.
+    wait_for(lambda: running_in_group(proc.pid, "kfp.dsl.executor_main"), 45, what="the component to start")
+    members = process_group_members(proc.pid)
+    assert len(members) >= 3  # the executor child, sh, the component's python
     assert run_state(xclient, run_id)["run_status"] == "RUNNING"
     resp = requests.post(f"{xsandbox.url}/apis/v2beta1/runs/{run_id}:terminate", timeout=10)
     assert resp.status_code == 200
@@ -218,3 +219,13 @@ def test_unsupported_components_lists_container_executors():
 def test_settings_read_the_sandbox_pool_size():
     assert Settings.from_env({}).sandbox_workers == 2
     assert dataclasses.replace(Settings.from_env({"KFADAPTER_SANDBOX_WORKERS": "4"})).sandbox_workers == 4
+
+
+def test_retry_executes_an_executed_run_again(xclient, xsandbox):
+    run_id = start(xclient, "container_echo_v2.yaml", "echo", {"text": "hi"})
+    assert wait_terminal(xclient, run_id, 20)["run_status"] == "FAILED"
+    assert requests.post(f"{xsandbox.url}/apis/v2beta1/runs/{run_id}:retry", timeout=5).status_code == 200
+    xsandbox.executor.wait(run_id, 20)
+    run = requests.get(f"{xsandbox.url}/apis/v2beta1/runs/{run_id}", timeout=5).json()
+    assert run["state"] == "FAILED" and "container component" in run["error"]["message"]
+    assert [h["state"] for h in run["state_history"]].count("FAILED") == 2

@@ -95,8 +95,12 @@ def terminate_run(run_id):
 @bp.post(f"{V2}/runs/<id:run_id>:retry")
 @bp.post(f"{V1}/runs/<id:run_id>/retry")
 def retry_run(run_id):
-    """Retry a failed or canceled run."""
+    """Retry a failed or canceled run (an executed one executes again, from the start)."""
     _state().retry_run(run_id)
+    executor = _executor()
+    if executor is not None and executor.owns(run_id):
+        run_package, run_params = _state().run_package(run_id)
+        executor.submit(run_id, run_package, run_params)
     return jsonify({})
 
 

@@ -60,6 +60,7 @@ class RunExecutor:
             return False
         with self._lock:
             self._owned.add(run_id)
+            self._canceled.discard(run_id)  # a retried run executes again
             self._done[run_id] = threading.Event()
         self._pool.submit(self._execute, run_id, package.ir, dict(parameters))
         return True

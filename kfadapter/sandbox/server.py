@@ -12,7 +12,13 @@ from .mlmd import MlmdServer
 from .runner import RunExecutor
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(WSGIRequestHandler):
+    # KFP's API server keeps connections alive; HTTP/1.0 (werkzeug's default) would make every client call
+    # pay for a new TCP connection.
+    protocol_version = "HTTP/1.1"
+
+
+class _QuietHandler(_Handler):
     # One log line per request would drown test output; errors still go to the app logger.
     def log_request(self, code="-", size="-"):
         pass
@@ -35,7 +41,7 @@ class SandboxServer:
 
     def start(self) -> "SandboxServer":
         """Bind and serve in a daemon thread; returns self."""
-        handler = _QuietHandler if self._quiet else None
+        handler = _QuietHandler if self._quiet else _Handler
         self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-kfp", daemon=True)
         self._thread.start()
