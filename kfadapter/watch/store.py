@@ -6,6 +6,7 @@ readers and one writer share the file.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -89,9 +90,21 @@ class Store:
         self._local = threading.local()
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._initialise()
+
+    def _initialise(self, attempts: int = 100) -> None:
+        # Gunicorn workers open a new store at the same moment; switching a fresh file to WAL answers
+        # "database is locked" at once instead of waiting on the busy timeout, so retry for a few seconds.
+        for attempt in range(attempts):
+            try:
+                with self._connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 + random.random() * 0.05)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
