@@ -81,3 +81,41 @@ class Service:
         return self.proc.returncode
 
 
+
+
+class SandboxService:
+    """`kfadapter serve --sandbox` (adapter, sandbox KFP and watcher in one process) on free loopback ports."""
+
+    def __init__(self, tmp_path, cwd, **env: str) -> None:
+        self.port, self.kfp_port = free_port(), free_port()
+        self.url, self.kfp_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.kfp_port}"
+        self.log_path = tmp_path / "serve-sandbox.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--host", "127.0.0.1", "--port",
+             str(self.port), "--sandbox-port", str(self.kfp_port)], cwd=cwd,
+            env=clean_env(KFADAPTER_STORE_PATH=str(tmp_path / "store.sqlite"), **env), stdout=self.log,
+            stderr=subprocess.STDOUT)
+        try:
+            wait_for(self._ready, "kfadapter serve --sandbox to become ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/readiness", timeout=1).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            assert self.proc.poll() is None, "serve --sandbox exited: " + self.log_path.read_text()[-2000:]
+            return False
+
+    def stop(self) -> None:
+        """Terminate the process (it stops its executing runs) and close its log."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()

@@ -350,34 +350,12 @@ def test_unreachable_mlmd_is_502(settings, client):
 
 def test_serve_sandbox_wires_mlmd_and_the_object_store(tmp_path):
     """`kfadapter serve --sandbox` points the adapter at the sandbox's MLMD (gRPC) and object store."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
     from .conftest import PIPELINES
+    from .support import SandboxService
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    port, kfp_port = ports
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_"))}
-    env.update(KFADAPTER_STORE_PATH=str(tmp_path / "store.sqlite"), KFADAPTER_WATCH="false")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(port),
-         "--sandbox-port", str(kfp_port)], cwd=PIPELINES.parents[2], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url, kfp = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{kfp_port}"
+    server = SandboxService(tmp_path, PIPELINES.parents[2], KFADAPTER_WATCH="false")
+    url, kfp = server.url, server.kfp_url
     try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/readiness", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         with (PIPELINES / "qoe_train_v2.yaml").open("rb") as fh:
             assert requests.post(f"{url}/pipelineIds/q", files={"file": ("file", fh)}, timeout=10).ok
         run_id = requests.post(f"{url}/trainingjobs/tj/execution", timeout=10,
@@ -390,5 +368,4 @@ def test_serve_sandbox_wires_mlmd_and_the_object_store(tmp_path):
         assert out["accuracy"]["value"] == 0.5 and out["model"]["value"] == "weights"
         assert requests.get(url + out["model"]["download"], timeout=10).content == b"weights"
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()

@@ -1,27 +1,17 @@
 """The README's walkthrough, run verbatim against `kfadapter serve --sandbox` (only the ports differ)."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from .execution import require_kfp_local
+from .support import SandboxService
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def walkthrough() -> str:
@@ -54,21 +44,9 @@ def _json_lines(out: str) -> list:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough(tmp_path):
     require_kfp_local()  # the walkthrough's run really executes (kfp.local pip-installs kfp in each task)
-    port, kfp_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_"))}
-    env["KFADAPTER_STORE_PATH"] = str(tmp_path / "store.sqlite")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(port),
-         "--sandbox-port", str(kfp_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = SandboxService(tmp_path, ROOT)
+    port, kfp_port = server.port, server.kfp_port
     try:
-        for _ in range(100):
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readiness", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("kfadapter serve --sandbox did not become ready")
         script = walkthrough().replace("127.0.0.1:5001", f"127.0.0.1:{port}").replace(
             "127.0.0.1:8888", f"127.0.0.1:{kfp_port}")
         # Same commands, but any HTTP error fails the script.
@@ -95,6 +73,4 @@ def test_readme_walkthrough(tmp_path):
         assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]
         assert any(a.get("counts") for a in answers)  # the sandbox's request counters
     finally:
-        server.terminate()
-        server.wait(10)
-        server.stdout.close()
+        server.stop()
