@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--volume", help='JSON Kubernetes volume, e.g. \'{"name": "data", "nfs": {...}}\'')
     rewrite.add_argument("--path-prefix", default="artifact_data", help="directory for the data inside the volume")
     args = parser.parse_args(argv)
-    configure_logging(os.environ.get("KFADAPTER_LOG_FORMAT", "text" if args.command != "serve" or args.sandbox
-                                     else "json").lower(), os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
+    _configure_logging(args)
     try:
         if args.command == "sandbox":
             return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute)
@@ -56,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    # Sandbox and tool output is read in a terminal; the production server's goes to a log collector.
+    # (Read raw here: Settings validates these names again and stops start-up on a bad value.)
+    default = "json" if args.command == "serve" and not args.sandbox else "text"
+    configure_logging(os.environ.get("KFADAPTER_LOG_FORMAT", default).lower(),
+                      os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
 
 
 def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False) -> int:
