@@ -1,0 +1,190 @@
+"""KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Iterable
+
+from .. import pipelines as pl
+from ..errors import Conflict, KfpRejected, NotFound
+from .transport import Transport, equals_filter, upload_result
+
+
+class PipelineCalls(Transport):
+    """Pipelines, their versions and experiments."""
+
+    # ---- pipelines ----------------------------------------------------------------------------------------
+
+    def find_pipeline(self, name: str) -> dict:
+        """Return the pipeline with this exact name (not display-name filtering, which is not unique)."""
+        api = self.client._pipelines_api
+        try:
+            return self._call(api.pipeline_service_get_pipeline_by_name, name, namespace=self._namespace,
+                              what=f"pipeline {name!r}")
+        except NotFound:
+            raise NotFound(f"pipeline {name!r} not found", code="pipeline_not_found",
+                           details={"pipeline_name": name}) from None
+
+    def get_pipeline(self, pipeline_id: str) -> dict:
+        """Return one pipeline by id."""
+        api = self.client._pipelines_api
+        try:
+            return self._call(api.pipeline_service_get_pipeline, pipeline_id, what=f"pipeline {pipeline_id!r}")
+        except NotFound:
+            raise NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found",
+                           details={"pipeline_id": pipeline_id}) from None
+
+    def list_pipelines(self) -> list[dict]:
+        """Return every pipeline, oldest first."""
+        api = self.client._pipelines_api
+        items = self._list_all(api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace,
+                               what="list pipelines")
+        return sorted(items, key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
+
+    def pipeline_names(self, pipeline_ids: Iterable[str]) -> dict[str, str | None]:
+        """Return id -> display name for each pipeline id (None for a deleted one): one call per id."""
+        names: dict[str, str | None] = {}
+        for pid in pipeline_ids:
+            try:
+                names[pid] = self.get_pipeline(pid).get("display_name")
+            except NotFound:
+                names[pid] = None
+        return names
+
+    def list_versions(self, pipeline_id: str) -> list[dict]:
+        """Return every version of a pipeline in numeric order ("name", "2", "3", ...)."""
+        api = self.client._pipelines_api
+        try:
+            items = self._list_all(api.pipeline_service_list_pipeline_versions, "pipeline_versions", pipeline_id,
+                                   what=f"versions of pipeline {pipeline_id!r}")
+        except NotFound:
+            raise NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found",
+                           details={"pipeline_id": pipeline_id}) from None
+        return sorted(items, key=pl.version_sort_key)
+
+    def get_version(self, pipeline_id: str, version_id: str) -> dict:
+        """Return one pipeline version, with its `pipeline_spec`."""
+        api = self.client._pipelines_api
+        try:
+            return self._call(api.pipeline_service_get_pipeline_version, pipeline_id, version_id,
+                              what=f"pipeline version {version_id!r}")
+        except NotFound:
+            raise NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found",
+                           code="version_not_found",
+                           details={"pipeline_id": pipeline_id, "version_id": version_id}) from None
+
+    def find_version(self, pipeline: dict, version_name: str | None) -> dict:
+        """Return the pipeline's version with this name, or the newest when the name is empty or 'latest'."""
+        versions = self.list_versions(pipeline["pipeline_id"])
+        if not versions:
+            raise NotFound(f"pipeline {pipeline.get('display_name')!r} has no versions", code="version_not_found")
+        if version_name in (None, "", "latest"):
+            return max(versions, key=lambda v: (v.get("created_at") or "", pl.version_sort_key(v)))
+        for v in versions:
+            if version_name in (v.get("display_name"), v.get("name")):
+                return v
+        raise NotFound(f"version {version_name!r} of pipeline {pipeline.get('display_name')!r} not found",
+                       code="version_not_found",
+                       details={"pipeline_name": pipeline.get("display_name"), "pipeline_version": version_name})
+
+    def version_spec(self, version: dict) -> dict | None:
+        """Return a version's `pipeline_spec`, fetching the version when a listing left it out."""
+        spec = version.get("pipeline_spec")
+        if spec is None:
+            spec = self.get_version(version["pipeline_id"], version["pipeline_version_id"]).get("pipeline_spec")
+        return spec
+
+    def upload(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
+        """Upload a package: create pipeline `name`, or add the next numbered version to it."""
+        with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
+            # KFP picks the parser by file extension; the file name never comes from the caller.
+            path = os.path.join(tmp, "pipeline" + package.suffix)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            try:
+                pipeline = self.find_pipeline(name)
+            except NotFound:
+                created = self._upload_new_pipeline(name, path, description)
+                if created is not None:
+                    return created
+                pipeline = self.find_pipeline(name)  # another upload created it first
+            return self._upload_next_version(pipeline, path, description)
+
+    def _upload_new_pipeline(self, name: str, path: str, description: str | None) -> dict | None:
+        api = self.client._upload_api
+        try:
+            pipeline = self._call(api.upload_pipeline, path, name=name, display_name=name,
+                                  description=description or None, namespace=self._namespace,
+                                  what=f"upload of pipeline {name!r}", timeout=self._upload_timeout)
+        except Conflict:
+            return None
+        versions = self.list_versions(pipeline["pipeline_id"])
+        first = versions[0] if versions else {}
+        return upload_result(pipeline["pipeline_id"], name, first.get("pipeline_version_id"),
+                              first.get("display_name") or name, created=True)
+
+    def _upload_next_version(self, pipeline: dict, path: str, description: str | None) -> dict:
+        api = self.client._upload_api
+        pid = pipeline["pipeline_id"]
+        names = [v.get("display_name") or v.get("name") for v in self.list_versions(pid)]
+        number = pl.next_version_number(names)
+        for _ in range(self.settings.upload_attempts):
+            try:
+                version = self._call(api.upload_pipeline_version, path, name=str(number), display_name=str(number),
+                                     pipelineid=pid, description=description or None,
+                                     what=f"upload of version {number} of pipeline {pipeline.get('display_name')!r}",
+                                     timeout=self._upload_timeout)
+            except Conflict:
+                number += 1  # a concurrent upload took this number: KFP's 409 is the arbiter
+                continue
+            return upload_result(pid, pipeline.get("display_name"), version.get("pipeline_version_id"),
+                                  str(number), created=False)
+        raise Conflict(f"no free version number for pipeline {pipeline.get('display_name')!r} after "
+                       f"{self.settings.upload_attempts} attempts; retry the upload", code="version_conflict")
+
+    def delete_pipeline(self, pipeline_id: str) -> dict:
+        """Delete a pipeline and all its versions (cascade; versions first on backends without cascade)."""
+        pipeline = self.get_pipeline(pipeline_id)
+        api = self.client._pipelines_api
+        what = f"delete of pipeline {pipeline_id!r}"
+        try:
+            self._call(api.pipeline_service_delete_pipeline, pipeline_id, cascade=True, what=what)
+        except KfpRejected as exc:
+            if "version" not in exc.message.lower():
+                raise
+            # Backends before 2.14 ignore `cascade` and refuse while versions exist.
+            for version in self.list_versions(pipeline_id):
+                self.delete_version(pipeline_id, version["pipeline_version_id"])
+            self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)
+        return {"id": pipeline_id, "name": pipeline.get("display_name"), "status": "Deleted"}
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> dict:
+        """Delete one pipeline version."""
+        api = self.client._pipelines_api
+        try:
+            self._call(api.pipeline_service_delete_pipeline_version, pipeline_id, version_id,
+                       what=f"delete of version {version_id!r}")
+        except NotFound:
+            raise NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found",
+                           code="version_not_found") from None
+        return {"id": version_id, "pipeline_id": pipeline_id, "status": "Deleted"}
+
+    # ---- experiments --------------------------------------------------------------------------------------
+
+    def list_experiments(self) -> list[dict]:
+        """Return every experiment."""
+        api = self.client._experiment_api
+        return self._list_all(api.experiment_service_list_experiments, "experiments", namespace=self._namespace,
+                              what="list experiments")
+
+    def find_experiment(self, name: str) -> dict:
+        """Return the experiment with this display name."""
+        api = self.client._experiment_api
+        page = self._call(api.experiment_service_list_experiments, namespace=self._namespace, page_size=1,
+                          filter=equals_filter("display_name", name), what=f"experiment {name!r}")
+        for exp in page.get("experiments") or []:
+            if exp.get("display_name") == name:
+                return exp
+        raise NotFound(f"experiment {name!r} not found", code="experiment_not_found",
+                       details={"experiment_name": name})
+

@@ -1,0 +1,159 @@
+"""KfConnect's run workflows: execution with mapped arguments (v2 and v1 APIs), run reads, terminate, artifacts."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from .. import pipelines as pl
+from ..errors import KfpUnavailable, NotFound
+from .pipelines import PipelineCalls
+from .transport import PAGE_SIZE, KfpStream, in_filter, segment
+
+TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+UNFINISHED_TIME = "1970-01-01T00:00:00Z"
+
+
+class RunCalls(PipelineCalls):
+    """Runs: start, read, list, terminate, and a v1 run's workflow and artifacts."""
+
+    # ---- runs ---------------------------------------------------------------------------------------------
+
+    def execute(self, trainingjob_id: str, pipeline_name: str, version_name: str | None, experiment_name: str,
+                arguments: dict[str, Any]) -> dict:
+        """Start a training run of a pipeline version with arguments mapped onto its parameters."""
+        pipeline = self.find_pipeline(pipeline_name)
+        version = self.find_version(pipeline, version_name)
+        spec = self.version_spec(version)
+        kind = pl.spec_kind(spec) or pl.V2
+        plan = pl.build_arguments(pl.parameters_of(spec), arguments, trainingjob_id=trainingjob_id,
+                                  mapping=self.settings.argument_mapping, kind=kind)
+        experiment = self.find_experiment(experiment_name)
+        run_name = f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+        description = f"training job {trainingjob_id}"
+        if kind == pl.V1:
+            run_id = self._create_v1_run(run_name, description, experiment["experiment_id"],
+                                         version["pipeline_version_id"], plan.values)
+        else:
+            run_id = self._create_v2_run(run_name, description, experiment["experiment_id"],
+                                         pipeline["pipeline_id"], version["pipeline_version_id"], plan.values)
+        return {
+            "trainingjob_id": trainingjob_id,
+            "run_id": run_id,
+            "run_name": run_name,
+            "experiment_name": experiment_name,
+            "experiment_id": experiment["experiment_id"],
+            "pipeline_name": pipeline_name,
+            "pipeline_id": pipeline["pipeline_id"],
+            "pipeline_version": version.get("display_name") or version.get("name"),
+            "pipeline_version_id": version["pipeline_version_id"],
+            "pipeline_kind": kind,
+            "parameters": plan.values,
+            "derived_arguments": plan.derived,
+            "ignored_arguments": plan.ignored,
+            "run_status": "scheduled",
+        }
+
+    def _create_v2_run(self, name: str, description: str, experiment_id: str, pipeline_id: str,
+                       version_id: str, parameters: dict[str, Any]) -> str:
+        body = {
+            "display_name": name,
+            "description": description,
+            "experiment_id": experiment_id,
+            "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
+            "runtime_config": {"parameters": parameters},
+        }
+        api = self.client._run_api
+        run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
+        return run["run_id"]
+
+    def _create_v1_run(self, name: str, description: str, experiment_id: str, version_id: str,
+                       parameters: dict[str, str]) -> str:
+        # The v2beta1 create-run silently drops parameters of v1 (Argo) versions (kubeflow/pipelines#10346).
+        body = {
+            "name": name,
+            "description": description,
+            "pipeline_spec": {"parameters": [{"name": k, "value": v} for k, v in parameters.items()]},
+            "resource_references": [
+                {"key": {"type": "EXPERIMENT", "id": experiment_id}, "relationship": "OWNER"},
+                {"key": {"type": "PIPELINE_VERSION", "id": version_id}, "relationship": "CREATOR"},
+            ],
+        }
+        answer = self._call_path("/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}",
+                                 operation="v1beta1_create_run")
+        return (answer.get("run") or {})["id"]
+
+    def get_run(self, run_id: str) -> dict:
+        """Return one run."""
+        api = self.client._run_api
+        try:
+            return self._call(api.run_service_get_run, run_id, what=f"run {run_id!r}")
+        except NotFound:
+            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+
+    def list_runs(self) -> list[dict]:
+        """Return every run, newest first."""
+        api = self.client._run_api
+        return self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
+                              sort_by="created_at desc", what="list runs")
+
+    def runs_by_ids(self, run_ids: Iterable[str]) -> list[dict]:
+        """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
+        api = self.client._run_api
+        ids = list(dict.fromkeys(run_ids))
+        found: list[dict] = []
+        for start in range(0, len(ids), PAGE_SIZE):
+            chunk = ids[start:start + PAGE_SIZE]
+            found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
+                                        filter=in_filter("run_id", chunk), what="list runs by id"))
+        return found
+
+    def terminate_run(self, run_id: str) -> dict:
+        """Terminate a run unless it already finished; return the run as it is afterwards."""
+        run = self.get_run(run_id)
+        if run.get("state") in TERMINAL_STATES:
+            return run | {"terminated": False}
+        api = self.client._run_api
+        try:
+            self._call(api.run_service_terminate_run, run_id, what=f"terminate run {run_id!r}")
+        except NotFound:
+            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+        return self.get_run(run_id) | {"terminated": True}
+
+    # ---- run outputs (v1 runs: the Argo workflow and its artifacts) -------------------------------------
+
+    def workflow(self, run_id: str) -> dict | None:
+        """Return the run's Argo workflow (v1beta1 `pipeline_runtime.workflow_manifest`); None while it has none."""
+        try:
+            detail = self._call_path(f"/apis/v1beta1/runs/{segment(run_id)}", "GET", what=f"run {run_id!r}",
+                                     operation="v1beta1_get_run")
+        except NotFound:
+            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+        manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
+        if not manifest:
+            return None
+        try:
+            workflow = json.loads(manifest)
+        except ValueError:
+            raise KfpUnavailable(f"run {run_id!r}: KFP's workflow manifest is not JSON") from None
+        return workflow if isinstance(workflow, dict) else None
+
+    def read_artifact(self, run_id: str, node_id: str, name: str) -> KfpStream:
+        """Open KFP's `:read` answer `{"data": "<base64>"}` for one node's artifact as a stream, not loaded whole."""
+        # Not in kfp-server-api >= 2.15 (a streaming handler there), hence call_api on the path.
+        path = (f"/apis/v1beta1/runs/{segment(run_id)}/nodes/{segment(node_id)}/artifacts/"
+                f"{segment(name)}:read")
+        what = f"artifact {name!r} of node {node_id!r} in run {run_id!r}"
+        try:
+            with self._kfp("read_artifact", what):
+                resp = self._api_client.call_api(
+                    path, "GET", header_params={"Accept": "application/json"}, auth_settings=["Bearer"],
+                    _return_http_data_only=True, _preload_content=False, _request_timeout=self._timeout)
+        except NotFound:
+            # KFP >= 2.15 answers 404 {"error_message": "artifact not found: <nil>"} as text/plain for a missing
+            # run, node or artifact alike.
+            raise NotFound(f"{what} not found", code="artifact_not_found",
+                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+        return KfpStream(resp, what)
+

@@ -1,0 +1,244 @@
+"""The transport under KfConnect: the lazily built `kfp.Client`, timeouts, paging and error translation.
+
+Every call carries a `(connect, read)` timeout and every kfp / urllib3 failure is translated once into a
+domain error (404 → NotFound, 409 → Conflict, other 4xx → KfpRejected with KFP's message only,
+5xx / connection → KfpUnavailable, timeout → KfpTimeout). Results are plain dicts with KFP's own JSON field
+names: responses are read raw (`_preload_content=False`) so no `V2beta1*` model ever leaves this package.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+import kfp
+import kfp_server_api
+import urllib3
+from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+from kfp_server_api.exceptions import ApiException
+
+from ..errors import (AdapterError, Conflict, KfpRejected, KfpTimeout, KfpUnavailable, NotFound, NotReady,
+                      PayloadTooLarge)
+from ..observability import kfp_call
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200  # KFP silently caps page_size at 200
+_MAX_PAGES = 10_000  # a server that never stops handing out tokens must not loop us forever
+_PLACEHOLDER_NAMESPACE = "kfadapter-placeholder"
+
+
+class Transport:
+    """Hold the `kfp.Client` and make every KFP call with a timeout, paging and one error translation."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.kfp_endpoint:
+            raise ValueError("KfConnect needs settings.kfp_endpoint")
+        self.settings = settings
+        self._client: kfp.Client | None = None
+        self._client_lock = threading.Lock()
+        self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
+        self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
+
+    # ---- client and transport -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> kfp.Client:
+        """Return the lazily built `kfp.Client` (built on first use, never at import or app creation)."""
+        if self._client is None:
+            with self._client_lock:  # construction does no I/O (see _build_client), so this is brief
+                if self._client is None:
+                    self._client = self._build_client()
+        return self._client
+
+    def _build_client(self) -> kfp.Client:
+        s = self.settings
+        kwargs: dict[str, Any] = {"host": s.kfp_endpoint, "ssl_ca_cert": s.kfp_ca_cert}
+        if s.kfp_token:
+            kwargs["existing_token"] = s.kfp_token
+        elif s.kfp_token_file:
+            # Re-reads the projected token on every request, so rotation needs no restart.
+            kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(path=s.kfp_token_file)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            # With namespace '' or 'kubeflow' and no local context file the constructor polls healthz
+            # up to 5 times, 5 s apart. A placeholder namespace skips that; the real one is set right after.
+            client = kfp.Client(namespace=_PLACEHOLDER_NAMESPACE, **kwargs)
+        client._context_setting["namespace"] = s.namespace
+        config = client._existing_config
+        # urllib3 retries 3 times by default, multiplying every timeout; retry only a refused connect once.
+        config.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
+        client._run_api.api_client.rest_client = kfp_server_api.rest.RESTClientObject(config)
+        return client
+
+    @property
+    def _api_client(self) -> kfp_server_api.ApiClient:
+        return self.client._run_api.api_client
+
+    @contextmanager
+    def _kfp(self, operation: str, what: str) -> Iterator[None]:
+        """Count and time one KFP call and translate its failure once."""
+        with kfp_call(operation):
+            try:
+                yield
+            except ApiException as exc:
+                raise translate_api_exception(exc, what) from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise translate_transport_error(exc, what) from None
+
+    def _call(self, fn: Callable[..., Any], *args: Any, what: str, timeout: tuple | None = None,
+              **kwargs: Any) -> dict:
+        """Run one generated API method with a timeout and translate its failure; return the JSON body."""
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        with self._kfp(fn.__name__, what):
+            resp = fn(*args, _preload_content=False, _request_timeout=timeout or self._timeout, **kwargs)
+            return _read_json(resp)
+
+    def _call_path(self, path: str, method: str, *, what: str, body: Any = None,
+                   timeout: tuple | None = None, operation: str = "call_api") -> dict:
+        """Call a REST path that kfp-server-api has no method for, keeping host, auth and TLS settings."""
+        with self._kfp(operation, what):
+            resp = self._api_client.call_api(
+                path, method, header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body, auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=False,
+                _request_timeout=timeout or self._timeout)
+            return _read_json(resp)
+
+    def _list_all(self, fn: Callable[..., Any], key: str, *args: Any, what: str, **kwargs: Any) -> list[dict]:
+        """Follow `next_page_token` to the end; KFP omits the key for an empty list."""
+        items: list[dict] = []
+        token = None
+        for _ in range(_MAX_PAGES):
+            page = self._call(fn, *args, what=what, page_size=PAGE_SIZE, page_token=token, **kwargs)
+            items.extend(page.get(key) or [])
+            token = page.get("next_page_token")
+            if not token:
+                return items
+        raise KfpUnavailable(f"{what}: KFP kept returning page tokens after {_MAX_PAGES} pages")
+
+    # ---- health -----------------------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one."""
+        api = self.client._healthz_api
+        try:
+            return self._call(api.healthz_service_get_healthz, what="KFP health check")
+        except AdapterError as exc:
+            raise NotReady(exc.message, details={"cause": exc.code}) from None
+
+    @property
+    def _namespace(self) -> str | None:
+        return self.settings.namespace or None
+
+
+class KfpStream:
+    """A KFP response body read chunk by chunk; transport failures become KfpUnavailable / KfpTimeout."""
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+        self._resp, self._what = resp, what
+
+    def read(self, n: int) -> bytes:
+        """Return up to n bytes of the body; b"" at the end."""
+        try:
+            return self._resp.read(n)
+        except urllib3.exceptions.HTTPError as exc:
+            raise translate_transport_error(exc, self._what) from None
+
+    def close(self) -> None:
+        """Drop the connection (a half-read body must not go back to the pool) and free its pool slot."""
+        self._resp.close()
+        self._resp.release_conn()
+
+
+def segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str | None, version_name: str,
+                   *, created: bool) -> dict:
+    return {"pipeline_id": pipeline_id, "pipeline_name": pipeline_name, "version_id": version_id,
+            "version_name": version_name, "created_pipeline": created}
+
+
+def equals_filter(key: str, value: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
+
+
+def in_filter(key: str, values: list[str]) -> str:
+    return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
+
+
+def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:
+    """Read a raw response's JSON body and hand its connection back to the pool."""
+    try:
+        return _json_body(resp.data)
+    finally:
+        # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
+        # TCP connection to KFP.
+        resp.release_conn()
+
+
+def _json_body(data: bytes | None) -> dict:
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise KfpUnavailable("KFP answered with a body that is not JSON") from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _kfp_message(exc: ApiException) -> str:
+    """Pull KFP's human message out of an error body; never its `error_details` (it holds stack traces)."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    message = ""
+    try:
+        parsed = json.loads(body) if body else {}
+        if isinstance(parsed, dict):
+            message = str(parsed.get("message") or parsed.get("error_message") or parsed.get("error") or "")
+    except ValueError:
+        message = body if body and len(body) < 300 and "\n" not in body.strip() else ""
+    message = message.strip().splitlines()[0] if message.strip() else ""
+    return message[:500] or (exc.reason or f"HTTP {exc.status}")
+
+
+def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
+    """Map a kfp-server-api ApiException onto the adapter's error types."""
+    status = exc.status or 0
+    message = _kfp_message(exc)
+    text = f"{what}: {message}"
+    if status == 404:
+        return NotFound(text, details={"kfp_status": status})
+    if status == 409 or (status == 500 and "already exist" in message.lower()):
+        # KFP 2.0.x answered 500 for duplicate names; 2.1+ answers 409.
+        return Conflict(text, details={"kfp_status": status})
+    if status == 413:
+        return PayloadTooLarge(text)
+    if status in (401, 403):
+        return KfpUnavailable(f"{what}: KFP refused the adapter's credentials ({message})",
+                              code="kfp_unauthorized", details={"kfp_status": status})
+    if 400 <= status < 500:
+        return KfpRejected(text, details={"kfp_status": status})
+    if status in (504,):
+        return KfpTimeout(text, details={"kfp_status": status})
+    return KfpUnavailable(f"{what}: KFP failed ({message})", details={"kfp_status": status})
+
+
+def translate_transport_error(exc: urllib3.exceptions.HTTPError, what: str) -> AdapterError:
+    """Map a urllib3 connection or timeout failure onto 502/504."""
+    reason = getattr(exc, "reason", None) or exc
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a subclass of ConnectTimeoutError
+    if not refused and isinstance(reason, urllib3.exceptions.TimeoutError):
+        return KfpTimeout(f"{what}: KFP did not answer in time")
+    log.warning("%s: KFP unreachable: %s", what, type(reason).__name__)
+    return KfpUnavailable(f"{what}: KFP is unreachable")
+
+
+

@@ -1,0 +1,129 @@
+"""The sandbox state's foundation: KFP's constants and list resources, the lock, clock, counters and faults.
+
+Every public method of the state takes `self.lock` for its whole (short, CPU-only) body; package parsing and
+HTTP I/O happen in the routes, outside the lock.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+from . import listing, packages
+from .errors import ApiError
+
+TERMINAL = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+STATES = frozenset({"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "SUCCEEDED", "SKIPPED",
+                    "FAILED", "CANCELING", "CANCELED", "PAUSED"})
+DEFAULT_EXPERIMENT = "Default"
+
+PIPELINES = listing.Resource("pipelines", "pipeline_id", {
+    k: (lambda r, k=k: r.get(k)) for k in ("name", "display_name", "created_at", "description", "namespace")})
+VERSIONS = listing.Resource("pipeline_versions", "pipeline_version_id", {
+    k: (lambda r, k=k: r.get(k)) for k in ("name", "display_name", "created_at", "description", "pipeline_id")})
+EXPERIMENTS = listing.Resource("experiments", "experiment_id", {
+    k: (lambda r, k=k: r.get(k))
+    for k in ("display_name", "created_at", "description", "namespace", "storage_state")})
+RUNS = listing.Resource("runs", "run_id", {
+    **{k: (lambda r, k=k: r.get(k)) for k in (
+        "display_name", "created_at", "scheduled_at", "finished_at", "state", "storage_state",
+        "experiment_id", "description", "namespace", "service_account")},
+    "pipeline_id": lambda r: (r.get("pipeline_version_reference") or {}).get("pipeline_id"),
+    "pipeline_version_id": lambda r: (r.get("pipeline_version_reference") or {}).get("pipeline_version_id"),
+}, timestamps=("created_at", "scheduled_at", "finished_at"))
+
+# A tiny IR used by the bulk seeding helpers.
+_SEED_IR = {
+    "pipelineInfo": {"name": "seed"},
+    "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": {
+        "epochs": {"parameterType": "NUMBER_INTEGER", "defaultValue": 1.0, "isOptional": True}}}},
+    "schemaVersion": "2.1.0",
+    "sdkVersion": "kfp-2.16.1",
+}
+
+
+def _seed_package(spec: dict | None) -> packages.Package:
+    try:
+        return packages.from_dict(spec or _SEED_IR)
+    except packages.PackageError as exc:
+        raise ApiError(3, f"control API: {exc.message}") from exc
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+class StateBase:
+    """The data dictionaries, one lock, the clock, request counters and faults."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._clear()
+
+    # ---- housekeeping -------------------------------------------------------------------
+    def _clear(self) -> None:
+        self.pipelines: dict[str, dict] = {}
+        self.versions: dict[str, dict] = {}
+        self.experiments: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
+        self.artifacts: dict[tuple[str, str, str], bytes] = {}
+        self.counts: Counter = Counter()
+        self.faults: list[dict] = []
+        self.clock_offset = 0.0
+        # ML Metadata records, object-store objects and MLMD faults; kept by sandbox/mlmd.py under self.lock.
+        self.mlmd: dict = {"runs": {}, "objects": {}, "faults": [], "next_id": 1}
+        self._default_experiment_id()
+
+    def reset(self) -> None:
+        """Back to a fresh KFP: only the Default experiment, counters and faults cleared."""
+        with self.lock:
+            self._clear()
+
+    def _now(self) -> str:
+        # KFP stores seconds; ties in created_at are broken by id, as in KFP.
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + self.clock_offset))
+
+    def advance_clock(self, seconds: float) -> str:
+        """Move the sandbox clock forward (for deterministic created_at ordering)."""
+        with self.lock:
+            self.clock_offset += float(seconds)
+            return self._now()
+
+    # ---- request counters and faults -----------------------------------------------------
+    def count(self, key: str) -> None:
+        """Count one API request under `METHOD route-pattern`."""
+        with self.lock:
+            self.counts[key] += 1
+
+    def request_counts(self) -> dict:
+        """Snapshot of the counters."""
+        with self.lock:
+            return {"total": sum(self.counts.values()), "counts": dict(self.counts)}
+
+    def clear_counts(self) -> None:
+        """Zero the counters."""
+        with self.lock:
+            self.counts.clear()
+
+    def add_fault(self, fault: dict) -> None:
+        """Register a fault (status, delay, times, path_prefix, method)."""
+        with self.lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        with self.lock:
+            self.faults.clear()
+
+    def take_fault(self, method: str, path: str) -> dict | None:
+        """Return (and use up one shot of) the first fault matching this request."""
+        with self.lock:
+            for fault in self.faults:
+                if path.startswith(fault["path_prefix"]) and fault["method"] in (None, method):
+                    if fault["times"] is not None:
+                        fault["times"] -= 1
+                        if fault["times"] <= 0:
+                            self.faults.remove(fault)
+                    return dict(fault)
+            return None
+

@@ -1,0 +1,203 @@
+"""The sandbox state's runs: creation with KFP's parameter checks, states, terminate, workflows, artifacts."""
+
+from __future__ import annotations
+
+import json
+
+from . import listing, packages, views
+from .errors import ApiError, not_found
+from .state_base import RUNS, STATES, TERMINAL, _new_id
+from .state_catalog import CatalogState
+
+
+class RunState(CatalogState):
+    """Runs and their artifacts."""
+
+    # ---- runs ----------------------------------------------------------------------------
+    def _run(self, run_id: str) -> dict:
+        rec = self.runs.get(run_id)
+        if rec is None:
+            raise not_found("Run", run_id)
+        return rec
+
+    def _resolve_version(self, ref: dict) -> dict:
+        vid, pid = ref.get("pipeline_version_id"), ref.get("pipeline_id")
+        if vid:
+            return self._version(pid, vid)
+        if not pid:
+            raise ApiError(3, "Failed to create a run: Invalid input error: pipeline version reference needs a pipeline_version_id")
+        self._pipeline(pid)
+        owned = sorted((v["created_at"], v["pipeline_version_id"], v) for v in self.versions.values()
+                       if v["pipeline_id"] == pid)
+        if not owned:
+            raise not_found("PipelineVersion", f"(latest of pipeline {pid})")
+        return owned[-1][2]  # KFP uses the latest version when only the pipeline is given
+
+    def create_run(self, *, display_name: str, description: str = "", experiment_id: str = "",
+                   version_ref: dict | None = None, package: packages.Package | None = None,
+                   parameters: dict | None = None, pipeline_root: str = "", service_account: str = "",
+                   api: str = "v2beta1", check: bool = True) -> dict:
+        """Create a PENDING run; `api` picks v2beta1 (typed params) or v1beta1 (string params) rules."""
+        with self.lock:
+            rec = self._new_run(display_name, description, experiment_id, version_ref, package,
+                                dict(parameters or {}), pipeline_root, service_account, api, check)
+            return views.run(rec)
+
+    def _new_run(self, display_name, description, experiment_id, version_ref, package, params,
+                 pipeline_root, service_account, api, check) -> dict:
+        if not display_name:
+            raise ApiError(3, "Failed to create a run: Invalid input error: The run name is empty. Please specify a valid name")
+        experiment_id = experiment_id or self._default_experiment_id()
+        self._experiment(experiment_id)
+        ref, pipeline_name = None, ""
+        if version_ref is not None:
+            ver = self._resolve_version(version_ref)
+            package = ver["_package"]
+            ref = {"pipeline_id": ver["pipeline_id"], "pipeline_version_id": ver["pipeline_version_id"]}
+            pipeline_name = self.pipelines.get(ver["pipeline_id"], {}).get("display_name", "")
+        if package is None:
+            raise ApiError(3, "Failed to create a run: Invalid input error: the run needs a pipeline_version_reference or a pipeline_spec")
+        v1_params = None
+        if package.kind == "v1":
+            defaults = packages.workflow_parameters(package.workflow)
+            if api == "v2beta1":
+                params = {}  # kubeflow/pipelines#10346: v2beta1 silently drops v1 parameters
+            known = {p["name"] for p in defaults}
+            for name in params:
+                if check and name not in known:
+                    raise ApiError(3, f"Failed to create a run: Invalid input error: Unrecognized input parameter: {name}")
+            v1_params = [{"name": p["name"], "value": params.get(p["name"], p["value"])} for p in defaults]
+        elif check:
+            try:
+                packages.check_runtime_parameters(package.ir, params)
+            except ValueError as exc:
+                raise ApiError(3, f"Failed to create a run: Invalid input error: {exc}") from exc
+        now = self._now()
+        rec = {
+            "run_id": _new_id(), "experiment_id": experiment_id, "display_name": display_name,
+            "description": description, "pipeline_version_reference": ref,
+            "pipeline_spec": None if ref else package.spec,
+            "runtime_config": {"parameters": params, "pipeline_root": pipeline_root},
+            "service_account": service_account, "state": "PENDING", "error": None,
+            "created_at": now, "scheduled_at": now, "finished_at": views.EPOCH,
+            "state_history": [{"update_time": now, "state": "PENDING"}], "storage_state": "AVAILABLE",
+            "_package": package, "_v1_params": v1_params, "_attached": None, "_api": api,
+            "_pipeline_name": pipeline_name,
+        }
+        self.runs[rec["run_id"]] = rec
+        return rec
+
+    def get_run(self, run_id: str) -> dict:
+        """One run (v2beta1 view)."""
+        with self.lock:
+            return views.run(self._run(run_id))
+
+    def get_run_v1(self, run_id: str) -> dict:
+        """One run as v1beta1 RunDetail, with the workflow manifest as a JSON string."""
+        with self.lock:
+            rec = self._run(run_id)
+            exp = self.experiments.get(rec["experiment_id"], {}).get("display_name", "")
+            ref = rec.get("pipeline_version_reference") or {}
+            ver = self.versions.get(ref.get("pipeline_version_id", ""), {}).get("name", "")
+            run = views.run_v1(rec, exp, ver)
+            wf = views.workflow_manifest(rec)
+        runtime = {"workflow_manifest": json.dumps(wf)} if wf is not None else {}
+        return {"run": run, "pipeline_runtime": runtime}
+
+    def list_runs(self, args) -> dict:
+        """A page of runs, optionally within `experiment_id`."""
+        exp = args.get("experiment_id") or args.get("resource_reference_key.id")
+        with self.lock:
+            recs = [r for r in self.runs.values() if not exp or r["experiment_id"] == exp]
+            return listing.list_page(RUNS, recs, args, views.run)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run and its stored artifacts."""
+        with self.lock:
+            self._run(run_id)
+            del self.runs[run_id]
+            for key in [k for k in self.artifacts if k[0] == run_id]:
+                del self.artifacts[key]
+
+    def _set_state(self, rec: dict, state: str, error: dict | None = None) -> None:
+        if state not in STATES:
+            raise ApiError(3, f"Invalid run state: {state!r}; one of {sorted(STATES)}")
+        now = self._now()
+        rec["state"] = state
+        rec["state_history"].append({"update_time": now, "state": state})
+        rec["finished_at"] = now if state in TERMINAL else views.EPOCH
+        if error is not None:
+            rec["error"] = {"code": 0, "message": "", "details": [], **error}
+        elif state not in TERMINAL:
+            rec["error"] = None
+
+    def set_run_states(self, run_ids: list[str], state: str, error: dict | None = None) -> int:
+        """Control API: move runs to `state` (all ids must exist)."""
+        with self.lock:
+            recs = [self._run(rid) for rid in run_ids]
+            for rec in recs:
+                self._set_state(rec, state, error)
+            return len(recs)
+
+    def move_run(self, run_id: str, state: str, error: dict | None = None, *, only_unfinished: bool = False) -> bool:
+        """The sandbox executor moves a run; False when the run is gone or (only_unfinished) already terminal."""
+        with self.lock:
+            rec = self.runs.get(run_id)
+            if rec is None or (only_unfinished and rec["state"] in TERMINAL):
+                return False
+            self._set_state(rec, state, error)
+            return True
+
+    def run_package(self, run_id: str) -> tuple[packages.Package, dict]:
+        """The run's package and runtime parameters (for the sandbox executor)."""
+        with self.lock:
+            rec = self._run(run_id)
+            return rec["_package"], dict(rec["runtime_config"]["parameters"])
+
+    def terminate_run(self, run_id: str) -> None:
+        """CANCELED unless already terminal (then a no-op)."""
+        with self.lock:
+            rec = self._run(run_id)
+            if rec["state"] not in TERMINAL:
+                self._set_state(rec, "CANCELED")
+
+    def retry_run(self, run_id: str) -> None:
+        """Only FAILED or CANCELED runs can be retried; they go back to RUNNING."""
+        with self.lock:
+            rec = self._run(run_id)
+            if rec["state"] not in ("FAILED", "CANCELED"):
+                raise ApiError(9, f"Failed to retry run {run_id}: run is in state {rec['state']}, only failed or canceled runs can be retried", http_status=400)
+            self._set_state(rec, "RUNNING")
+
+    def set_run_storage(self, run_id: str, storage_state: str) -> None:
+        """Archive or unarchive a run."""
+        with self.lock:
+            self._run(run_id)["storage_state"] = storage_state
+
+    def attach_workflow(self, run_id: str, doc: dict) -> None:
+        """Control API: record the run's Argo workflow (or just its status)."""
+        with self.lock:
+            self._run(run_id)["_attached"] = doc
+
+    def put_artifact(self, run_id: str, node_id: str, name: str, data: bytes) -> None:
+        """Control API: store the object served by :read."""
+        with self.lock:
+            self._run(run_id)
+            self.artifacts[(run_id, node_id, name)] = data
+
+    def read_artifact(self, run_id: str, node_id: str, name: str) -> bytes | None:
+        """The stored object, None when missing; ApiError(13) when the run has no workflow."""
+        with self.lock:
+            rec = self.runs.get(run_id)
+            if rec is None:
+                return None
+            if rec["_package"].kind != "v1" and rec["_attached"] is None:
+                raise ApiError(13, f"Failed to read artifact: run {run_id} has no workflow recorded")
+            return self.artifacts.get((run_id, node_id, name))
+
+    def bulk_runs(self, count: int, version_ref: dict, experiment_id: str, prefix: str) -> list[str]:
+        """Create `count` PENDING runs without parameter checks."""
+        with self.lock:
+            return [self._new_run(f"{prefix}-{i:04d}", "", experiment_id, version_ref, None, {}, "", "",
+                                  "v2beta1", False)["run_id"] for i in range(count)]
+
