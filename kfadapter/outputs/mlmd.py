@@ -93,7 +93,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         _node("Execution", {"name": 6, "type": 7, "external_id": 10, "create": 8, "update": 9},
               _field("last_known_state", 3, "Execution.State", enum=True),
               enums=[_enum("State", "UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED")]),
-        _node("Context", {"name": 3, "type": 6, "external_id": 7, "create": 8, "update": 9}),
+        _node("Context", {"name": 3, "type": 6, "external_id": 9, "create": 7, "update": 8}),
         _message("Event", _field("artifact_id", 1, "int64"), _field("execution_id", 2, "int64"),
                  _field("path", 3, "Event.Path"), _field("type", 4, "Event.Type", enum=True),
                  _field("milliseconds_since_epoch", 5, "int64"),

@@ -54,7 +54,9 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
     store = state.mlmd
     with state.lock:
         state._run(run_id)  # 404 for an unknown run
-        run = {"context": {"id": _new_id(store), "name": run_id}, "executions": [], "artifacts": [], "events": []}
+        now_ms = int(time.time() * 1000)
+        run = {"context": {"id": _new_id(store), "name": run_id, "created": now_ms}, "executions": [],
+               "artifacts": [], "events": []}
         ids: dict[str, Any] = {"context_id": run["context"]["id"], "executions": {}, "artifacts": {}}
         for task in tasks:
             _check(isinstance(task, dict) and isinstance(task.get("name"), str), "each task needs a name")
@@ -183,8 +185,11 @@ class _Service:
         with self.state.lock:
             run = self.state.mlmd["runs"].get(request.context_name)
             if run is not None and request.type_name == m.PIPELINE_RUN_TYPE:
-                resp.context.CopyFrom(m.Context(id=run["context"]["id"], type_id=_TYPE_IDS[m.PIPELINE_RUN_TYPE],
-                                                name=run["context"]["name"], type=m.PIPELINE_RUN_TYPE))
+                ctx = run["context"]
+                resp.context.CopyFrom(m.Context(id=ctx["id"], type_id=_TYPE_IDS[m.PIPELINE_RUN_TYPE],
+                                                name=ctx["name"], type=m.PIPELINE_RUN_TYPE,
+                                                create_time_since_epoch=ctx["created"],
+                                                last_update_time_since_epoch=ctx["created"]))
         return resp  # MLMD answers an empty response, not NOT_FOUND, for an unknown name
 
     def GetExecutionsByContext(self, request: Any, context: Any) -> Any:
