@@ -169,9 +169,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, tm_url=f"{kfp.url}/_sandbox/notifications")
         print(f"no training manager configured: notifications go to {settings.tm_url} "
               "(GET it to see them)", flush=True)
-    # The sandbox also plays ML Metadata (gRPC) and the object store (S3-style, no signature check).
-    settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint, object_store_endpoint=f"{kfp.url}/_s3",
-                                   object_store_access_key="sandbox", object_store_secret_key="sandbox")
+    # The sandbox also plays ML Metadata (gRPC) and the object store (S3, SigV4-checked against its own keys).
+    access_key, secret_key = kfp.object_store_keys
+    settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint,
+                                   object_store_endpoint=kfp.object_store_endpoint,
+                                   object_store_access_key=access_key, object_store_secret_key=secret_key)
     from werkzeug.serving import make_server
 
     from .app import create_app

@@ -105,3 +105,10 @@ class ObjectStoreUnavailable(AdapterError):
 
     status = HTTPStatus.BAD_GATEWAY
     code = "object_store_unavailable"
+
+
+class ObjectStoreDenied(AdapterError):
+    """The object store refused the adapter's credentials or signature (502: a deployment error, not the caller's)."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "object_store_denied"

@@ -35,8 +35,9 @@ def xsettings(xsandbox, tmp_path, tm_receiver) -> Settings:
     xsandbox.reset()
     return Settings(kfp_endpoint=xsandbox.url, store_path=str(tmp_path / "store.sqlite"), kfp_connect_timeout=2.0,
                     kfp_read_timeout=5.0, kfp_upload_timeout=10.0, mlmd_endpoint=xsandbox.mlmd_endpoint,
-                    object_store_endpoint=f"{xsandbox.url}/_s3", object_store_access_key="sandbox",
-                    object_store_secret_key="sandbox", tm_url=tm_receiver.url, poll_interval=3600.0,
+                    object_store_endpoint=xsandbox.object_store_endpoint,
+                    object_store_access_key=xsandbox.object_store_keys[0],
+                    object_store_secret_key=xsandbox.object_store_keys[1], tm_url=tm_receiver.url, poll_interval=3600.0,
                     notify_timeout=2.0)
 
 

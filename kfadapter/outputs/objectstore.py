@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import NotFound, ObjectStoreUnavailable
+from ..errors import NotFound, ObjectStoreDenied, ObjectStoreUnavailable
 
 _SCHEMES = {"minio", "s3"}
+# S3 error codes that mean "these credentials may not read this": wrong key, wrong secret, no permission, or a
+# clock too far off for the signature to be accepted.
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "InvalidToken",
+           "ExpiredToken"}
+_CREDENTIALS_HINT = ("check KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY (in KFP they are "
+                     "the accesskey / secretkey of the secret mlpipeline-minio-artifact)")
 
 
 def parse_uri(uri: str) -> tuple[str, str] | None:
@@ -71,8 +77,9 @@ class ObjectStore:
             return self._client
 
     def open(self, uri: str) -> StoredObject:
-        """Open the object a URI names; NotFound when it does not exist, ObjectStoreUnavailable on failure."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """Open the object a URI names; NotFound when it is missing, ObjectStoreDenied on refused credentials,
+        ObjectStoreUnavailable on any other failure."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         location = parse_uri(uri)
         if location is None:
@@ -85,7 +92,14 @@ class ObjectStore:
             code = exc.response.get("Error", {}).get("Code")
             if status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
                 raise NotFound(f"object {uri!r} not found in the object store", code="artifact_not_found") from None
+            if status == 403 or code in _DENIED:
+                raise ObjectStoreDenied(f"the object store at {self.endpoint} refused the adapter's credentials "
+                                        f"({code or status}): {_CREDENTIALS_HINT}",
+                                        details={"endpoint": self.endpoint, "s3_code": code, "uri": uri}) from None
             raise ObjectStoreUnavailable(f"object store refused {uri!r} ({code or status})") from None
+        except NoCredentialsError:
+            raise ObjectStoreDenied(f"no object store credentials configured: {_CREDENTIALS_HINT}",
+                                    details={"endpoint": self.endpoint, "uri": uri}) from None
         except BotoCoreError as exc:
             raise ObjectStoreUnavailable(f"object store unreachable ({type(exc).__name__})") from None
         return StoredObject(answer["Body"], answer.get("ContentLength"))

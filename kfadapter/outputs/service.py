@@ -196,6 +196,8 @@ class OutputsService:
             finally:
                 obj.close()
         except (NotFound, Undecodable, ObjectStoreUnavailable) as exc:
+            # ObjectStoreDenied is not caught: refused credentials refuse every artifact, so the whole answer is a
+            # 502 naming the settings to fix rather than each artifact quietly flagged unavailable.
             return entry | {"available": False, "value": None, "error": exc.to_dict()}
         return entry | _rendered(found, None)
 

@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, mlmd_routes, notifications, routes_pipelines, routes_runs
+from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
 from .errors import HTTP_TO_GRPC, ApiError, UploadError, grpc_response, upload_response
 from .state import SandboxState
 
@@ -91,6 +91,7 @@ def create_sandbox_app() -> Flask:
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(mlmd_routes.bp)
+    app.register_blueprint(objectstore.bp)
     app.extensions["sandbox_notifications"] = notifications.Inbox()
     app.register_blueprint(notifications.bp)
     app.before_request(_before_api_request)

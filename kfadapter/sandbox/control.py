@@ -33,8 +33,9 @@ All bodies are JSON unless noted; errors use the grpc body ``{"code", "message",
     keyed by artifact name; ``content_base64`` goes into the object store under the uri. Replaces earlier records.
     → ``{"context_id", "executions": {task: id}, "artifacts": {"task/name": id}}`` (routes in ``mlmd_routes``)
 ``PUT /_sandbox/objects/{bucket}/{key}``
-    Raw body = an object-store object, served S3-style (path addressing, no signature check) by
-    ``GET /_s3/{bucket}/{key}`` (S3's ``NoSuchKey`` XML when missing). → ``{"size", "uri": "minio://bucket/key"}``
+    Raw body = an object-store object, served S3-style (path addressing) by ``GET /_s3/{bucket}/{key}`` to
+    SigV4-signed requests with KFP's default keys (minio / minio123; 403 ``InvalidAccessKeyId`` /
+    ``SignatureDoesNotMatch`` otherwise, ``NoSuchKey`` when missing). → ``{"size", "uri": "minio://bucket/key"}``
 ``POST /_sandbox/mlmd/faults`` ``{"code"?: "UNAVAILABLE", "delay"?: seconds, "times"?: N}``, ``DELETE /_sandbox/mlmd/faults``
     The next MLMD gRPC calls sleep ``delay`` and/or fail with that gRPC status; cleared by DELETE and reset.
 ``POST /_sandbox/faults``

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+import uuid
 from concurrent import futures
 from typing import Any
 
@@ -27,6 +28,11 @@ _TYPE_IDS = {"system.PipelineRun": 12, "system.ContainerExecution": 13, "system.
 
 
 # ---- records (control API) ------------------------------------------------------------------------------
+
+def artifact_uri(pipeline: str, run_id: str, task: str, output: str) -> str:
+    """Where KFP >= 2.5 puts a task's output: a fresh random segment (a UUID in 2.17) before the output name."""
+    return f"minio://mlpipeline/v2/artifacts/{pipeline or 'pipeline'}/{run_id}/{task}/{uuid.uuid4()}/{output}"
+
 
 def _new_id(store: dict) -> int:
     value = store["next_id"]
@@ -53,7 +59,7 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
     objects: dict[tuple[str, str], bytes] = {}
     store = state.mlmd
     with state.lock:
-        state._run(run_id)  # 404 for an unknown run
+        pipeline = state._run(run_id)["_package"].pipeline_name  # 404 for an unknown run
         now_ms = int(time.time() * 1000)
         run = {"context": {"id": _new_id(store), "name": run_id, "created": now_ms}, "executions": [],
                "artifacts": [], "events": []}
@@ -81,7 +87,7 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
                 for key, value in meta.items():
                     _check_value(value, f"metadata {key!r}")
                 art_id = _new_id(store)
-                uri = art.get("uri") or f"minio://mlpipeline/v2/artifacts/sandbox/{run_id}/{name}/{exec_id}/{art['name']}"
+                uri = art.get("uri") or artifact_uri(pipeline, run_id, name, art["name"])
                 if art.get("content_base64") is not None:
                     location = parse_uri(uri)
                     _check(location is not None, "content_base64 needs a minio:// or s3:// uri")

@@ -1,9 +1,9 @@
-"""Sandbox routes around ML Metadata: the control calls that attach MLMD records and store objects, and the
-S3-style `GET /_s3/{bucket}/{key}` that serves those objects to the adapter's boto3 client (path-style)."""
+"""Sandbox routes around ML Metadata: the control calls that attach MLMD records and store objects (served by
+the S3-style `GET /_s3/{bucket}/{key}` of `objectstore`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from . import mlmd
 from .control import _body, _int
@@ -46,17 +46,3 @@ def clear_mlmd_faults():
     """Remove every MLMD fault."""
     mlmd.clear_faults(_state())
     return jsonify({})
-
-
-def _s3_error(status: int, code: str, message: str) -> Response:
-    body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    return Response(body, status=status, content_type="application/xml")
-
-
-@bp.route("/_s3/<bucket>/<path:key>", methods=["GET", "HEAD"])
-def get_object(bucket, key):
-    """The object as S3/MinIO serves it (no signature check), or S3's NoSuchKey XML error."""
-    data = mlmd.get_object(_state(), bucket, key)
-    if data is None:
-        return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-    return Response(data, content_type="application/octet-stream", headers={"ETag": f'"{len(data):x}"'})

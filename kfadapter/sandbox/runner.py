@@ -6,7 +6,8 @@ Runs of v2 (IR) pipelines go to a bounded pool of `workers` threads. Each thread
 `<workdir>/<run_id>/`, and waits for it: the run goes PENDING → RUNNING → SUCCEEDED or FAILED (with
 `error {code, message}` as KFP sets it). The child's result becomes the run's ML Metadata records (one execution
 per task with its output parameters, output artifacts whose files go into the sandbox object store under
-`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<name>`), which `GET /runs/<id>/outputs` reads.
+`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<random uuid>/<name>`), which `GET /runs/<id>/outputs`
+reads.
 Terminating a run moves it to CANCELING, kills the child's whole process group (SIGTERM, then SIGKILL after
 a grace period) and ends CANCELED. Runs of v1 (Argo) packages are not executed: the control API moves them.
 """
@@ -204,7 +205,7 @@ class RunExecutor:
         for task in result.get("tasks") or []:
             arts = []
             for art in task.get("artifacts") or []:
-                uri = f"minio://mlpipeline/v2/artifacts/{pipeline}/{run_id}/{task['name']}/{art['name']}"
+                uri = mlmd.artifact_uri(pipeline, run_id, task["name"], art["name"])  # with KFP's random segment
                 entry = {"name": art["name"], "type": art.get("type") or "system.Artifact", "uri": uri,
                          "metadata": art.get("metadata") or {}}
                 path = Path(art.get("path") or "")

@@ -9,6 +9,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .app import create_sandbox_app
 from .mlmd import MlmdServer
+from .objectstore import DEFAULT_CREDENTIALS
 from .runner import RunExecutor
 
 
@@ -69,6 +70,16 @@ class SandboxServer:
     def mlmd_endpoint(self) -> str:
         """`host:port` of the sandbox's ML Metadata gRPC service (KFADAPTER_MLMD_ENDPOINT)."""
         return self._mlmd.endpoint
+
+    @property
+    def object_store_endpoint(self) -> str:
+        """The S3 endpoint of the sandbox's object store (KFADAPTER_OBJECT_STORE_ENDPOINT)."""
+        return f"{self.url}/_s3"
+
+    @property
+    def object_store_keys(self) -> tuple[str, str]:
+        """An (access key, secret key) pair the sandbox's object store accepts."""
+        return next(iter(self.app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
 
     @property
     def port(self) -> int:
