@@ -45,8 +45,9 @@ class UploadError(Exception):
 
 
 def grpc_response(code: int, message: str, http_status: int | None = None) -> Response:
-    """Render a grpc-gateway error body."""
-    body = {"code": code, "message": message, "details": []}
+    """Render a grpc-gateway error body; KFP's errors carry their status once more as a detail (util/error.go)."""
+    detail = {"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": message}
+    body = {"code": code, "message": message, "details": [detail]}
     return Response(json.dumps(body), status=http_status or GRPC_TO_HTTP.get(code, 500),
                     mimetype="application/json")
 

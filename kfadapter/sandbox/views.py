@@ -38,7 +38,10 @@ def experiment(rec: dict) -> dict:
 def run(rec: dict) -> dict:
     """A v2beta1 Run; the state history is copied because it keeps growing."""
     out = _prune(rec)
-    out["runtime_config"] = _prune(rec["runtime_config"])  # message: present even when empty
+    out.pop("runtime_config", None)
+    config = _prune(rec["runtime_config"])
+    if config:  # toApiRun leaves an empty runtime config nil, so protojson omits it
+        out["runtime_config"] = config
     out["finished_at"] = rec["finished_at"]
     out["state_history"] = [dict(h) for h in rec["state_history"]]
     if rec.get("run_details"):
@@ -65,11 +68,13 @@ def run_v1(rec: dict, experiment_name: str, version_name: str) -> dict:
         refs.append({"key": {"type": "PIPELINE_VERSION", "id": ref["pipeline_version_id"]},
                      "name": version_name, "relationship": "CREATOR"})
     spec = _prune({"pipeline_id": ref.get("pipeline_id"), "pipeline_name": rec.get("_pipeline_name"),
-                   "parameters": v1_parameters(rec)})
+                   "parameters": [_prune(p) for p in v1_parameters(rec)]})
     err = rec.get("error") or {}
     return _prune({
         "id": rec["run_id"], "name": rec["display_name"], "description": rec.get("description"),
-        "storage_state": "STORAGESTATE_" + rec["storage_state"], "pipeline_spec": spec,
+        # STORAGESTATE_AVAILABLE is the enum's zero value: protojson leaves it out.
+        "storage_state": "STORAGESTATE_ARCHIVED" if rec["storage_state"] == "ARCHIVED" else None,
+        "pipeline_spec": spec,
         "resource_references": refs, "service_account": rec.get("service_account"),
         "created_at": rec["created_at"], "scheduled_at": rec["scheduled_at"],
         "finished_at": rec["finished_at"], "status": V1_STATUS.get(rec["state"], "Unknown"),
