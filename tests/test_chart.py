@@ -584,6 +584,10 @@ def test_values_validate_against_the_schema():
     {"podSecurityContext": {"runAsNonRoot": False}},
     {"service": {"port": "5001"}},
     {"kubeflow": {"endpoint": "ml-pipeline:8888"}},
+    {"objectStore": {"endpoint": "seaweedfs.kubeflow:9000"}},   # a URL, with its scheme
+    {"objectStore": {"accessKeyKey": ""}},
+    {"objectStore": {"bucket": "mlpipeline"}},                  # the bucket comes from each artifact's URI
+    {"config": {"KFADAPTER_OBJECT_STORE_ENDPOINT": "http://x"}},  # the chart owns it: objectStore.endpoint
     {"persistence": {"size": "lots"}},
     {"unknownKey": 1},
 ])
@@ -676,6 +680,7 @@ def test_configmap_carries_the_oran_variables():
         "TRAININGMGR_HOST": "tm.traininghost",
         "TRAININGMGR_PORT": "32002",
         "KFADAPTER_STORE_PATH": "/data/kfadapter.sqlite",
+        "KFADAPTER_OBJECT_STORE_ENDPOINT": "http://seaweedfs.kubeflow:9000",  # KFP >= 2.15's SeaweedFS
     }
     assert all(isinstance(v, str) for v in data.values())
     c = container(manifests)
@@ -690,6 +695,30 @@ def test_configmap_values_and_endpoint():
     assert data["KUBEFLOW_PORT"] == "8080"
     assert data["KFADAPTER_KFP_TIMEOUT"] == "45"
     assert data["KFADAPTER_UPLOAD_ATTEMPTS"] == ""
+
+
+def test_object_store_defaults_to_seaweedfs_and_kfps_secret():
+    c = container(render())
+    secret_ref = {"name": "mlpipeline-minio-artifact", "optional": True}
+    assert env_of(c)["KFADAPTER_OBJECT_STORE_ACCESS_KEY"] == {
+        "name": "KFADAPTER_OBJECT_STORE_ACCESS_KEY", "valueFrom": {"secretKeyRef": {**secret_ref, "key": "accesskey"}}}
+    assert env_of(c)["KFADAPTER_OBJECT_STORE_SECRET_KEY"] == {
+        "name": "KFADAPTER_OBJECT_STORE_SECRET_KEY", "valueFrom": {"secretKeyRef": {**secret_ref, "key": "secretkey"}}}
+    readme = (CHART / "README.md").read_text()
+    assert "http://seaweedfs.kubeflow:9000" in readme and "http://minio-service.kubeflow:9000" in readme
+
+
+def test_object_store_for_older_kfp_or_switched_off():
+    older = render({"objectStore": {"endpoint": "http://minio-service.kubeflow:9000", "existingSecret": "s3-keys",
+                                    "accessKeyKey": "id", "secretKeyKey": "key"}})
+    assert one(older, "ConfigMap")["data"]["KFADAPTER_OBJECT_STORE_ENDPOINT"] == "http://minio-service.kubeflow:9000"
+    ref = env_of(container(older))["KFADAPTER_OBJECT_STORE_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "s3-keys", "key": "key", "optional": True}
+    off = render({"objectStore": {"endpoint": ""}})
+    assert "KFADAPTER_OBJECT_STORE_ENDPOINT" not in one(off, "ConfigMap")["data"]
+    assert not {"KFADAPTER_OBJECT_STORE_ACCESS_KEY", "KFADAPTER_OBJECT_STORE_SECRET_KEY"} & set(env_of(container(off)))
+    no_secret = env_of(container(render({"objectStore": {"existingSecret": ""}})))
+    assert "KFADAPTER_OBJECT_STORE_ACCESS_KEY" not in no_secret
 
 
 def test_config_checksum_rolls_the_pod():
