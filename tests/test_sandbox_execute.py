@@ -6,6 +6,7 @@ and the local notification receiver."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -100,6 +101,9 @@ def test_qoe_train_v2_runs_for_real_and_outputs_are_what_the_components_produced
     assert tasks["prepare"]["row_count"]["value"] == 100
     model = train["model"]
     assert model["type"] == "system.Model" and model["available"] is True
+    # The driver's layout: a fresh random segment (a UUID) between the task and the output name.
+    assert re.fullmatch(rf"minio://mlpipeline/v2/artifacts/qoe-train-v2/{run_id}/train/[0-9a-f-]{{36}}/model",
+                        model["uri"]), model["uri"]
     assert json.loads(xclient.get(model["download"]).data) == {"name": "qoe", "version": "1", "weights": [0.1, 0.2]}
     assert notified(xapp, tm_receiver, run_id) == {"run_id": run_id, "run_status": "SUCCEEDED",
                                                     "trainingjob_id": "tj1"}
