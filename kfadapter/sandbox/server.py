@@ -119,6 +119,9 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0,
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     print(f"sandbox KFP listening on http://{host}:{server.server_port}", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
+    access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
+    print(f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
+          f"(access key {access_key!r}, secret key {secret_key!r})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
