@@ -241,3 +241,16 @@ def test_checker_knows_v1beta1_int_and_enum_rules():
         assert expected in problems, problems
     total = kfp_contract.check({"total_size": "3"}, "V2beta1ListRunsResponse")  # int32 is a JSON number
     assert total[0].startswith("$.total_size: expected int")
+
+
+@pytest.mark.parametrize(("accepted", "kind"), [
+    ("PIPELINE", "V2beta1Pipeline"), ("VERSION", "V2beta1PipelineVersion"), ("EXPERIMENT", "V2beta1Experiment"),
+    ("RUN", "V2beta1Run"), ("VERSION_REF", "V2beta1PipelineVersionReference"),
+    ("RUNTIME_CONFIG", "V2beta1RuntimeConfig"), ("URL", "V2beta1Url"), ("RUN_V1", "apiRun"), ("PIPELINE_SPEC_V1", "apiPipelineSpec"),
+    ("PARAMETER_V1", "apiParameter"), ("REFERENCE_V1", "apiResourceReference"), ("KEY_V1", "apiResourceKey"),
+])
+def test_request_bodies_accept_exactly_kfps_fields(accepted, kind):
+    """The sandbox decodes requests like protojson: every field of the message, and nothing else (unknown → 400)."""
+    from kfadapter.sandbox import bodies
+
+    assert getattr(bodies, accepted) == set(kfp_contract.schema(kind))
