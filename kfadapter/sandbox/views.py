@@ -38,7 +38,10 @@ def experiment(rec: dict) -> dict:
 def run(rec: dict) -> dict:
     """A v2beta1 Run; the state history is copied because it keeps growing."""
     out = _prune(rec)
-    out["runtime_config"] = _prune(rec["runtime_config"])  # message: present even when empty
+    out.pop("runtime_config", None)
+    config = _prune(rec["runtime_config"])
+    if config:  # KFP leaves runtime_config out when it has neither parameters nor pipeline_root
+        out["runtime_config"] = config
     out["finished_at"] = rec["finished_at"]
     out["state_history"] = [dict(h) for h in rec["state_history"]]
     if rec.get("run_details"):
