@@ -13,7 +13,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import kfp
 import kfp_server_api
@@ -144,14 +144,16 @@ class _Rest(kfp_server_api.rest.RESTClientObject):
     """kfp-server-api's REST client that never sends a collapsible path and remembers the URL an error came from."""
 
     def request(self, method, url, *args, **kwargs):
-        segment = names.path_segment_problem(urllib3.util.parse_url(url).path or "")
+        # urllib3 removes '.' and '..' segments (its parse_url too), so such a path would reach another KFP route.
+        segment = names.path_segment_problem(urlsplit(url).path)
         if segment is None:
-            # urllib3 removes '.' and '..' segments, so such a path would reach another KFP route.
             try:
-                return super().request(method, url, *args, **kwargs)
+                resp = super().request(method, url, *args, **kwargs)
             except ApiException as exc:
                 exc.kfadapter_url = url  # for kfp_misconfigured: which URL answered like something else
                 raise
+            resp.kfadapter_url = url
+            return resp
         raise BadRequest(f"a path parameter is {segment!r}, which HTTP clients collapse as a path segment: the "
                          "request would reach another KFP route", code="invalid_path_parameter",
                          details={"segment": segment})
@@ -203,7 +205,7 @@ def in_filter(key: str, values: list[str]) -> str:
 def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:
     """Read a raw response's JSON body and hand its connection back to the pool."""
     try:
-        return _json_body(resp.data, getattr(resp, "url", None))
+        return _json_body(resp.data, getattr(resp, "kfadapter_url", None))
     finally:
         # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
         # TCP connection to KFP.
