@@ -123,6 +123,15 @@ def test_urllib3_collapses_dot_segments_so_no_path_parameter_reaches_kfp_as_one(
     assert counts(sandbox) == {}
 
 
+def test_a_pipeline_name_with_a_slash_is_400_before_kfp(client, sandbox):
+    zero_counts(sandbox)
+    resp = client.post("/trainingjobs/tj/execution", json={"pipeline_name": "a/b", "arguments": TM_ARGS})
+    assert resp.status_code == 400 and resp.json["code"] == "invalid_name" and "'/'" in resp.json["message"]
+    assert counts(sandbox) == {}
+    # What KFP would do with it: route on the decoded path, so the name never reaches the by-name lookup.
+    assert requests.get(f"{sandbox.url}/apis/v2beta1/pipelines/names/a%2Fb", timeout=5).status_code == 404
+
+
 def test_ir_pipeline_name_kfp_refuses_is_400_naming_name_and_pattern(client, sandbox):
     zero_counts(sandbox)
     resp = upload(client, "qoe", ir_named("QoE_Train"))

@@ -6,7 +6,7 @@ import tempfile
 from typing import Iterable
 
 from .. import pipelines as pl
-from ..errors import Conflict, KfpRejected, NotFound
+from ..errors import BadRequest, Conflict, KfpRejected, NotFound
 from .transport import Transport, equals_filter, upload_result
 
 DEFAULT_EXPERIMENT = "Default"
@@ -28,6 +28,11 @@ class PipelineCalls(Transport):
         return pipeline
 
     def _pipeline_by_name(self, name: str) -> dict:
+        if "/" in name:
+            # KFP routes on the decoded path: /pipelines/names/a%2Fb is /pipelines/names/a/b (a redirect or a
+            # 404), so such a pipeline could be created but never found by its name again.
+            raise BadRequest(f"invalid pipeline name {name[:80]!r}: KFP cannot look up a pipeline name containing "
+                             "'/'", code="invalid_name", details={"field": "pipeline name", "rule": "no '/'"})
         api = self.client._pipelines_api
         try:
             return self._call(api.pipeline_service_get_pipeline_by_name, name, namespace=self._namespace,
