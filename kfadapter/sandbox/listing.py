@@ -17,6 +17,7 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Callable
+from urllib.parse import unquote_plus
 
 from .errors import ApiError
 
@@ -117,7 +118,6 @@ def _query_unescape(text: str) -> str:
     """Go's url.QueryUnescape, which KFP applies to the already decoded filter: '+' → ' ', %XX decoded."""
     if _ESCAPE.search(text):
         raise _bad_filter(text, "invalid URL escape")
-    from urllib.parse import unquote_plus
     return unquote_plus(text)
 
 
