@@ -23,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sandbox", action="store_true",
                        help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)")
     serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
+    serve.add_argument("--multi-user", action="store_true",
+                       help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8888)
     sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
     sandbox.add_argument("--execute", action="store_true",
                          help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
+    sandbox.add_argument("--multi-user", action="store_true",
+                         help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment")
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args)
     try:
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute)
+            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user)
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -65,14 +69,14 @@ def _configure_logging(args: argparse.Namespace) -> None:
                       os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
 
 
-def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False) -> int:
+def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False) -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
     settings = Settings.from_env()
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
     serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
-                  workdir=settings.sandbox_workdir)
+                  workdir=settings.sandbox_workdir, multi_user=multi_user)
     return 0
 
 
@@ -149,6 +153,9 @@ def _json_arg(text: str) -> object:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.multi_user and not args.sandbox:
+        print("kfadapter: --multi-user describes the sandbox KFP; use it with --sandbox", file=sys.stderr)
+        return 2
     if not args.sandbox:
         return _exec_gunicorn(args)
     from .sandbox import SandboxServer
@@ -157,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
-                        workdir=base.sandbox_workdir).start()
+                        workdir=base.sandbox_workdir, multi_user=args.multi_user).start()
     print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
     settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,

@@ -72,6 +72,12 @@ class KfpUnavailable(AdapterError):
     code = "kfp_unavailable"
 
 
+class KfpMisconfigured(KfpUnavailable):
+    """The KFP endpoint answers, but not as the KFP API does (a wrong base path, a UI, a proxy) (502)."""
+
+    code = "kfp_misconfigured"
+
+
 class KfpTimeout(AdapterError):
     """KFP did not answer within the configured timeout (504)."""
 

@@ -39,6 +39,16 @@ def sandbox_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def multi_user_sandbox_server():
+    """One multi-user sandbox KFP for the session (namespaces, no Default experiment)."""
+    from kfadapter.sandbox import SandboxServer
+
+    server = SandboxServer(host="127.0.0.1", port=0, multi_user=True).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def sandbox(sandbox_server):
     """The sandbox, reset to a fresh KFP (Default experiment only, zeroed counters)."""
@@ -69,6 +79,33 @@ def client(app):
 def adapter_url(app):
     """Serve the adapter over real HTTP on 127.0.0.1 (for byte-exact header checks and concurrency)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
+def multi_user_sandbox(multi_user_sandbox_server):
+    """The multi-user sandbox, reset (no experiment at all)."""
+    multi_user_sandbox_server.reset()
+    return multi_user_sandbox_server
+
+
+@pytest.fixture
+def multi_user_app(multi_user_sandbox, tmp_path):
+    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE)."""
+    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a",
+                        store_path=str(tmp_path / "store-mu.sqlite"), kfp_connect_timeout=2.0,
+                        kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
+    return create_app(settings)
+
+
+@pytest.fixture
+def multi_user_adapter_url(multi_user_app):
+    """The multi-user adapter over real HTTP on 127.0.0.1."""
+    server = make_server("127.0.0.1", 0, multi_user_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

@@ -190,10 +190,11 @@ def test_upload_version_duplicate_is_409_and_unknown_pipeline_400(kfp_client, sb
     assert upload(sbx, V2_YAML, path="/pipelines/upload_version", pipelineid="nope", name="v").status_code == 400
 
 
-def test_upload_over_32_mib_is_413(sbx):
+def test_upload_over_32_mib_is_400_like_kfp(sbx):
+    # KFP's ReadPipelineFile refuses it as a user error: 400 "Failed to read a pipeline spec file", not 413.
     big = b"# pad\n" * ((32 << 20) // 6 + 10) + V2_YAML
     resp = upload(sbx, big, "big.yaml", name="big")
-    assert resp.status_code == 413 and "error_message" in resp.json()
+    assert resp.status_code == 400 and resp.json()["error_message"] == "Failed to read a pipeline spec file"
     assert get(sbx, f"{API}/pipelines").json() == {}
 
 
@@ -315,7 +316,6 @@ def test_create_run_shape(sbx, kfp_client):
 
 @pytest.mark.parametrize("params, word", [
     ({"featurepath": "/f", "epochs": "3"}, "epochs"),
-    ({"featurepath": "/f", "epochs": 2.5}, "epochs"),
     ({"featurepath": "/f", "learning_rate": True}, "learning_rate"),
     ({"featurepath": 7}, "featurepath"),
     ({"featurepath": "/f", "shuffle": "true"}, "shuffle"),
@@ -335,6 +335,14 @@ def test_create_run_accepts_every_kind(sbx):
     params = {"featurepath": "/f", "epochs": 3.0, "learning_rate": 1, "shuffle": False, "tags": [],
               "options": {"a": [1]}, "note": "n", "modelname": "m", "modelversion": "2"}
     assert create_run(sbx, pid, vid, params).status_code == 200
+
+
+def test_number_integer_takes_any_json_number_like_kfp(sbx):
+    # KFP's v2_template checks only that a NUMBER_INTEGER value is a JSON number: 3.5 passes, "3" does not.
+    pid, vid = uploaded(sbx)
+    run = create_run(sbx, pid, vid, {"featurepath": "/f", "epochs": 3.5})
+    assert run.status_code == 200 and run.json()["runtime_config"]["parameters"]["epochs"] == 3.5
+    assert_grpc(create_run(sbx, pid, vid, {"featurepath": "/f", "epochs": "3"}), 400, "epochs")
 
 
 def test_create_run_rejects_bad_bodies(sbx):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from .conftest import package
@@ -26,8 +27,14 @@ def _raw_content_type(url: str, path: str) -> str:
     return resp.getheader("Content-Type")
 
 
-def test_training_manager_replay(adapter_url):
-    replay_training_manager(adapter_url)
+@pytest.fixture(params=["single-user", "multi-user"])
+def replay_url(request):
+    """The adapter on a single-user KFP, and on a multi-user one (namespace team-a, no Default experiment)."""
+    return request.getfixturevalue("adapter_url" if request.param == "single-user" else "multi_user_adapter_url")
+
+
+def test_training_manager_replay(replay_url):
+    replay_training_manager(replay_url)
 
 
 def replay_training_manager(adapter_url: str) -> None:

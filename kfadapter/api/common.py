@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from .. import names
 from ..errors import BadRequest
 from ..kfconnect import KfConnect
 from ..watch.store import Store
@@ -64,8 +65,5 @@ def required_str(body: dict[str, Any], key: str) -> str:
 
 
 def check_name(value: str, what: str) -> str:
-    """Reject names KFP cannot hold (empty, control characters, over 255 characters)."""
-    if not value.strip() or len(value) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadRequest(f"invalid {what} {value[:80]!r}: 1 to 255 printable characters expected",
-                         code="invalid_name", details={"field": what})
-    return value
+    """Reject names KFP cannot hold or that would reach it as another path (rules in kfadapter/names.py)."""
+    return names.check_name(value, what)

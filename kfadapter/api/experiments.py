@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from ..kfconnect.pipelines import DEFAULT_EXPERIMENT
 from .common import check_name, json_response, kf
 
 bp = Blueprint("experiments", __name__)
@@ -10,8 +11,15 @@ bp = Blueprint("experiments", __name__)
 
 @bp.get("/experiments")
 def list_experiments():
-    """Return `{experiment name: experiment id}` for every experiment."""
-    return json_response({e.get("display_name"): e["experiment_id"] for e in kf().list_experiments()})
+    """Return `{experiment name: experiment id}` for every experiment, `Default` always among them.
+
+    Multi-user KFP has no `Default` experiment; TM offers the names it reads here and sends "Default" by
+    default, so the adapter creates it in its namespace (once; single-user KFP always has it)."""
+    connect = kf()
+    experiments = {e.get("display_name"): e["experiment_id"] for e in connect.list_experiments()}
+    if DEFAULT_EXPERIMENT not in experiments:
+        experiments[DEFAULT_EXPERIMENT] = connect.default_experiment()["experiment_id"]
+    return json_response(experiments)
 
 
 @bp.get("/experiments/<experiment_name>")

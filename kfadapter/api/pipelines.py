@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
+from .. import names
 from .. import pipelines as pl
 from .. import volume_passing as vp
 from ..errors import BadRequest, NotFound, PayloadTooLarge
@@ -21,7 +22,7 @@ def pipeline_id(pipeline_name: str):
 @bp.post("/pipelineIds/<pipeline_name>")
 def upload(pipeline_name: str):
     """Upload a package: a new pipeline, or the next numbered version of an existing one."""
-    check_name(pipeline_name, "pipeline name")
+    names.check_pipeline_name(pipeline_name)
     # The training manager sends the field `file`; KFP's own clients call it `uploadfile`.
     upload_file = request.files.get("file") or request.files.get("uploadfile")
     if upload_file is None:
@@ -33,6 +34,8 @@ def upload(pipeline_name: str):
         raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
     description = request.form.get("description") or None
     package = pl.load_package(data)
+    if package.kind == pl.V2:
+        names.check_ir_name(package.name)  # KFP refuses the upload otherwise; say which name and which rule
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
     package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
                                           request.args.get("volume"))
@@ -99,5 +102,5 @@ def delete_pipeline(pipeline_id: str):
 
 @bp.delete("/pipelines/<pipeline_id>/versions/<version_id>")
 def delete_version(pipeline_id: str, version_id: str):
-    """Delete one version of a pipeline."""
+    """Delete one version of a pipeline; 404 unless the version belongs to it (checked before deleting)."""
     return json_response(kf().delete_version(pipeline_id, version_id))

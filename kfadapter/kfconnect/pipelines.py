@@ -6,8 +6,10 @@ import tempfile
 from typing import Iterable
 
 from .. import pipelines as pl
-from ..errors import Conflict, KfpRejected, NotFound
+from ..errors import BadRequest, Conflict, KfpRejected, NotFound
 from .transport import Transport, equals_filter, upload_result
+
+DEFAULT_EXPERIMENT = "Default"
 
 
 class PipelineCalls(Transport):
@@ -17,6 +19,20 @@ class PipelineCalls(Transport):
 
     def find_pipeline(self, name: str) -> dict:
         """Return the pipeline with this exact name (not display-name filtering, which is not unique)."""
+        pipeline = self._pipeline_by_name(name)
+        found = pipeline.get("name") or pipeline.get("display_name")
+        if found is not None and found != name:
+            # KFP's database compares names ignoring case: "QOE" finds "qoe", which is another pipeline to the caller.
+            raise NotFound(f"pipeline {name!r} not found (KFP has {found!r}, which differs in case)",
+                           code="pipeline_not_found", details={"pipeline_name": name, "kfp_pipeline_name": found})
+        return pipeline
+
+    def _pipeline_by_name(self, name: str) -> dict:
+        if "/" in name:
+            # KFP routes on the decoded path: /pipelines/names/a%2Fb is /pipelines/names/a/b (a redirect or a
+            # 404), so such a pipeline could be created but never found by its name again.
+            raise BadRequest(f"invalid pipeline name {name[:80]!r}: KFP cannot look up a pipeline name containing "
+                             "'/'", code="invalid_name", details={"field": "pipeline name", "rule": "no '/'"})
         api = self.client._pipelines_api
         try:
             return self._call(api.pipeline_service_get_pipeline_by_name, name, namespace=self._namespace,
@@ -63,15 +79,29 @@ class PipelineCalls(Transport):
         return sorted(items, key=pl.version_sort_key)
 
     def get_version(self, pipeline_id: str, version_id: str) -> dict:
-        """Return one pipeline version, with its `pipeline_spec`."""
+        """Return one version of this pipeline, with its `pipeline_spec`; 404 when another pipeline owns it."""
+        api = self.client._pipelines_api
+        missing = NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found", code="version_not_found",
+                           details={"pipeline_id": pipeline_id, "version_id": version_id})
+        try:
+            version = self._call(api.pipeline_service_get_pipeline_version, pipeline_id, version_id,
+                                 what=f"pipeline version {version_id!r}")
+        except NotFound:
+            raise missing from None
+        # KFP ignores the pipeline id of the path and answers any version: the owner is checked here.
+        if version.get("pipeline_id") != pipeline_id:
+            raise missing
+        return version
+
+    def version_by_id(self, version_id: str) -> dict:
+        """Return a version by its id alone (a run's reference may lack the pipeline id; KFP ignores it)."""
         api = self.client._pipelines_api
         try:
-            return self._call(api.pipeline_service_get_pipeline_version, pipeline_id, version_id,
+            return self._call(api.pipeline_service_get_pipeline_version, "-", version_id,
                               what=f"pipeline version {version_id!r}")
         except NotFound:
-            raise NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found",
-                           code="version_not_found",
-                           details={"pipeline_id": pipeline_id, "version_id": version_id}) from None
+            raise NotFound(f"pipeline version {version_id!r} not found", code="version_not_found",
+                           details={"version_id": version_id}) from None
 
     def find_version(self, pipeline: dict, version_name: str | None) -> dict:
         """Return the pipeline's version with this name, or the newest when the name is empty or 'latest'."""
@@ -95,20 +125,32 @@ class PipelineCalls(Transport):
         return spec
 
     def upload(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
-        """Upload a package: create pipeline `name`, or add the next numbered version to it."""
+        """Upload a package: create pipeline `name`, or add the next numbered version to it.
+
+        A name that differs from an existing pipeline's only in case is a 409: KFP compares names ignoring case,
+        so it would neither create the pipeline nor should the upload land in the other one."""
         with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
             # KFP picks the parser by file extension; the file name never comes from the caller.
             path = os.path.join(tmp, "pipeline" + package.suffix)
             with open(path, "wb") as fh:
                 fh.write(data)
             try:
-                pipeline = self.find_pipeline(name)
+                pipeline = self._exact(name, self._pipeline_by_name(name))
             except NotFound:
                 created = self._upload_new_pipeline(name, path, description)
                 if created is not None:
                     return created
-                pipeline = self.find_pipeline(name)  # another upload created it first
+                pipeline = self._exact(name, self._pipeline_by_name(name))  # another upload created it first
             return self._upload_next_version(pipeline, path, description)
+
+    @staticmethod
+    def _exact(name: str, pipeline: dict) -> dict:
+        found = pipeline.get("name") or pipeline.get("display_name")
+        if found is not None and found != name:
+            raise Conflict(f"pipeline name {name!r} collides with the existing pipeline {found!r}: KFP compares "
+                           "pipeline names ignoring case", code="name_conflict",
+                           details={"pipeline_name": name, "kfp_pipeline_name": found})
+        return pipeline
 
     def _upload_new_pipeline(self, name: str, path: str, description: str | None) -> dict | None:
         api = self.client._upload_api
@@ -154,12 +196,16 @@ class PipelineCalls(Transport):
                 raise
             # Backends before 2.14 ignore `cascade` and refuse while versions exist.
             for version in self.list_versions(pipeline_id):
-                self.delete_version(pipeline_id, version["pipeline_version_id"])
+                self._delete_version(pipeline_id, version["pipeline_version_id"])
             self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)
         return {"id": pipeline_id, "name": pipeline.get("display_name"), "status": "Deleted"}
 
     def delete_version(self, pipeline_id: str, version_id: str) -> dict:
-        """Delete one pipeline version."""
+        """Delete one version of this pipeline; 404 (and nothing deleted) when another pipeline owns it."""
+        self.get_version(pipeline_id, version_id)  # KFP would delete it whatever pipeline the path names
+        return self._delete_version(pipeline_id, version_id)
+
+    def _delete_version(self, pipeline_id: str, version_id: str) -> dict:
         api = self.client._pipelines_api
         try:
             self._call(api.pipeline_service_delete_pipeline_version, pipeline_id, version_id,
@@ -178,7 +224,7 @@ class PipelineCalls(Transport):
                               what="list experiments")
 
     def find_experiment(self, name: str) -> dict:
-        """Return the experiment with this display name."""
+        """Return the experiment with this display name (exactly; KFP's filter ignores case)."""
         api = self.client._experiment_api
         page = self._call(api.experiment_service_list_experiments, namespace=self._namespace, page_size=1,
                           filter=equals_filter("display_name", name), what=f"experiment {name!r}")
@@ -187,4 +233,21 @@ class PipelineCalls(Transport):
                 return exp
         raise NotFound(f"experiment {name!r} not found", code="experiment_not_found",
                        details={"experiment_name": name})
+
+    def default_experiment(self) -> dict:
+        """Return the experiment `Default` of the namespace, creating it once when missing.
+
+        Single-user KFP always has it; multi-user KFP has none, so the first execution creates it in
+        KFADAPTER_NAMESPACE. Concurrent creators race on KFP's 409: the loser reads the winner's."""
+        try:
+            return self.find_experiment(DEFAULT_EXPERIMENT)
+        except NotFound:
+            pass
+        api = self.client._experiment_api
+        body = {"display_name": DEFAULT_EXPERIMENT, "description": "Runs started without an experiment name.",
+                "namespace": self.settings.namespace}
+        try:
+            return self._call(api.experiment_service_create_experiment, body, what="create experiment 'Default'")
+        except Conflict:
+            return self.find_experiment(DEFAULT_EXPERIMENT)
 

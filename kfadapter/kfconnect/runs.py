@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from .. import pipelines as pl
 from ..errors import KfpUnavailable, NotFound
-from .pipelines import PipelineCalls
+from .pipelines import DEFAULT_EXPERIMENT, PipelineCalls
 from .transport import PAGE_SIZE, KfpStream, in_filter, segment
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
@@ -29,7 +29,9 @@ class RunCalls(PipelineCalls):
         kind = pl.spec_kind(spec) or pl.V2
         plan = pl.build_arguments(pl.parameters_of(spec), arguments, trainingjob_id=trainingjob_id,
                                   mapping=self.settings.argument_mapping, kind=kind)
-        experiment = self.find_experiment(experiment_name)
+        # Multi-user KFP has no Default experiment until someone creates it in the namespace.
+        experiment = (self.default_experiment() if experiment_name == DEFAULT_EXPERIMENT
+                      else self.find_experiment(experiment_name))
         run_name = f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
         description = f"training job {trainingjob_id}"
         if kind == pl.V1:

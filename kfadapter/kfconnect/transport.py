@@ -13,7 +13,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import kfp
 import kfp_server_api
@@ -21,8 +21,9 @@ import urllib3
 from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 from kfp_server_api.exceptions import ApiException
 
-from ..errors import (AdapterError, Conflict, KfpRejected, KfpTimeout, KfpUnavailable, NotFound, NotReady,
-                      PayloadTooLarge)
+from .. import names
+from ..errors import (AdapterError, BadRequest, Conflict, KfpMisconfigured, KfpRejected, KfpTimeout, KfpUnavailable,
+                      NotFound, NotReady, PayloadTooLarge)
 from ..observability import kfp_call
 from ..settings import Settings
 
@@ -73,7 +74,7 @@ class Transport:
         config = client._existing_config
         # urllib3 retries 3 times by default, multiplying every timeout; retry only a refused connect once.
         config.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
-        client._run_api.api_client.rest_client = kfp_server_api.rest.RESTClientObject(config)
+        client._run_api.api_client.rest_client = _Rest(config)
         return client
 
     @property
@@ -128,12 +129,34 @@ class Transport:
         api = self.client._healthz_api
         try:
             return self._call(api.healthz_service_get_healthz, what="KFP health check")
+        except KfpMisconfigured as exc:
+            # Not a KFP that is down: the endpoint is wrong. Readiness says so in the same words.
+            raise NotReady(exc.message, code=exc.code, details={"cause": exc.code, **exc.details}) from None
         except AdapterError as exc:
             raise NotReady(exc.message, details={"cause": exc.code}) from None
 
     @property
     def _namespace(self) -> str | None:
         return self.settings.namespace or None
+
+
+class _Rest(kfp_server_api.rest.RESTClientObject):
+    """kfp-server-api's REST client that never sends a collapsible path and remembers the URL an error came from."""
+
+    def request(self, method, url, *args, **kwargs):
+        # urllib3 removes '.' and '..' segments (its parse_url too), so such a path would reach another KFP route.
+        segment = names.path_segment_problem(urlsplit(url).path)
+        if segment is None:
+            try:
+                resp = super().request(method, url, *args, **kwargs)
+            except ApiException as exc:
+                exc.kfadapter_url = url  # for kfp_misconfigured: which URL answered like something else
+                raise
+            resp.kfadapter_url = url
+            return resp
+        raise BadRequest(f"a path parameter is {segment!r}, which HTTP clients collapse as a path segment: the "
+                         "request would reach another KFP route", code="invalid_path_parameter",
+                         details={"segment": segment})
 
 
 class KfpStream:
@@ -165,30 +188,38 @@ def upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str |
             "version_name": version_name, "created_pipeline": created}
 
 
+def _filter(predicate: dict) -> str:
+    # KFP URL-decodes the filter once more after the query string itself (parseAPIFilter): without this extra
+    # quoting a '+' in a name would turn into a space and '%' would be refused.
+    return quote(json.dumps({"predicates": [predicate]}), safe="")
+
+
 def equals_filter(key: str, value: str) -> str:
-    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
+    return _filter({"operation": "EQUALS", "key": key, "string_value": value})
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
+    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:
     """Read a raw response's JSON body and hand its connection back to the pool."""
     try:
-        return _json_body(resp.data)
+        return _json_body(resp.data, getattr(resp, "kfadapter_url", None))
     finally:
         # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
         # TCP connection to KFP.
         resp.release_conn()
 
 
-def _json_body(data: bytes | None) -> dict:
+def _json_body(data: bytes | None, url: str | None = None) -> dict:
     if not data:
         return {}
     try:
         value = json.loads(data)
     except ValueError:
+        if data.lstrip()[:1] == b"<":  # an HTML page (a UI, a login page, a proxy): not the KFP API at all
+            raise misconfigured(url, "an HTML page") from None
         raise KfpUnavailable("KFP answered with a body that is not JSON") from None
     return value if isinstance(value, dict) else {"value": value}
 
@@ -209,9 +240,32 @@ def _kfp_message(exc: ApiException) -> str:
     return message[:500] or (exc.reason or f"HTTP {exc.status}")
 
 
+def _is_kfp_error(exc: ApiException) -> bool:
+    """Whether an error body is one KFP writes: grpc-gateway's {code, message} or the upload/read {error_message}."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else (exc.body or "")
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and ({"code", "message"} <= parsed.keys() or "error_message" in parsed)
+
+
+def misconfigured(url: str | None, answer: str) -> KfpMisconfigured:
+    """The error for an endpoint that answers, but not as the KFP API does."""
+    tried = url or "(unknown URL)"
+    return KfpMisconfigured(
+        f"KFADAPTER_KFP_ENDPOINT does not point at the KFP API: {tried} answered with {answer}. Point it at the "
+        "API server (http://ml-pipeline.kubeflow:8888) or the UI proxy's prefix "
+        "(http://ml-pipeline-ui.kubeflow/pipeline)",
+        details={"setting": "KFADAPTER_KFP_ENDPOINT", "url": tried})
+
+
 def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
     """Map a kfp-server-api ApiException onto the adapter's error types."""
     status = exc.status or 0
+    url = getattr(exc, "kfadapter_url", None)
+    if status == 404 and not _is_kfp_error(exc):
+        return misconfigured(url, "a 404 that is not KFP's error JSON")
     message = _kfp_message(exc)
     text = f"{what}: {message}"
     if status == 404:

@@ -94,8 +94,7 @@ class OutputsService:
         ref = run.get("pipeline_version_reference") or {}
         if spec is None and ref.get("pipeline_version_id"):
             try:
-                spec = self.kf.get_version(ref.get("pipeline_id") or "-", ref["pipeline_version_id"]).get(
-                    "pipeline_spec")
+                spec = self.kf.version_by_id(ref["pipeline_version_id"]).get("pipeline_spec")
             except NotFound:
                 spec = None
         kind = pl.spec_kind(spec)

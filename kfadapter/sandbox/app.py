@@ -12,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
-from .errors import HTTP_TO_GRPC, ApiError, UploadError, grpc_response, upload_response
+from .errors import (HTTP_TO_GRPC, ApiError, PlainError, UploadError, grpc_response, plain_response,
+                     upload_response)
 from .state import SandboxState
 
 _RULE_VAR = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
@@ -80,13 +81,36 @@ def _unexpected(exc: Exception):
     return grpc_response(13, f"Internal error: {type(exc).__name__}: {exc}")
 
 
-def create_sandbox_app() -> Flask:
-    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`."""
+class UiProxyPrefix:
+    """Serve every KFP API route under `/pipeline` too, as the ml-pipeline-ui proxy does in a cluster.
+
+    O-RAN's KUBEFLOW_HOST/PORT point at that proxy (`http://ml-pipeline-ui.kubeflow/pipeline/apis/v2beta1/...`);
+    the API server itself has no prefix. Only `/pipeline/apis/...` is forwarded, like the proxy."""
+
+    PREFIX = "/pipeline"
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.PREFIX + "/apis/"):
+            environ["PATH_INFO"] = path[len(self.PREFIX):]
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.PREFIX
+        return self.wsgi_app(environ, start_response)
+
+
+def create_sandbox_app(multi_user: bool = False) -> Flask:
+    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`.
+
+    `multi_user=True` behaves like KFP deployed with Kubeflow's profiles: namespaced experiments and runs, no
+    Default experiment, healthz `multi_user: true`."""
     app = Flask("kfadapter.sandbox")
+    app.wsgi_app = UiProxyPrefix(app.wsgi_app)
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
-    app.extensions["sandbox"] = SandboxState()
+    app.extensions["sandbox"] = SandboxState(multi_user=multi_user)
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)
@@ -97,6 +121,7 @@ def create_sandbox_app() -> Flask:
     app.before_request(_before_api_request)
     app.register_error_handler(ApiError, lambda e: grpc_response(e.code, e.message, e.http_status))
     app.register_error_handler(UploadError, lambda e: upload_response(e.status, e.message))
+    app.register_error_handler(PlainError, lambda e: plain_response(e.status, e.message))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     return app

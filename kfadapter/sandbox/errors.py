@@ -44,6 +44,21 @@ class UploadError(Exception):
         self.message = message
 
 
+class PlainError(Exception):
+    """An error KFP writes with Go's http.Error: the message as text/plain (upload name and namespace checks)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def plain_response(status: int, message: str) -> Response:
+    """Render an http.Error answer."""
+    return Response(message + "\n", status=status, content_type="text/plain; charset=utf-8",
+                    headers={"X-Content-Type-Options": "nosniff"})
+
+
 def grpc_response(code: int, message: str, http_status: int | None = None) -> Response:
     """Render a grpc-gateway error body; KFP's errors carry their status once more as a detail (util/error.go)."""
     detail = {"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": message}

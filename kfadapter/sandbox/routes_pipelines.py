@@ -7,7 +7,8 @@ import urllib.request
 from flask import Blueprint, current_app, jsonify, request
 
 from . import bodies, packages
-from .errors import ApiError, UploadError
+from .errors import ApiError, PlainError, UploadError
+from .state_catalog import NAMESPACE_MAX, PIPELINE_NAME_MAX, VERSION_NAME_MAX, too_long
 
 bp = Blueprint("sandbox_pipelines", __name__)
 V2 = "/apis/v2beta1"
@@ -22,14 +23,14 @@ def _state():
 @bp.get(f"{V2}/healthz")
 @bp.get("/apis/v1beta1/healthz")
 def healthz():
-    """KFP health (single-user)."""
-    return jsonify(HEALTHZ)
+    """KFP health; `multi_user` tells the mode."""
+    return jsonify({**HEALTHZ, "multi_user": _state().multi_user})
 
 
 # ---- pipelines ------------------------------------------------------------------------------
 @bp.get(f"{V2}/pipelines")
 def list_pipelines():
-    """List pipelines (namespace ignored)."""
+    """List the pipelines of ?namespace= (ignored in single-user mode)."""
     return jsonify(_state().list_pipelines(request.args))
 
 
@@ -38,7 +39,8 @@ def create_pipeline():
     """Create a pipeline without versions."""
     body = bodies.json_body(bodies.PIPELINE)
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
-    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"))
+    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"),
+                                           namespace=bodies.string(body, "namespace"))
     return jsonify(pipeline)
 
 
@@ -50,14 +52,14 @@ def create_pipeline_and_version():
     ver = bodies.fields(body.get("pipeline_version"), bodies.VERSION, "pipeline_version")
     name, display = bodies.string(pipe, "name"), bodies.string(pipe, "display_name")
     pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(pipe, "description"),
-                                           _version_package(ver))
+                                           _version_package(ver), bodies.string(pipe, "namespace"))
     return jsonify(pipeline)
 
 
 @bp.get(f"{V2}/pipelines/names/<name>")
 def get_pipeline_by_name(name):
     """Exact lookup by the pipeline's unique name."""
-    return jsonify(_state().get_pipeline_by_name(name))
+    return jsonify(_state().get_pipeline_by_name(name, request.args.get("namespace", "")))
 
 
 @bp.get(f"{V2}/pipelines/<id:pipeline_id>")
@@ -108,6 +110,9 @@ def create_version(pipeline_id):
     body = bodies.json_body(bodies.VERSION)
     package = _version_package(body)
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
+    message = too_long("PipelineVersion", "Name", name or display, VERSION_NAME_MAX)
+    if message:
+        raise ApiError(3, message)
     version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
                                       package, bodies.string(body, "code_source_url"))
     return jsonify(version)
@@ -115,13 +120,13 @@ def create_version(pipeline_id):
 
 @bp.get(f"{V2}/pipelines/<id:pipeline_id>/versions/<id:version_id>")
 def get_version(pipeline_id, version_id):
-    """One pipeline version (pipeline_spec included)."""
+    """One pipeline version (pipeline_spec included), whatever pipeline id the path names."""
     return jsonify(_state().get_version(pipeline_id, version_id))
 
 
 @bp.delete(f"{V2}/pipelines/<id:pipeline_id>/versions/<id:version_id>")
 def delete_version(pipeline_id, version_id):
-    """Delete one pipeline version."""
+    """Delete one pipeline version, whichever pipeline owns it (KFP does not check the path's pipeline id)."""
     _state().delete_version(pipeline_id, version_id)
     return jsonify({})
 
@@ -132,10 +137,18 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
     if upload is None:
         raise UploadError(400, fallback_message)
     data = upload.stream.read(packages.MAX_PACKAGE_BYTES + 1)
+    if len(data) > packages.MAX_PACKAGE_BYTES:
+        raise UploadError(400, fallback_message)  # KFP's ReadPipelineFile: a 400 with no more detail, not 413
     try:
         return packages.parse(packages.unpack(upload.filename or "", data)), upload.filename or ""
     except packages.PackageError as exc:
         raise UploadError(exc.status, f"{fallback_message}: {exc.message}") from exc
+
+
+def _check_length(model: str, field: str, value: str, limit: int) -> None:
+    message = too_long(model, field, value, limit)
+    if message:
+        raise PlainError(400, message)  # written with http.Error: text/plain, not the upload JSON
 
 
 def _upload_failure(exc: ApiError, message: str) -> UploadError:
@@ -148,10 +161,13 @@ def upload_pipeline():
     """Upload a package: creates the pipeline and its first version named after it."""
     package, filename = _read_upload("Failed to read a pipeline spec file")
     args = request.args
+    _check_length("Pipeline", "Namespace", args.get("namespace", ""), NAMESPACE_MAX)
     # Like KFP: name, else display_name, else the uploaded file's name.
     name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    _check_length("Pipeline", "Name", name, PIPELINE_NAME_MAX)
     try:
-        pipeline, _ = _state().create_pipeline(name, args.get("display_name", ""), args.get("description", ""), package)
+        pipeline, _ = _state().create_pipeline(name, args.get("display_name", ""), args.get("description", ""), package,
+                                               args.get("namespace", ""))
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline and a pipeline version") from exc
     return jsonify(pipeline)
@@ -166,6 +182,7 @@ def upload_version():
     if not pipeline_id:
         raise UploadError(400, "Failed to create a pipeline version: pipelineid is required")
     name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    _check_length("PipelineVersion", "Name", name, VERSION_NAME_MAX)
     try:
         version = _state().create_version(pipeline_id, name, args.get("display_name", ""),
                                           args.get("description", ""), package, args.get("code_source_url", ""))
@@ -185,7 +202,8 @@ def list_experiments():
 def create_experiment():
     """Create an experiment (409 on a duplicate display_name)."""
     body = bodies.json_body(bodies.EXPERIMENT)
-    return jsonify(_state().create_experiment(bodies.string(body, "display_name"), bodies.string(body, "description")))
+    return jsonify(_state().create_experiment(bodies.string(body, "display_name"), bodies.string(body, "description"),
+                                              bodies.string(body, "namespace")))
 
 
 @bp.get(f"{V2}/experiments/<id:experiment_id>")
@@ -196,7 +214,7 @@ def get_experiment(experiment_id):
 
 @bp.delete(f"{V2}/experiments/<id:experiment_id>")
 def delete_experiment(experiment_id):
-    """Delete an experiment."""
+    """Delete an experiment (409 for the Default experiment)."""
     _state().delete_experiment(experiment_id)
     return jsonify({})
 

@@ -29,11 +29,13 @@ class SandboxServer:
     """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port).
 
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
-    `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API."""
+    `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
+    emulates multi-user KFP (see `create_sandbox_app`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True,
-                 mlmd_port: int = 0, execute: bool = False, workers: int = 2, workdir: str | None = None):
-        self.app = app or create_sandbox_app()
+                 mlmd_port: int = 0, execute: bool = False, workers: int = 2, workdir: str | None = None,
+                 multi_user: bool = False):
+        self.app = app or create_sandbox_app(multi_user=multi_user)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
@@ -108,16 +110,17 @@ def enable_execution(app: Flask, workers: int = 2, workdir: str | None = None) -
 
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0, execute: bool = False,
-                  workers: int = 2, workdir: str | None = None) -> None:
+                  workers: int = 2, workdir: str | None = None, multi_user: bool = False) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app()
+    app = create_sandbox_app(multi_user=multi_user)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
         print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})",
               flush=True)
     server = make_server(host, port, app, threaded=True)
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
-    print(f"sandbox KFP listening on http://{host}:{server.server_port}", flush=True)
+    mode = " (multi-user)" if multi_user else ""
+    print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
     print(f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
@@ -141,5 +144,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
+    parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute)
+    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user)

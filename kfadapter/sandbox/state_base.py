@@ -5,6 +5,7 @@ HTTP I/O happen in the routes, outside the lock.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -12,26 +13,55 @@ from collections import Counter
 
 from . import listing, packages
 from .errors import ApiError
+from .views import V1_STATUS
 
 TERMINAL = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 STATES = frozenset({"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "SUCCEEDED", "SKIPPED",
                     "FAILED", "CANCELING", "CANCELED", "PAUSED"})
 DEFAULT_EXPERIMENT = "Default"
 
+def _get(key: str):
+    return lambda r: r.get(key)
+
+
+def _v1_status(rec: dict) -> str:
+    return V1_STATUS.get(rec.get("state", ""), "")
+
+
+# KFP 2.17's APIToModelFieldMap per resource (model/*.go): only these keys filter and sort.
 PIPELINES = listing.Resource("pipelines", "pipeline_id", {
-    k: (lambda r, k=k: r.get(k)) for k in ("name", "display_name", "created_at", "description", "namespace")})
+    "id": "UUID", "pipeline_id": "UUID", "name": "Name", "display_name": "DisplayName",
+    "created_at": "CreatedAtInSec", "description": "Description", "namespace": "Namespace",
+}, {"UUID": _get("pipeline_id"), "Name": _get("name"), "DisplayName": _get("display_name"),
+    "CreatedAtInSec": _get("created_at"), "Description": _get("description"), "Namespace": _get("namespace")})
 VERSIONS = listing.Resource("pipeline_versions", "pipeline_version_id", {
-    k: (lambda r, k=k: r.get(k)) for k in ("name", "display_name", "created_at", "description", "pipeline_id")})
+    "id": "UUID", "pipeline_version_id": "UUID", "name": "Name", "display_name": "DisplayName",
+    "created_at": "CreatedAtInSec", "status": "Status", "description": "Description",
+    "pipeline_spec": "PipelineSpec",
+}, {"UUID": _get("pipeline_version_id"), "Name": _get("name"), "DisplayName": _get("display_name"),
+    "CreatedAtInSec": _get("created_at"), "Status": lambda r: "READY", "Description": _get("description"),
+    "PipelineSpec": lambda r: json.dumps(r.get("pipeline_spec"), sort_keys=True)})
 EXPERIMENTS = listing.Resource("experiments", "experiment_id", {
-    k: (lambda r, k=k: r.get(k))
-    for k in ("display_name", "created_at", "description", "namespace", "storage_state")})
+    "id": "UUID", "experiment_id": "UUID", "name": "Name", "display_name": "Name",
+    "created_at": "CreatedAtInSec", "last_run_created_at": "LastRunCreatedAtInSec", "description": "Description",
+    "namespace": "Namespace", "storage_state": "StorageState",
+}, {"UUID": _get("experiment_id"), "Name": _get("display_name"), "CreatedAtInSec": _get("created_at"),
+    "LastRunCreatedAtInSec": _get("last_run_created_at"), "Description": _get("description"),
+    "Namespace": _get("namespace"), "StorageState": _get("storage_state")},
+    timestamps=("CreatedAtInSec", "LastRunCreatedAtInSec"))
 RUNS = listing.Resource("runs", "run_id", {
-    **{k: (lambda r, k=k: r.get(k)) for k in (
-        "display_name", "created_at", "scheduled_at", "finished_at", "state", "storage_state",
-        "experiment_id", "description", "namespace", "service_account")},
-    "pipeline_id": lambda r: (r.get("pipeline_version_reference") or {}).get("pipeline_id"),
-    "pipeline_version_id": lambda r: (r.get("pipeline_version_reference") or {}).get("pipeline_version_id"),
-}, timestamps=("created_at", "scheduled_at", "finished_at"))
+    "run_id": "UUID", "id": "UUID", "display_name": "DisplayName", "name": "DisplayName",
+    "created_at": "CreatedAtInSec", "finished_at": "FinishedAtInSec", "description": "Description",
+    "scheduled_at": "ScheduledAtInSec", "storage_state": "StorageState", "status": "Conditions",
+    "namespace": "Namespace", "experiment_id": "ExperimentUUID", "state": "State",
+    "state_history": "StateHistory", "runtime_details": "PipelineRuntimeManifest", "recurring_run_id": "JobUUID",
+}, {"UUID": _get("run_id"), "DisplayName": _get("display_name"), "CreatedAtInSec": _get("created_at"),
+    "FinishedAtInSec": _get("finished_at"), "Description": _get("description"),
+    "ScheduledAtInSec": _get("scheduled_at"), "StorageState": _get("storage_state"), "Conditions": _v1_status,
+    "Namespace": _get("_namespace"), "ExperimentUUID": _get("experiment_id"), "State": _get("state"),
+    "StateHistory": lambda r: json.dumps(r.get("state_history")), "PipelineRuntimeManifest": lambda r: "",
+    "JobUUID": _get("recurring_run_id")},
+    timestamps=("CreatedAtInSec", "FinishedAtInSec", "ScheduledAtInSec"))
 
 # A tiny IR used by the bulk seeding helpers.
 _SEED_IR = {
@@ -56,8 +86,10 @@ def _new_id() -> str:
 class StateBase:
     """The data dictionaries, one lock, the clock, request counters and faults."""
 
-    def __init__(self):
+    def __init__(self, multi_user: bool = False):
         self.lock = threading.Lock()
+        # Multi-user KFP: every experiment and run lives in a namespace, and there is no Default experiment.
+        self.multi_user = multi_user
         self._clear()
 
     # ---- housekeeping -------------------------------------------------------------------
@@ -72,10 +104,11 @@ class StateBase:
         self.clock_offset = 0.0
         # ML Metadata records, object-store objects and MLMD faults; kept by sandbox/mlmd.py under self.lock.
         self.mlmd: dict = {"runs": {}, "objects": {}, "faults": [], "next_id": 1}
-        self._default_experiment_id()
+        if not self.multi_user:
+            self._default_experiment_id()  # KFP's main.go creates it in single-user mode only
 
     def reset(self) -> None:
-        """Back to a fresh KFP: only the Default experiment, counters and faults cleared."""
+        """Back to a fresh KFP: only the Default experiment (single-user), counters and faults cleared."""
         with self.lock:
             self._clear()
 

@@ -23,7 +23,7 @@ class RunState(CatalogState):
     def _resolve_version(self, ref: dict) -> dict:
         vid, pid = ref.get("pipeline_version_id"), ref.get("pipeline_id")
         if vid:
-            return self._version(pid, vid)
+            return self._version(vid)
         if not pid:
             raise ApiError(3, "Failed to create a run: Invalid input error: pipeline version reference needs a pipeline_version_id")
         self._pipeline(pid)
@@ -48,7 +48,7 @@ class RunState(CatalogState):
         if not display_name:
             raise ApiError(3, "Failed to create a run: Invalid input error: The run name is empty. Please specify a valid name")
         experiment_id = experiment_id or self._default_experiment_id()
-        self._experiment(experiment_id)
+        namespace = self._experiment(experiment_id)["namespace"]  # a run lives in its experiment's namespace
         ref, pipeline_name = None, ""
         if version_ref is not None:
             ver = self._resolve_version(version_ref)
@@ -82,7 +82,7 @@ class RunState(CatalogState):
             "created_at": now, "scheduled_at": now, "finished_at": views.EPOCH,
             "state_history": [{"update_time": now, "state": "PENDING"}], "storage_state": "AVAILABLE",
             "_package": package, "_v1_params": v1_params, "_attached": None, "_api": api,
-            "_pipeline_name": pipeline_name,
+            "_pipeline_name": pipeline_name, "_namespace": namespace,
         }
         self.runs[rec["run_id"]] = rec
         return rec
@@ -105,10 +105,17 @@ class RunState(CatalogState):
         return {"run": run, "pipeline_runtime": runtime}
 
     def list_runs(self, args) -> dict:
-        """A page of runs, optionally within `experiment_id`."""
+        """A page of runs within `experiment_id`, else within ?namespace= (one of them in multi-user mode)."""
         exp = args.get("experiment_id") or args.get("resource_reference_key.id")
+        namespace = self.namespace(args.get("namespace"))
         with self.lock:
-            recs = [r for r in self.runs.values() if not exp or r["experiment_id"] == exp]
+            if exp:
+                namespace = self._experiment(exp)["namespace"]
+            if self.multi_user and not namespace:
+                raise ApiError(3, "Failed to list runs due to authorization error: Invalid input error: "
+                                  "A run cannot have an empty namespace in multi-user mode")
+            recs = [r for r in self.runs.values()
+                    if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)]
             return listing.list_page(RUNS, recs, args, views.run)
 
     def delete_run(self, run_id: str) -> None:
