@@ -11,11 +11,14 @@ import sys
 
 from .observability import configure_logging
 from .settings import Settings, SettingsError
+from .version import version
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
     parser = argparse.ArgumentParser(prog="kfadapter", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"kfadapter {version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the adapter")
     serve.add_argument("--host", help="listen address (default KFADAPTER_HOST or 0.0.0.0)")
