@@ -3,7 +3,8 @@
 Starts `kfadapter serve --sandbox` with a fresh, empty PIP_CACHE_DIR, uploads examples/qoe_train_v2.yaml, starts
 the walkthrough's run (TM's execution call) and times it from the call to SUCCEEDED; then does the same
 `--runs` more times with the cache now warm. Prints one JSON object (seconds per run). The figures go into the
-README ("Walkthrough"); they depend on the machine's load and the package index's speed.
+README ("Walkthrough"); they depend on the machine's load and the package index's speed, so the machine's load
+average is recorded beside them in bench/walkthrough_timing.json.
 
     .venv/bin/python bench/walkthrough_timing.py [--runs 2]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -47,6 +49,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="runs with the warm cache after the first one")
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine slows the runs down
     with tempfile.TemporaryDirectory(prefix="kfadapter-bench-") as tmp:
         tmp_path = Path(tmp)
         service = SandboxService(tmp_path, ROOT, PIP_CACHE_DIR=str(tmp_path / "pip-cache"))
@@ -58,7 +61,12 @@ def main() -> int:
             later = [timed_run(service.url, f"warm{i}") for i in range(args.runs)]
         finally:
             service.stop()
-    print(json.dumps({"first_run_cold_pip_cache": first, "later_runs_warm_cache": later}, indent=2))
+    result = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+              "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              "first_run_cold_pip_cache": first, "later_runs_warm_cache": later}
+    text = json.dumps(result, indent=2)
+    (ROOT / "bench" / "walkthrough_timing.json").write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 

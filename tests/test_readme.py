@@ -51,7 +51,7 @@ def test_readme_walkthrough(tmp_path):
             "127.0.0.1:8888", f"127.0.0.1:{kfp_port}")
         # Same commands, but any HTTP error fails the script.
         strict = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n" + script
-        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         out = done.stdout
         assert '"version_name": "qoe_Pipeline"' in out and '"version_name": "2"' in out
