@@ -11,42 +11,14 @@ import sys
 
 from .observability import configure_logging
 from .settings import Settings, SettingsError
+from .version import version
+
+
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
-    parser = argparse.ArgumentParser(prog="kfadapter", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the adapter")
-    serve.add_argument("--host", help="listen address (default KFADAPTER_HOST or 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="listen port (default KFADAPTER_PORT / KF_ADAPTER_PORT or 5001)")
-    serve.add_argument("--sandbox", action="store_true",
-                       help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)")
-    serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
-    serve.add_argument("--multi-user", action="store_true",
-                       help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)")
-    sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8888)
-    sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
-    sandbox.add_argument("--execute", action="store_true",
-                         help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
-    sandbox.add_argument("--multi-user", action="store_true",
-                         help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment")
-    outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
-    outputs.add_argument("run_id")
-    outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
-    outputs.add_argument("--mlmd-endpoint", help="ML Metadata gRPC host:port (default KFADAPTER_MLMD_ENDPOINT)")
-    outputs.add_argument("--task", help="only this task (id or name)")
-    outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
-    rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
-    rewrite.add_argument("input", help="v1 package (YAML, JSON, zip or tar.gz)")
-    rewrite.add_argument("output", help="where to write the rewritten workflow as YAML ('-': stdout)")
-    source = rewrite.add_mutually_exclusive_group(required=True)
-    source.add_argument("--claim", help="name of an existing PersistentVolumeClaim (volume 'data-storage')")
-    source.add_argument("--volume", help='JSON Kubernetes volume, e.g. \'{"name": "data", "nfs": {...}}\'')
-    rewrite.add_argument("--path-prefix", default="artifact_data", help="directory for the data inside the volume")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     _configure_logging(args)
     try:
         if args.command == "sandbox":
@@ -59,6 +31,48 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser (every option has a help text; tests/test_cli.py checks it)."""
+    parser = argparse.ArgumentParser(prog="kfadapter", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"kfadapter {version()}",
+                        help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the adapter")
+    serve.add_argument("--host", help="listen address (default KFADAPTER_HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default KFADAPTER_PORT / KF_ADAPTER_PORT or 5001)")
+    serve.add_argument("--sandbox", action="store_true",
+                       help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)")
+    serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
+    serve.add_argument("--multi-user", action="store_true",
+                       help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)")
+    sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
+    sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
+    sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
+    sandbox.add_argument("--execute", action="store_true",
+                         help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
+    sandbox.add_argument("--multi-user", action="store_true",
+                         help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment")
+    outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
+    outputs.add_argument("run_id", help="the KFP run id")
+    outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
+    outputs.add_argument("--mlmd-endpoint", help="ML Metadata gRPC host:port (default KFADAPTER_MLMD_ENDPOINT)")
+    outputs.add_argument("--object-store-endpoint",
+                         help="S3-style object store URL for v2 artifact contents (default "
+                              "KFADAPTER_OBJECT_STORE_ENDPOINT); its credentials come from the environment: "
+                              "KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY")
+    outputs.add_argument("--task", help="only this task (id or name)")
+    outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
+    rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
+    rewrite.add_argument("input", help="v1 package (YAML, JSON, zip or tar.gz)")
+    rewrite.add_argument("output", help="where to write the rewritten workflow as YAML ('-': stdout)")
+    source = rewrite.add_mutually_exclusive_group(required=True)
+    source.add_argument("--claim", help="name of an existing PersistentVolumeClaim (volume 'data-storage')")
+    source.add_argument("--volume", help='JSON Kubernetes volume, e.g. \'{"name": "data", "nfs": {...}}\'')
+    rewrite.add_argument("--path-prefix", default="artifact_data", help="directory for the data inside the volume")
+    return parser
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -96,7 +110,9 @@ def _outputs(args: argparse.Namespace) -> int:
     from .kfconnect import KfConnect
     from .outputs.service import OutputsService
 
-    overrides = {k: v for k, v in (("kfp_endpoint", args.kfp_endpoint), ("mlmd_endpoint", args.mlmd_endpoint)) if v}
+    # Credentials stay in the environment (never on a command line, where `ps` shows them).
+    overrides = {k: v for k, v in (("kfp_endpoint", args.kfp_endpoint), ("mlmd_endpoint", args.mlmd_endpoint),
+                                   ("object_store_endpoint", args.object_store_endpoint)) if v}
     settings = dataclasses.replace(Settings.from_env(), **overrides)
     if not settings.kfp_endpoint:
         raise SettingsError("set KFADAPTER_KFP_ENDPOINT or pass --kfp-endpoint")
@@ -167,8 +183,20 @@ def _serve(args: argparse.Namespace) -> int:
                         workdir=base.sandbox_workdir, multi_user=args.multi_user).start()
     print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
+    print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
+    access_key, secret_key = kfp.object_store_keys
+    print(f"sandbox object store (S3, SigV4) on {kfp.object_store_endpoint} (access key {access_key}, secret key "
+          f"{secret_key})", flush=True)
+    print(f"  e.g. KFADAPTER_OBJECT_STORE_ACCESS_KEY={access_key} KFADAPTER_OBJECT_STORE_SECRET_KEY="
+          f"{secret_key} kfadapter outputs RUN_ID --kfp-endpoint {kfp.url} --mlmd-endpoint "
+          f"{kfp.mlmd_endpoint} --object-store-endpoint {kfp.object_store_endpoint}", flush=True)
     settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))
+    if not os.environ.get("KFADAPTER_STORE_PATH", "").strip():
+        # The sandbox starts empty: a store kept from an earlier start would only hold runs it no longer
+        # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
+        settings = dataclasses.replace(settings, store_path=str(kfp.executor.root / "store.sqlite"))
+    print(f"store of tracked runs: {settings.store_path}", flush=True)
     if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
         settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long
     if not settings.tm_url:
@@ -177,7 +205,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"no training manager configured: notifications go to {settings.tm_url} "
               "(GET it to see them)", flush=True)
     # The sandbox also plays ML Metadata (gRPC) and the object store (S3, SigV4-checked against its own keys).
-    access_key, secret_key = kfp.object_store_keys
     settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint,
                                    object_store_endpoint=kfp.object_store_endpoint,
                                    object_store_access_key=access_key, object_store_secret_key=secret_key)

@@ -94,7 +94,8 @@ class SandboxService:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--host", "127.0.0.1", "--port",
              str(self.port), "--sandbox-port", str(self.kfp_port), *args], cwd=cwd,
-            env=clean_env(KFADAPTER_STORE_PATH=str(tmp_path / "store.sqlite"), **env), stdout=self.log,
+            # KFADAPTER_STORE_PATH="" leaves the store unconfigured (serve --sandbox then keeps a per-start one).
+            env=clean_env(**({"KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite")} | env)), stdout=self.log,
             stderr=subprocess.STDOUT)
         try:
             wait_for(self._ready, "kfadapter serve --sandbox to become ready")

@@ -165,7 +165,9 @@ def test_v1_logs_and_task_filter(client, sandbox):
     assert logs["stored_as"] == "gzip"
     by_id = client.get(f"/runs/{run_id}/outputs?task={ids['produce-list']}").json
     assert [t["name"] for t in by_id["tasks"]] == ["produce-list"]
-    assert client.get(f"/runs/{run_id}/outputs?task=nope").json["tasks"] == []
+    unknown = client.get(f"/runs/{run_id}/outputs?task=nope")
+    assert unknown.status_code == 404 and unknown.json["code"] == "task_not_found"
+    assert unknown.json["details"]["task"] == "nope"
 
 
 def test_v1_partial_outputs_while_running(client, sandbox):
@@ -216,6 +218,41 @@ def test_v1_large_and_multi_file_artifacts(adapter_url, client, sandbox):
     assert one.content == BLOB and one.headers["Content-Disposition"] == 'attachment; filename="weights.bin"'
     missing = requests.get(adapter_url + multi["download"] + "?member=nope", timeout=10)
     assert missing.status_code == 404 and missing.json()["code"] == "member_not_found"
+
+
+def test_boolean_flags_take_only_true_false_1_0(client, sandbox):
+    run_id, ids = store_v1_run(sandbox, client)
+    download = f"/runs/{run_id}/nodes/{ids['make-blob']}/artifacts/make-blob-blob"
+    for path, flag in ((f"/runs/{run_id}/outputs?logs=maybe", "logs"), (download + "?list=yes", "list"),
+                       (f"/runs/{run_id}/outputs?logs=", "logs")):
+        resp = client.get(path)
+        assert resp.status_code == 400 and resp.json["code"] == "invalid_flag", path
+        assert resp.json["details"]["flag"] == flag and flag in resp.json["message"]
+        assert resp.headers["Content-Type"] == "application/json"
+    assert resp.json["details"]["value"] == ""
+    assert "maybe" in client.get(f"/runs/{run_id}/outputs?logs=maybe").json["message"]
+    logs = [o for t in client.get(f"/runs/{run_id}/outputs?logs=1").json["tasks"] for o in t["outputs"]
+            if o["name"] == "main-logs"]
+    assert len(logs) == 3
+    assert all(o["name"] != "main-logs" for t in client.get(f"/runs/{run_id}/outputs?logs=false").json["tasks"]
+               for o in t["outputs"])
+    assert client.get(download + "?list=0").data == BLOB
+    assert client.get(download + "?list=true").json["members"] == [{"name": "data", "size": 256, "type": "file"}]
+
+
+def test_member_that_names_no_file_is_404(client, sandbox):
+    run_id, ids = store_v1_run(sandbox, client)
+    node = ids["make-blob"]
+    # A plain (not archived) object, as Argo stores with `archive: none`: no member can match.
+    control(sandbox, "PUT", f"/runs/{run_id}/nodes/{node}/artifacts/make-blob-blob", data=BLOB)
+    path = f"/runs/{run_id}/nodes/{node}/artifacts/make-blob-blob"
+    assert client.get(path).data == BLOB
+    resp = client.get(path + "?member=data")
+    assert resp.status_code == 404 and resp.json["code"] == "member_not_found"
+    control(sandbox, "PUT", f"/runs/{run_id}/nodes/{node}/artifacts/make-blob-blob", data=argo_tgz(data=BLOB))
+    assert client.get(path + "?member=data").data == BLOB
+    resp = client.get(path + "?member=other")
+    assert resp.status_code == 404 and resp.json["code"] == "member_not_found"
 
 
 def test_unknown_run_node_and_artifact_are_404(client, sandbox):
@@ -303,7 +340,11 @@ def test_v2_outputs_come_typed_from_mlmd_over_grpc(v2_client, sandbox):
     assert downloaded.headers["Content-Disposition"] == 'attachment; filename="model"'
     metrics = train["metrics"]
     assert metrics["metadata"] == {"display_name": "metrics", "accuracy": 0.91}
-    assert metrics["available"] is False and metrics["error"]["code"] == "artifact_not_found"
+    # KFP writes no object for a metrics artifact: its values are the MLMD custom properties.
+    assert metrics["available"] is True and metrics["source"] == "metadata" and metrics["encoding"] == "json"
+    assert metrics["value"] == {"accuracy": 0.91} and "error" not in metrics and "download" not in metrics
+    member = v2_client.get(model["download"] + "?member=weights.bin")
+    assert member.status_code == 404 and member.json["code"] == "member_not_found"
 
 
 def test_v2_without_object_store_lists_uris(client, settings, sandbox):

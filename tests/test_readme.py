@@ -51,7 +51,7 @@ def test_readme_walkthrough(tmp_path):
             "127.0.0.1:8888", f"127.0.0.1:{kfp_port}")
         # Same commands, but any HTTP error fails the script.
         strict = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n" + script
-        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         out = done.stdout
         assert '"version_name": "qoe_Pipeline"' in out and '"version_name": "2"' in out
@@ -68,6 +68,8 @@ def test_readme_walkthrough(tmp_path):
         train = {o["name"]: o for t in outputs["tasks"] if t["name"] == "train" for o in t["outputs"]}
         assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
         assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
+        assert train["metrics"]["available"] is True and train["metrics"]["value"] == {"accuracy": 0.91}
+        assert next(a for a in answers if "service" in a)["links"]["openapi"] == "/openapi.json"
         assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
         canceled = [a for a in answers if a.get("run_status") == "CANCELED" and a.get("tracked") is False]
         assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]

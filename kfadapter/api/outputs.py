@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 
+from ..errors import BadRequest
 from ..outputs.service import OutputsService
 from .common import json_response
 
@@ -19,20 +20,32 @@ def outputs() -> OutputsService:
 
 
 def _flag(name: str) -> bool:
-    return request.args.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """Read a boolean query flag: absent = false; only `true|false|1|0`, anything else is a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None:
+        return False
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    # A typo like `?logs=maybe` must not silently mean false.
+    raise BadRequest(f"query flag {name!r} must be true, false, 1 or 0, got {raw[:80]!r}", code="invalid_flag",
+                     details={"flag": name, "value": raw[:80]})
 
 
 @bp.get("/runs/<run_id>/outputs")
 def run_outputs(run_id: str):
     """Return the run's state and its tasks' outputs; `?task=` filters, `?logs=true` adds main-logs."""
-    return json_response(outputs().run_outputs(run_id, task=request.args.get("task") or None, logs=_flag("logs")))
+    logs = _flag("logs")
+    return json_response(outputs().run_outputs(run_id, task=request.args.get("task") or None, logs=logs))
 
 
 @bp.get("/runs/<run_id>/nodes/<node_id>/artifacts/<name>")
 def download_artifact(run_id: str, node_id: str, name: str):
     """Stream an artifact's own bytes as a file; `?member=` picks a file of an archive, `?list=true` lists them."""
+    list_members = _flag("list")
     result = outputs().open_artifact(run_id, node_id, name, member=request.args.get("member") or None,
-                                     list_members=_flag("list"))
+                                     list_members=list_members)
     if isinstance(result, dict):
         return json_response(result)
     resp = Response(result, mimetype="application/octet-stream", direct_passthrough=True)

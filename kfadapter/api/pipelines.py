@@ -40,7 +40,9 @@ def upload(pipeline_name: str):
     package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
                                           request.args.get("volume"))
     result = kf().upload(pipeline_name, data, package, description)
-    return json_response(result | {"pipeline_kind": package.kind, "description": description or ""})
+    # `name` and `id` are the O-RAN adapter's answer (the pipeline's); ours sit beside them.
+    return json_response({"name": pipeline_name, "id": result["pipeline_id"]} | result
+                         | {"pipeline_kind": package.kind, "description": description or ""})
 
 
 @bp.get("/pipelines")
@@ -52,7 +54,8 @@ def list_pipelines():
          "namespace": p.get("namespace", "")}
         for p in kf().list_pipelines()
     ]
-    return json_response({"pipelines": items, "total_size": len(items)})
+    # O-RAN's keys: `next_page_token` is always null because every KFP page is already in `pipelines`.
+    return json_response({"next_page_token": None, "total_size": len(items), "pipelines": items})
 
 
 @bp.get("/pipelines/<pipeline_name>/versions")

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_BUFFER = 1024 * 1024  # objects up to this size are checked and served from one read
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+# KFP's launcher keeps these artifacts' values in MLMD custom properties and writes no object for them
+# (`log_metric` only sets metadata; the launcher skips a missing file); `display_name` and
+# `store_session_info` are KFP's bookkeeping, not metrics.
+METRICS_TYPES = frozenset({"system.Metrics", "system.ClassificationMetrics", "system.SlicedClassificationMetrics"})
+_NOT_METRICS = frozenset({"display_name", "store_session_info"})
 _MLMD_STATES = {"COMPLETE": "SUCCEEDED", "CACHED": "SUCCEEDED", "RUNNING": "RUNNING", "NEW": "PENDING",
                 "FAILED": "FAILED", "CANCELED": "CANCELED", "UNKNOWN": "PENDING"}
 
@@ -113,6 +118,10 @@ class OutputsService:
             tasks = self._v1_tasks(run_id, kind.workflow, task, logs)
         else:
             tasks = self._v2_tasks(run_id, kind.spec, task)
+        if task and not tasks:
+            # An unknown task is a 404, not an empty answer (also while the task has not started yet).
+            raise NotFound(f"run {run_id!r} has no task {task!r} (yet)", code="task_not_found",
+                           details={"run_id": run_id, "task": task})
         state = run.get("state")
         return {"run_id": run_id, "run_name": run.get("display_name"), "run_status": state,
                 "finished": state in TERMINAL_STATES, "pipeline_kind": kind.kind, "tasks": tasks}
@@ -179,6 +188,8 @@ class OutputsService:
     def _v2_artifact(self, run_id: str, execution: MlmdExecution, art: Any, declared: str | None) -> dict:
         entry: dict[str, Any] = {"name": art.name, "type": declared or art.type, "source": "artifact",
                                  "uri": art.uri, "metadata": art.metadata}
+        if (declared or art.type) in METRICS_TYPES:
+            return entry | _metrics(art.metadata)
         if self.objects is None:
             return entry | {"available": False, "value": None,
                             "reason": "content unavailable: no object store configured "
@@ -214,7 +225,7 @@ class OutputsService:
                 raise
             kind = self._kind(self.kf.get_run(run_id))
             if kind.kind == pl.V2:
-                return self._v2_download(run_id, node_id, name, list_members)
+                return self._v2_download(run_id, node_id, name, list_members, member)
             raise failed
         try:
             found = archive.scan(archive.open_read_answer(stream, self.limits), head_bytes=DOWNLOAD_BUFFER,
@@ -222,6 +233,9 @@ class OutputsService:
         finally:
             stream.close()
         members = [m.to_dict() for m in found.members] if found.members is not None else None
+        if member is not None and found.members is None:
+            raise NotFound(f"artifact {name!r} is a single file, it has no member {member!r}",
+                           code="member_not_found", details={"members": None})
         if list_members:
             return {"run_id": run_id, "node_id": node_id, "artifact": name, "stored_as": found.format,
                     "members": members, "size": found.size}
@@ -247,7 +261,8 @@ class OutputsService:
             raise
         return Download(filename, found.size, chunks, stream.close)
 
-    def _v2_download(self, run_id: str, node_id: str, name: str, list_members: bool) -> Download | dict:
+    def _v2_download(self, run_id: str, node_id: str, name: str, list_members: bool,
+                     member: str | None = None) -> Download | dict:
         what = f"artifact {name!r} of task {node_id!r} in run {run_id!r}"
         art = None
         for e in self.mlmd.run_executions(run_id):
@@ -258,6 +273,10 @@ class OutputsService:
         if art is None:
             raise NotFound(f"{what} not found", code="artifact_not_found",
                            details={"run_id": run_id, "node_id": node_id, "artifact": name})
+        if member is not None:
+            # v2 artifacts are raw objects (no archive), so no member name can match.
+            raise NotFound(f"{what} is a single object, it has no member {member!r}", code="member_not_found",
+                           details={"members": None})
         if self.objects is None:
             raise NotFound(f"{what}: content unavailable, no object store configured", code="artifact_unavailable",
                            details={"uri": art.uri})
@@ -268,6 +287,13 @@ class OutputsService:
         key = (parse_uri(art.uri) or ("", name))[1]
         chunks = iter(lambda: obj.read(archive.CHUNK), b"")
         return Download(_filename(key.rstrip("/").rsplit("/", 1)[-1] or name, None), obj.size, chunks, obj.close)
+
+
+def _metrics(metadata: dict) -> dict:
+    """Render a metrics artifact from its ML Metadata custom properties (KFP stores no file for it)."""
+    value = {k: v for k, v in metadata.items() if k not in _NOT_METRICS}
+    return {"available": True, "source": "metadata", "value": value, "encoding": "json",
+            "size": len(json.dumps(value)), "truncated": False}
 
 
 def download_path(run_id: str, node_id: str, name: str) -> str:

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from . import mlmd
+from . import mlmd, workdirs
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,8 @@ class RunExecutor:
     def __init__(self, state: Any, workers: int = 2, workdir: str | None = None, keep_workdirs: bool = True):
         self.state = state
         self.workers = max(1, int(workers))
-        self.root = Path(workdir or tempfile.mkdtemp(prefix="kfadapter-sandbox-runs-"))
-        self.root.mkdir(parents=True, exist_ok=True)
+        # One folder per start, removed on shutdown; folders of killed sandboxes go at start-up (workdirs).
+        self.root = workdirs.create(workdir)
         self.keep_workdirs = keep_workdirs
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox-run")
         self._lock = threading.Lock()
@@ -53,6 +52,8 @@ class RunExecutor:
         self._canceled: set[str] = set()
         self._owned: set[str] = set()
         self._done: dict[str, threading.Event] = {}
+        self._finished: set[str] = set()  # worker done: nothing writes into the run's folder any more
+        self._forgotten: set[str] = set()  # deleted or reset: the run's folder goes
 
     # ---- API used by the routes -----------------------------------------------------------------
     def submit(self, run_id: str, package: Any, parameters: dict) -> bool:
@@ -62,6 +63,7 @@ class RunExecutor:
         with self._lock:
             self._owned.add(run_id)
             self._canceled.discard(run_id)  # a retried run executes again
+            self._finished.discard(run_id)
             self._done[run_id] = threading.Event()
         self._pool.submit(self._execute, run_id, package.ir, dict(parameters))
         return True
@@ -97,21 +99,32 @@ class RunExecutor:
         return done.wait(timeout) if done is not None else True
 
     def forget(self, run_id: str) -> None:
-        """The run was deleted: stop it if it is running."""
+        """The run was deleted: stop it if it is running, and remove its folder (its outputs are gone)."""
         if self.owns(run_id):
             with self._lock:
                 self._canceled.add(run_id)
                 proc = self._procs.get(run_id)
+                finished = self._mark_forgotten(run_id)
             if proc is not None:
                 self._kill(run_id, proc)
+            if finished:
+                workdirs.remove(self.root / run_id)
+
+    def _mark_forgotten(self, run_id: str) -> bool:
+        """Under the lock: the folder goes now if the worker is done, else the worker removes it on its way out."""
+        self._forgotten.add(run_id)
+        return run_id in self._finished
 
     def cancel_all(self) -> None:
         """The sandbox was reset: stop every queued and running run (their records are gone)."""
         with self._lock:
             procs = list(self._procs.items())
             self._canceled.update(self._owned)
+            finished = [run_id for run_id in self._owned if self._mark_forgotten(run_id)]
         for run_id, proc in procs:
             threading.Thread(target=self._kill, args=(run_id, proc), daemon=True).start()
+        for run_id in finished:
+            workdirs.remove(self.root / run_id)
 
     def shutdown(self) -> None:
         """Kill every running child and stop the pool."""
@@ -121,6 +134,7 @@ class RunExecutor:
         for run_id, proc in procs:
             self._kill(run_id, proc)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        workdirs.remove(self.root)  # every run's folder with it: nothing serves them any more
 
     # ---- worker side ------------------------------------------------------------------------------
     def _execute(self, run_id: str, ir: dict, parameters: dict) -> None:
@@ -134,6 +148,10 @@ class RunExecutor:
             with self._lock:
                 self._procs.pop(run_id, None)
                 done = self._done.get(run_id)
+                self._finished.add(run_id)
+                forgotten = run_id in self._forgotten
+            if forgotten:
+                workdirs.remove(self.root / run_id)
             if done is not None:
                 done.set()
 
