@@ -185,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
     access_key, secret_key = kfp.object_store_keys
-    print(f"sandbox object store (S3, SigV4) on {kfp.object_store_endpoint} (access key {access_key}, secret key "
+    print(f"sandbox object store on {kfp.object_store_endpoint} (S3 with SigV4; access key {access_key}, secret key "
           f"{secret_key})", flush=True)
     print(f"  e.g. KFADAPTER_OBJECT_STORE_ACCESS_KEY={access_key} KFADAPTER_OBJECT_STORE_SECRET_KEY="
           f"{secret_key} kfadapter outputs RUN_ID --kfp-endpoint {kfp.url} --mlmd-endpoint "

@@ -61,8 +61,8 @@ def test_banner_endpoints_feed_kfadapter_outputs(tmp_path):
         doc = {"tasks": [{"name": "echo", "outputs": {"n": 2.0}, "artifacts": [
             {"name": "model", "uri": "minio://mlpipeline/v2/m", "content_base64": base64.b64encode(b"w").decode()}]}]}
         assert requests.put(f"{kfp}/_sandbox/runs/{run_id}/mlmd", json=doc, timeout=10).ok
-        keys = {"KFADAPTER_OBJECT_STORE_ACCESS_KEY": cli.SANDBOX_OBJECT_KEY,
-                "KFADAPTER_OBJECT_STORE_SECRET_KEY": cli.SANDBOX_OBJECT_KEY}
+        access, secret = re.search(r"access key (\S+), secret key (\S+)\)", banner).groups()
+        keys = {"KFADAPTER_OBJECT_STORE_ACCESS_KEY": access, "KFADAPTER_OBJECT_STORE_SECRET_KEY": secret}
         done = subprocess.run([sys.executable, "-m", "kfadapter.cli", "outputs", run_id, "--kfp-endpoint", kfp,
                                "--mlmd-endpoint", mlmd, "--object-store-endpoint", objects],
                               env=clean_env(**keys), capture_output=True, text=True, timeout=60)
