@@ -69,8 +69,14 @@ def test_readme_walkthrough(tmp_path):
         assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
         assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
         assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
-        canceled = [a for a in answers if a.get("run_status") == "CANCELED" and a.get("tracked") is False]
-        assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]
+        # DELETE answers the terminated run as KFP has it then (CANCELING, or already FAILED); its workflow,
+        # stopped by a deadline of 0, ends Failed and says so in the failed step's message.
+        stopped = next(a for a in answers if a.get("terminated") is True)
+        assert stopped["run_id"] != run_id and stopped["run_status"] in ("CANCELING", "FAILED"), out[-3000:]
+        ended = [a for a in answers if a.get("run_id") == stopped["run_id"] and a.get("tracked") is False
+                 and a.get("run_status") == "FAILED" and "terminated" not in a]
+        assert ended and "Step exceeded its deadline" in ended[0]["error"]["message"], out[-3000:]
+        assert not any(a.get("run_status") == "CANCELED" for a in answers)
         assert any(a.get("counts") for a in answers)  # the sandbox's request counters
     finally:
         server.stop()

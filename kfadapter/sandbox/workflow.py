@@ -103,6 +103,10 @@ class ExecutedWorkflow:
         done = self.phase != "Running"
         dag_phase = self.phase
         add(w, w, "DAG", "entrypoint", dag_phase, root_started, end, [f"{w}.root-driver"])
+        if self.terminating and done and not self.tasks:  # stopped before its first step ended
+            add(f"{w}.root-driver", "root-driver", "Pod", "system-dag-driver", "Failed", root_started, end,
+                message=DEADLINE)
+            return self._document(nodes)
         add(f"{w}.root-driver", "root-driver", "Pod", "system-dag-driver", "Succeeded", root_started,
             root_started, [f"{w}.root"])
         add(f"{w}.root", "root", "DAG", "root", dag_phase, root_started, end,
@@ -115,6 +119,10 @@ class ExecutedWorkflow:
                 [f"{base}.executor"])
             add(f"{base}.executor", "executor", "Pod", "system-container-impl", t.phase, t.started, t.finished,
                 message=t.message if t.phase == "Failed" else None)
+        return self._document(nodes)
+
+    def _document(self, nodes: dict) -> dict:
+        end, w = self.finished, self.name
         spec = {"entrypoint": "entrypoint", "serviceAccountName": "pipeline-runner",
                 "podMetadata": {"labels": {"pipelines.kubeflow.org/v2_component": "true"}}}
         if self.terminating:
@@ -122,7 +130,7 @@ class ExecutedWorkflow:
         status = {"phase": self.phase, "startedAt": self.created, "finishedAt": end, "nodes": nodes,
                   "progress": f"{sum(1 for t in self.tasks.values() if t.phase == 'Succeeded')}/"
                               f"{max(len(self.tasks), 1)}"}
-        if self.message and done:
+        if self.message and self.phase != "Running":
             status["message"] = self.message
         return {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
