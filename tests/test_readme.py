@@ -64,7 +64,7 @@ def test_readme_walkthrough(tmp_path):
         assert finished and finished[0]["error"] is None and finished[0]["finished_at"], out[-3000:]
         notes = next(a["notifications"] for a in answers if "notifications" in a)
         assert {"run_id": run_id, "run_status": "SUCCEEDED", "trainingjob_id": "tj1"} in [n["body"] for n in notes]
-        outputs = next(a for a in answers if "tasks" in a and a.get("run_id") == run_id)
+        outputs = next(a for a in answers if "pipeline_kind" in a and a.get("run_id") == run_id)  # /outputs
         train = {o["name"]: o for t in outputs["tasks"] if t["name"] == "train" for o in t["outputs"]}
         assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
         assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
