@@ -1,12 +1,15 @@
 """Execution and run routes against the sandbox KFP, observed independently through the real kfp.Client."""
 from __future__ import annotations
 
+import threading
+import time
 import warnings
 
 import kfp
 import pytest
 import requests
 
+from kfadapter.sandbox.workflow import ExecutedWorkflow, TaskRun
 from kfadapter.watch.store import Store
 
 from .conftest import package, upload
@@ -131,18 +134,114 @@ def test_get_run_reports_times_and_state(client, sandbox):
     assert done["run_status"] == "SUCCEEDED" and done["finished_at"]
 
 
-def test_delete_run_terminates_and_stops_tracking(client, settings, kfp_client):
+def test_delete_run_terminates_and_stops_tracking(client, settings, kfp_client, sandbox, kfp_counts):
     upload(client, "a", package("add_v2.yaml"))
     run_id = _execute(client, "a", args={}).json["run_id"]
     resp = client.delete(f"/runs/{run_id}")
     assert resp.status_code == 200
-    assert resp.json["run_status"] == "CANCELED" and resp.json["terminated"] is True
-    assert resp.json["was_tracked"] is True
-    assert kfp_client.get_run(run_id).state == "CANCELED"
+    # KFP moves a terminated run to CANCELING; the end comes from its workflow, never assumed.
+    assert resp.json["run_status"] == "CANCELING" and resp.json["terminated"] is True
+    assert resp.json["was_tracked"] is True and resp.json["finished_at"] is None
+    assert kfp_client.get_run(run_id).state == "CANCELING"
     assert Store(settings.store_path).get(run_id) is None
-    again = client.delete(f"/runs/{run_id}")  # untracked, already finished: still 200
+    kfp_counts.reset()
+    again = client.delete(f"/runs/{run_id}")  # CANCELING: KFP would answer 400, so nothing is sent
     assert again.status_code == 200 and again.json["terminated"] is False and again.json["was_tracked"] is False
+    assert again.json["run_status"] == "CANCELING"
+    assert kfp_counts.read() == {"total": 1, "counts": {"GET /apis/v2beta1/runs/{run_id}": 1}}
+    assert client.get(f"/runs/{run_id}").json["run_status"] == "CANCELING"  # until KFP reports the end
+    _set_state(sandbox, run_id, "FAILED")
+    kfp_counts.reset()
+    ended = client.delete(f"/runs/{run_id}")
+    assert ended.status_code == 200 and ended.json["run_status"] == "FAILED" and ended.json["terminated"] is False
+    assert kfp_counts.read() == {"total": 1, "counts": {"GET /apis/v2beta1/runs/{run_id}": 1}}
     assert client.delete("/runs/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_delete_run_that_ends_while_terminating_answers_the_end(client, sandbox, kfp_counts):
+    upload(client, "a", package("add_v2.yaml"))
+    run_id = _execute(client, "a", args={}).json["run_id"]
+    _set_state(sandbox, run_id, "RUNNING")
+    # Hold the terminate call in the sandbox until the run has ended: KFP then answers 400 (no row to update).
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"delay": 1.0, "times": 1, "method": "POST",
+                                                         "path_prefix": f"/apis/v2beta1/runs/{run_id}:terminate"},
+                  timeout=5).raise_for_status()
+    kfp_counts.reset()
+    answer = {}
+    worker = threading.Thread(target=lambda: answer.update(resp=client.delete(f"/runs/{run_id}")))
+    worker.start()
+    key = "POST /apis/v2beta1/runs/{run_id}:terminate"
+    deadline = time.monotonic() + 10
+    while not kfp_counts.read()["counts"].get(key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _set_state(sandbox, run_id, "SUCCEEDED")  # the run ends while the terminate is on its way
+    worker.join(10)
+    resp = answer["resp"]
+    assert resp.status_code == 200, resp.json
+    assert resp.json["run_status"] == "SUCCEEDED" and resp.json["terminated"] is False
+    counts = kfp_counts.read()["counts"]
+    assert counts == {"GET /apis/v2beta1/runs/{run_id}": 2, key: 1}  # read, terminate (400), read again
+
+
+def test_delete_run_still_fails_when_kfp_refuses_for_another_reason(client, sandbox):
+    upload(client, "a", package("add_v2.yaml"))
+    run_id = _execute(client, "a", args={}).json["run_id"]
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"status": 400, "times": 1, "method": "POST",
+                                                         "path_prefix": f"/apis/v2beta1/runs/{run_id}:terminate"},
+                  timeout=5).raise_for_status()
+    resp = client.delete(f"/runs/{run_id}")  # the run is still PENDING after KFP's 400: not a race
+    assert resp.status_code == 400 and resp.json["code"] == "kfp_rejected"
+    assert client.get(f"/runs/{run_id}").json["tracked"] is True
+
+
+def test_get_run_shows_every_task_while_it_goes_and_why_it_failed(client, sandbox):
+    upload(client, "a", package("add_v2.yaml"))
+    run_id = _execute(client, "a", args={}).json["run_id"]
+    assert client.get(f"/runs/{run_id}").json["tasks"] == []  # no workflow reported yet
+    wf = ExecutedWorkflow(run_id, "add", "2026-01-01T00:00:00Z")
+    wf.tasks["prepare"] = TaskRun("prepare", started="2026-01-01T00:00:01Z", finished="2026-01-01T00:00:05Z",
+                                  phase="Succeeded")
+    wf.tasks["add"] = TaskRun("add", started="2026-01-01T00:00:06Z")
+    _report(sandbox, run_id, wf, "RUNNING")
+    going = client.get(f"/runs/{run_id}").json
+    assert [(t["name"], t["state"]) for t in going["tasks"]] == [("prepare", "SUCCEEDED"), ("add", "RUNNING")]
+    add = going["tasks"][1]
+    assert add["start_time"] == "2026-01-01T00:00:06Z" and add["end_time"] is None
+    assert add["pod"] == wf.node_id(f"{wf.name}.root.add.executor")  # KFP's child_tasks[].pod_name
+    assert going["error"] is None and going["run_status"] == "RUNNING"
+    wf.tasks["add"].phase, wf.tasks["add"].finished = "Failed", "2026-01-01T00:00:09Z"
+    wf.tasks["add"].message = "main: Error (exit code 1)"
+    wf.stop("2026-01-01T00:00:10Z", phase="Failed")
+    _report(sandbox, run_id, wf, "FAILED")
+    failed = client.get(f"/runs/{run_id}").json
+    assert failed["run_status"] == "FAILED"
+    assert [(t["name"], t["state"]) for t in failed["tasks"]] == [("prepare", "SUCCEEDED"), ("add", "FAILED")]
+    assert failed["tasks"][1]["end_time"] == "2026-01-01T00:00:09Z"
+    assert failed["error"]["message"] == "add: main: Error (exit code 1)"
+    node_id = wf.node_id(f"{wf.name}.root.add.executor")
+    assert failed["error"]["nodes"] == [{
+        "task": "add", "node_id": node_id, "template": "system-container-impl", "phase": "Failed",
+        "message": "main: Error (exit code 1)",
+        "pod": f"{wf.name}-system-container-impl-{node_id.rsplit('-', 1)[1]}"}]
+
+
+def test_failed_run_error_without_nodes_comes_from_the_workflow_message(client, sandbox):
+    upload(client, "a", package("add_v2.yaml"))
+    run_id = _execute(client, "a", args={}).json["run_id"]
+    _set_state(sandbox, run_id, "FAILED")
+    body = client.get(f"/runs/{run_id}").json
+    assert body["error"] == {"message": "KFP has recorded no workflow for this run, so it gives no failure reason",
+                             "nodes": []}
+    requests.post(f"{sandbox.url}/_sandbox/runs/{run_id}/state",
+                  json={"state": "FAILED", "error": {"message": "pods \"x\" is forbidden: exceeded quota"}},
+                  timeout=5).raise_for_status()
+    assert client.get(f"/runs/{run_id}").json["error"]["message"] == 'pods "x" is forbidden: exceeded quota'
+
+
+def _report(sandbox, run_id: str, wf: ExecutedWorkflow, state: str) -> None:
+    """Play KFP's persistence agent: the workflow and the state it reports."""
+    requests.put(f"{sandbox.url}/_sandbox/runs/{run_id}/workflow", json=wf.manifest(), timeout=5).raise_for_status()
+    _set_state(sandbox, run_id, state)
 
 
 def test_experiments(client):

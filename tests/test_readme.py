@@ -64,15 +64,21 @@ def test_readme_walkthrough(tmp_path):
         assert finished and finished[0]["error"] is None and finished[0]["finished_at"], out[-3000:]
         notes = next(a["notifications"] for a in answers if "notifications" in a)
         assert {"run_id": run_id, "run_status": "SUCCEEDED", "trainingjob_id": "tj1"} in [n["body"] for n in notes]
-        outputs = next(a for a in answers if "tasks" in a and a.get("run_id") == run_id)
+        outputs = next(a for a in answers if "pipeline_kind" in a and a.get("run_id") == run_id)  # /outputs
         train = {o["name"]: o for t in outputs["tasks"] if t["name"] == "train" for o in t["outputs"]}
         assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
         assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
         assert train["metrics"]["available"] is True and train["metrics"]["value"] == {"accuracy": 0.91}
         assert next(a for a in answers if "service" in a)["links"]["openapi"] == "/openapi.json"
         assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
-        canceled = [a for a in answers if a.get("run_status") == "CANCELED" and a.get("tracked") is False]
-        assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]
+        # DELETE answers the terminated run as KFP has it then (CANCELING, or already FAILED); its workflow,
+        # stopped by a deadline of 0, ends Failed and says so in the failed step's message.
+        stopped = next(a for a in answers if a.get("terminated") is True)
+        assert stopped["run_id"] != run_id and stopped["run_status"] in ("CANCELING", "FAILED"), out[-3000:]
+        ended = [a for a in answers if a.get("run_id") == stopped["run_id"] and a.get("tracked") is False
+                 and a.get("run_status") == "FAILED" and "terminated" not in a]
+        assert ended and "Step exceeded its deadline" in ended[0]["error"]["message"], out[-3000:]
+        assert not any(a.get("run_status") == "CANCELED" for a in answers)
         assert any(a.get("counts") for a in answers)  # the sandbox's request counters
     finally:
         server.stop()

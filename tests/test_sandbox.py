@@ -432,10 +432,19 @@ def test_terminate_and_state_controls(sbx, kfp_client):
     post(sbx, "/_sandbox/clock", {"advance": 5})
     kfp_client.terminate_run(run_id)
     run = kfp_client.get_run(run_id)
-    assert run.state == "CANCELED" and run.finished_at.year > 1970
-    assert [h.state for h in run.state_history] == ["PENDING", "CANCELED"]
-    assert requests.post(f"{sbx.url}{API}/runs/{run_id}:terminate", timeout=5).json() == {}  # no-op
-    assert len(kfp_client.get_run(run_id).state_history) == 2
+    # KFP's TerminateRun: CANCELING, no state_history entry, still unfinished; never CANCELED by itself.
+    assert run.state == "CANCELING" and run.finished_at.year == 1970
+    assert [h.state for h in run.state_history] == ["PENDING"]
+    again = requests.post(f"{sbx.url}{API}/runs/{run_id}:terminate", timeout=5)
+    assert_grpc(again, 400, "Row not found")  # a second terminate: the SQL update matches no row
+    v1 = requests.post(f"{sbx.url}/apis/v1beta1/runs/{run_id}/terminate", timeout=5)
+    assert_grpc(v1, 400, "Row not found")
+    assert kfp_client.get_run(run_id).state == "CANCELING"
+    # The workflow (here the control API) decides the end: a deadline-stopped Argo workflow is Failed.
+    ended = post(sbx, f"/_sandbox/runs/{run_id}/state", {"state": "FAILED"}).json()
+    assert ended["state"] == "FAILED" and ended["finished_at"] != EPOCH and "error" not in ended
+    assert [h["state"] for h in ended["state_history"]] == ["PENDING", "FAILED"]
+    assert_grpc(requests.post(f"{sbx.url}{API}/runs/{run_id}:terminate", timeout=5), 400)
     kfp_client.archive_run(run_id)
     assert get(sbx, f"{API}/runs/{run_id}").json()["storage_state"] == "ARCHIVED"
 
@@ -443,15 +452,58 @@ def test_terminate_and_state_controls(sbx, kfp_client):
     moved = post(sbx, f"/_sandbox/runs/{other}/state", {"state": "RUNNING"}).json()
     assert moved["state"] == "RUNNING" and moved["finished_at"] == EPOCH
     failed = post(sbx, f"/_sandbox/runs/{other}/state", {"state": "FAILED", "error": {"code": 2, "message": "oom"}})
-    assert failed.json()["error"]["message"] == "oom" and failed.json()["finished_at"] != EPOCH
-    assert get(sbx, f"/apis/v1beta1/runs/{other}").json()["run"]["status"] == "Failed"
+    assert "error" not in failed.json() and failed.json()["finished_at"] != EPOCH  # KFP never fills a run's error
+    detail = get(sbx, f"/apis/v1beta1/runs/{other}").json()
+    assert detail["run"]["status"] == "Failed" and "error" not in detail["run"]
+    assert json.loads(detail["pipeline_runtime"]["workflow_manifest"])["status"] == {"message": "oom",
+                                                                                     "phase": "Failed"}
     assert requests.post(f"{sbx.url}{API}/runs/{other}:retry", timeout=5).status_code == 200
     assert kfp_client.get_run(other).state == "RUNNING"
     assert_grpc(requests.post(f"{sbx.url}{API}/runs/{other}:retry", timeout=5), 400)
+    for state in ("PAUSED", "RUNTIME_STATE_UNSPECIFIED", "PENDING"):
+        post(sbx, f"/_sandbox/runs/{other}/state", {"state": state})
+        assert requests.post(f"{sbx.url}{API}/runs/{other}:terminate", timeout=5).status_code == 200
+        assert get(sbx, f"{API}/runs/{other}").json()["state"] == "CANCELING"
+    for state in ("SUCCEEDED", "SKIPPED", "CANCELED"):
+        post(sbx, f"/_sandbox/runs/{other}/state", {"state": state})
+        assert_grpc(requests.post(f"{sbx.url}{API}/runs/{other}:terminate", timeout=5), 400, "Row not found")
+        assert get(sbx, f"{API}/runs/{other}").json()["state"] == state
     assert_grpc(post(sbx, f"/_sandbox/runs/{other}/state", {"state": "DONE"}), 400)
     assert_grpc(post(sbx, "/_sandbox/runs/nope/state", {"state": "RUNNING"}), 404)
     kfp_client.delete_run(other)
     assert_grpc(get(sbx, f"{API}/runs/{other}"), 404)
+
+
+def test_task_details_come_from_the_reported_workflow_nodes(sbx, kfp_client):
+    pid, vid = uploaded(sbx)
+    run_id = create_run(sbx, pid, vid, {"featurepath": "/f"}).json()["run_id"]
+    assert "run_details" not in get(sbx, f"{API}/runs/{run_id}").json()  # no workflow reported yet
+    nodes = {
+        "wf-abcde": {"id": "wf-abcde", "name": "wf-abcde", "displayName": "wf-abcde", "type": "DAG",
+                     "phase": "Running", "startedAt": "2026-01-01T00:00:01Z", "children": ["wf-abcde-1"]},
+        "wf-abcde-1": {"id": "wf-abcde-1", "name": "wf-abcde.train", "displayName": "train", "type": "Pod",
+                       "phase": "Running", "startedAt": "2026-01-01T00:00:02Z"},
+    }
+    requests.put(f"{sbx.url}/_sandbox/runs/{run_id}/workflow", json={"nodes": nodes}, timeout=5).raise_for_status()
+    raw = get(sbx, f"{API}/runs/{run_id}").json()
+    tasks = {t["display_name"]: t for t in raw["run_details"]["task_details"]}
+    train = tasks["train"]
+    assert set(train) == {"run_id", "task_id", "display_name", "create_time", "start_time", "end_time", "state",
+                          "state_history"}  # no error, inputs, outputs, execution_id, pod_name
+    assert train["run_id"] == run_id and train["state"] == "RUNNING" and train["start_time"] == "2026-01-01T00:00:02Z"
+    assert train["end_time"] == "0001-01-01T00:00:00Z"  # Go's zero time while the node has not finished
+    assert train["create_time"] == raw["created_at"]
+    assert tasks["wf-abcde"]["child_tasks"] == [{"pod_name": "wf-abcde-1"}]
+    nodes["wf-abcde-1"] |= {"phase": "Failed", "message": "main: Error (exit code 1)",
+                            "finishedAt": "2026-01-01T00:00:09Z"}
+    requests.put(f"{sbx.url}/_sandbox/runs/{run_id}/workflow", json={"nodes": nodes}, timeout=5).raise_for_status()
+    again = {t.display_name: t for t in kfp_client.get_run(run_id).run_details.task_details}
+    assert again["train"].task_id == train["task_id"]  # KFP keeps a task's id across reports
+    assert again["train"].state == "FAILED" and again["train"].end_time.year == 2026
+    assert [h.state for h in again["train"].state_history] == ["RUNNING", "FAILED"]
+    assert again["train"].error is None
+    listed = get(sbx, f"{API}/runs").json()["runs"][0]
+    assert len(listed["run_details"]["task_details"]) == 2  # the list carries them too
 
 
 # ---- workflows and artifacts ---------------------------------------------------------------------------

@@ -58,27 +58,31 @@ def set_state(sandbox, run_ids, state):
 
 
 def test_terminal_states_are_notified_once(watcher, make_runs, sandbox, tm_receiver, store):
-    ids = make_runs(5)
-    for run_id, state in zip(ids, ["SUCCEEDED", "FAILED", "SKIPPED", "RUNNING"]):
+    ids = make_runs(6)
+    for run_id, state in zip(ids, ["SUCCEEDED", "FAILED", "SKIPPED", "RUNNING", "RUNNING", "CANCELED"]):
         set_state(sandbox, [run_id], state)
     requests.post(f"{sandbox.url}/apis/v2beta1/runs/{ids[4]}:terminate", timeout=5).raise_for_status()
     cycle = watcher.poll_once(now=1000.0)
     assert cycle.leader and cycle.poll.error is None
     got = {r["body"]["run_id"]: r["body"] for r in tm_receiver.received}
-    assert got == {
+    assert got == {  # CANCELING (ids[4]) is not an end: KFP has not reported how the terminated run ended
         ids[0]: {"run_id": ids[0], "run_status": "SUCCEEDED", "trainingjob_id": "tj-0"},
         ids[1]: {"run_id": ids[1], "run_status": "FAILED", "trainingjob_id": "tj-1"},
         ids[2]: {"run_id": ids[2], "run_status": "SKIPPED", "trainingjob_id": "tj-2"},
-        ids[4]: {"run_id": ids[4], "run_status": "CANCELED", "trainingjob_id": "tj-4"},
+        ids[5]: {"run_id": ids[5], "run_status": "CANCELED", "trainingjob_id": "tj-5"},
     }
     assert {r["content_type"] for r in tm_receiver.received} == {"application/json"}
     assert {r["path"] for r in tm_receiver.received} == {"/trainingjob/pipelineNotification"}
-    assert [t.run_id for t in store.tracked()] == [ids[3]]
+    assert sorted(t.run_id for t in store.tracked()) == sorted([ids[3], ids[4]])
     watcher.poll_once(now=1010.0)
     assert len(tm_receiver.received) == 4  # nothing twice
     set_state(sandbox, [ids[3]], "SUCCEEDED")
+    set_state(sandbox, [ids[4]], "FAILED")  # a terminated run's workflow ends Failed (deadline 0)
     watcher.poll_once(now=1020.0)
-    assert tm_receiver.run_ids()[-1] == ids[3] and len(tm_receiver.received) == 5
+    got = {r["body"]["run_id"]: r["body"] for r in tm_receiver.received[4:]}
+    assert got == {ids[3]: {"run_id": ids[3], "run_status": "SUCCEEDED", "trainingjob_id": "tj-3"},
+                   ids[4]: {"run_id": ids[4], "run_status": "FAILED", "trainingjob_id": "tj-4"}}
+    assert store.tracked() == []
 
 
 def test_kfp_unavailable_cycle_changes_nothing(watcher, make_runs, sandbox, tm_receiver, store):

@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from .. import runinfo
 from ..errors import BadRequest
 from ..kfconnect import UNFINISHED_TIME
 from .common import check_name, json_body, json_response, kf, optional_str, required_str, store
@@ -55,8 +56,8 @@ def list_runs():
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
-    """Return one run's name, state, experiment, pipeline, times and error."""
-    run = kf().get_run(run_id)
+    """Return one run's name, state, experiment, pipeline, times, tasks and, when FAILED, why."""
+    run = kf().describe_run(run_id)
     tracked = store().get(run_id)
     return json_response(_run_view(run) | {"trainingjob_id": tracked.trainingjob_id if tracked else None,
                                            "tracked": tracked is not None})
@@ -64,7 +65,7 @@ def get_run(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def terminate_run(run_id: str):
-    """Terminate a run (no-op for a finished one) and stop tracking it."""
+    """Terminate a run KFP can still terminate (a CANCELING or finished one is answered as it is); stop tracking it."""
     run = kf().terminate_run(run_id)
     was_tracked = store().untrack(run_id)
     return json_response(_run_view(run) | {"terminated": run["terminated"], "was_tracked": was_tracked})
@@ -75,7 +76,8 @@ def _pipeline_id(run: dict) -> str | None:
 
 
 def _run_view(run: dict) -> dict:
-    finished = run.get("finished_at")
+    # KFP never fills a run's `error`: a FAILED run's reasons come from its workflow (`failure`, GET only).
+    failure = run.get("failure")
     ref = run.get("pipeline_version_reference") or {}
     return {
         "run_id": run["run_id"],
@@ -86,6 +88,7 @@ def _run_view(run: dict) -> dict:
         "pipeline_version_id": ref.get("pipeline_version_id"),
         "created_at": run.get("created_at"),
         "scheduled_at": run.get("scheduled_at"),
-        "finished_at": None if finished in (None, "", UNFINISHED_TIME) else finished,
-        "error": run.get("error"),
+        "finished_at": None if run.get("finished_at") in (None, "", UNFINISHED_TIME) else run["finished_at"],
+        "error": failure if failure is not None else run.get("error"),
+        "tasks": run["tasks"] if "tasks" in run else runinfo.tasks(run),
     }

@@ -7,11 +7,15 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .. import pipelines as pl
-from ..errors import KfpUnavailable, NotFound
+from .. import runinfo
+from ..errors import KfpRejected, KfpUnavailable, NotFound
 from .pipelines import DEFAULT_EXPERIMENT, PipelineCalls
 from .transport import PAGE_SIZE, KfpStream, in_filter, segment
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+# KFP's TerminateRun only moves these (CANCELING included, any other state answers 400); an omitted state is
+# protojson's RUNTIME_STATE_UNSPECIFIED.
+TERMINABLE_STATES = frozenset({"PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED", None})
 UNFINISHED_TIME = "1970-01-01T00:00:00Z"
 
 
@@ -111,16 +115,32 @@ class RunCalls(PipelineCalls):
                                         filter=in_filter("run_id", chunk), what="list runs by id"))
         return found
 
-    def terminate_run(self, run_id: str) -> dict:
-        """Terminate a run unless it already finished; return the run as it is afterwards."""
+    def describe_run(self, run_id: str) -> dict:
+        """Return one run with `tasks` (from its task details) and, when FAILED, `failure` (from its workflow)."""
         run = self.get_run(run_id)
-        if run.get("state") in TERMINAL_STATES:
+        failure = runinfo.failure(self.workflow(run_id)) if run.get("state") == "FAILED" else None
+        return run | {"tasks": runinfo.tasks(run), "failure": failure}
+
+    def terminate_run(self, run_id: str) -> dict:
+        """Terminate a run that KFP can still terminate; return the run as it is afterwards.
+
+        A CANCELING or finished run is answered as it is, with no further call (KFP would answer 400). A
+        terminate that races the run's end gets KFP's 400: the run is read again and answered as it is then.
+        KFP moves a terminated run to CANCELING; its final state comes later from the workflow (usually FAILED).
+        """
+        run = self.get_run(run_id)
+        if run.get("state") not in TERMINABLE_STATES:
             return run | {"terminated": False}
         api = self.client._run_api
         try:
             self._call(api.run_service_terminate_run, run_id, what=f"terminate run {run_id!r}")
         except NotFound:
             raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+        except KfpRejected:
+            run = self.get_run(run_id)
+            if run.get("state") in TERMINABLE_STATES:
+                raise  # not the race: KFP refused for another reason
+            return run | {"terminated": False}
         return self.get_run(run_id) | {"terminated": True}
 
     # ---- run outputs (v1 runs: the Argo workflow and its artifacts) -------------------------------------

@@ -12,15 +12,18 @@ All bodies are JSON unless noted; errors use the grpc body ``{"code", "message",
 ``DELETE /_sandbox/requests``
     Zero the counters. → ``{}``
 ``POST /_sandbox/runs/{run_id}/state``
-    ``{"state": "RUNNING"|"SUCCEEDED"|"FAILED"|"CANCELED"|..., "error": {"code": 2, "message": "..."}?}``;
-    appends to state_history, sets finished_at for SUCCEEDED/SKIPPED/FAILED/CANCELED (back to
-    1970-01-01T00:00:00Z otherwise). → the v2beta1 Run
+    ``{"state": "RUNNING"|"SUCCEEDED"|"FAILED"|"CANCELED"|..., "error": {"message": "..."}?}``: what KFP's
+    persistence agent does when the workflow reports that state: appends to state_history when the state
+    changes, sets finished_at for SUCCEEDED/SKIPPED/FAILED/CANCELED (back to 1970-01-01T00:00:00Z
+    otherwise). The run never gets an ``error`` (KFP fills none): ``error.message`` becomes the run's
+    workflow ``status.message`` (a workflow with only that status when none is attached). → the v2beta1 Run
 ``POST /_sandbox/runs/state``
     Bulk: ``{"run_ids": [...], "state": ..., "error": ...?}`` (all ids must exist). → ``{"updated": N}``
 ``PUT /_sandbox/runs/{run_id}/workflow``
     Body = an Argo Workflow dict (any of apiVersion/kind/metadata/spec/status), or just its ``status``.
     Served (JSON string) in ``GET /apis/v1beta1/runs/{run_id}`` ``pipeline_runtime.workflow_manifest``,
-    merged over the pipeline's workflow for a v1 run; works for v2 runs too. → ``{}``
+    merged over the pipeline's workflow for a v1 run; works for v2 runs too. Its ``status.nodes`` become the
+    run's ``run_details.task_details`` (one per node, as KFP reports them). → ``{}``
 ``PUT /_sandbox/runs/{run_id}/nodes/{node_id}/artifacts/{artifact_name}``
     Raw body bytes = the stored object (typically a gzip'd tar), served base64'd by ``...:read``. → ``{"size": n}``
     With ``?verbatim=true`` the body is served as the whole ``:read`` answer instead (for broken-data tests).

@@ -13,6 +13,8 @@ The child writes `DIR/result.json` (or `--result`):
 "outputs": {name: value}, "artifacts": [{"name", "type", "path", "uri", "metadata"}]}], "seconds": float}``.
 Output values come from each task's `executor_output.json`; artifact `path`s are the files the components wrote.
 Task logs (and the pip output) go to this process's stdout, which the sandbox sends to `DIR/executor.log`.
+While it runs, the child appends one JSON line per task start and end to `DIR/progress.jsonl`
+(``{"task", "event": "start"|"end", "ok"?: bool}``), which the sandbox turns into the run's workflow nodes.
 """
 from __future__ import annotations
 
@@ -137,6 +139,43 @@ def error_from_log(log_path: Path | None, failed_task: str | None, fallback: str
     return f"task {failed_task!r} failed: {last}" if last and failed_task else fallback
 
 
+def record_progress(path: Path) -> None:
+    """Append a line to `path` whenever kfp.local starts or ends a task (wraps its per-task entry point)."""
+    def note(event: dict) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+
+    def wrap(module: Any, attr: str, name_of) -> bool:
+        inner = getattr(module, attr, None)
+        if inner is None:
+            return False
+
+        def wrapped(*args, **kwargs):
+            name = name_of(args, kwargs)
+            note({"task": name, "event": "start"})
+            ok = False
+            try:
+                result = inner(*args, **kwargs)
+                ok = str(result[1]).endswith("SUCCESS")
+                return result
+            finally:
+                note({"task": name, "event": "end", "ok": ok})
+        setattr(module, attr, wrapped)
+        return True
+
+    try:  # kfp >= 2.17: one call per task, with the DAG's task name
+        from kfp.local.orchestrator import task_executor
+        if wrap(task_executor, "execute_single_task", lambda a, k: k.get("task_name") or a[0]):
+            return
+    except ImportError:
+        pass
+    from kfp.local import task_dispatcher  # older kfp: named after the component (comp-<name>)
+
+    def component_task(args, kwargs):
+        return str(kwargs.get("component_name") or args[1]).removeprefix("comp-")
+    wrap(task_dispatcher, "run_single_task_implementation", component_task)
+
+
 def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None) -> dict:
     """Run the pipeline; never raises (failures are described in the result)."""
     started = time.monotonic()
@@ -155,6 +194,7 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
     pipeline_root = workdir / "outputs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=True), pipeline_root=str(pipeline_root))
+    record_progress(workdir / "progress.jsonl")
     state, error, failed_task = "SUCCEEDED", None, None
     patched = fill_optional_parameters(ir, arguments)
     if patched is not ir:

@@ -85,10 +85,11 @@ def delete_run(run_id):
 @bp.post(f"{V2}/runs/<id:run_id>:terminate")
 @bp.post(f"{V1}/runs/<id:run_id>/terminate")
 def terminate_run(run_id):
-    """Cancel a run (a no-op on a finished one); an executing run goes CANCELING, its processes are killed."""
-    _state().get_run(run_id)  # 404 for an unknown run
-    if _executor() is None or not _executor().terminate(run_id):
-        _state().terminate_run(run_id)
+    """KFP's terminate: CANCELING from PENDING/RUNNING/PAUSED (else 400); an executing run's processes are
+    killed and its workflow ends Failed, which the run then reports."""
+    _state().terminate_run(run_id)
+    if _executor() is not None:
+        _executor().terminate(run_id)
     return jsonify({})
 
 

@@ -3,13 +3,15 @@ always on in `kfadapter serve --sandbox`).
 
 Runs of v2 (IR) pipelines go to a bounded pool of `workers` threads. Each thread starts one child process
 (`python -m kfadapter.sandbox.executor`, see there) in a new session, in the run's own working directory
-`<workdir>/<run_id>/`, and waits for it: the run goes PENDING → RUNNING → SUCCEEDED or FAILED (with
-`error {code, message}` as KFP sets it). The child's result becomes the run's ML Metadata records (one execution
-per task with its output parameters, output artifacts whose files go into the sandbox object store under
-`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<random uuid>/<name>`), which `GET /runs/<id>/outputs`
-reads.
-Terminating a run moves it to CANCELING, kills the child's whole process group (SIGTERM, then SIGKILL after
-a grace period) and ends CANCELED. Runs of v1 (Argo) packages are not executed: the control API moves them.
+`<workdir>/<run_id>/`, and waits for it, reporting the run's Argo workflow (sandbox/workflow.py) as KFP's
+persistence agent would: at the start, at every task start and end the child notes in `progress.jsonl`, and at
+the end. The run goes PENDING → RUNNING → SUCCEEDED or FAILED; why it failed is in the workflow's nodes
+(`main: Error (exit code 1)`), never in the run's `error`. The child's result becomes the run's ML Metadata
+records (one execution per task with its output parameters, output artifacts whose files go into the sandbox
+object store under `minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<random uuid>/<name>`), which
+`GET /runs/<id>/outputs` reads. A terminated run (CANCELING) has its child's whole process group killed
+(SIGTERM, then SIGKILL after a grace period); its workflow then ends Failed, as Argo ends a workflow whose
+`activeDeadlineSeconds` KFP set to 0, so the run ends FAILED. Runs of v1 (Argo) packages are not executed.
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ import yaml
 
 from . import mlmd, workdirs
 from .errors import ApiError
+from .workflow import DEADLINE, EXIT_1, ExecutedWorkflow, TaskRun
 
 log = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # larger files are recorded by uri only
 KILL_GRACE = 3.0
+PROGRESS_POLL = 0.5  # seconds between looks at the child's progress file
 
 
 class RunExecutor:
@@ -74,22 +78,17 @@ class RunExecutor:
             return run_id in self._owned
 
     def terminate(self, run_id: str) -> bool:
-        """Cancel an executed run: CANCELING, kill its process group, CANCELED. False if not ours."""
+        """Kill an executed run's processes (the state already moved it to CANCELING). False if not ours."""
         with self._lock:
             if run_id not in self._owned:
                 return False
             done = self._done.get(run_id)
             if done is not None and done.is_set():
-                return True  # already finished: terminating is a no-op, as in KFP
+                return True
             self._canceled.add(run_id)
             proc = self._procs.get(run_id)
-        if not self._move(run_id, "CANCELING", only_unfinished=True):
-            return True
-        if proc is None:
-            # Still queued (or between start and spawn): the worker sees the flag and ends it CANCELED.
-            self._move(run_id, "CANCELED", only_unfinished=True)
-            return True
-        threading.Thread(target=self._kill, args=(run_id, proc), daemon=True, name=f"kill-{run_id[:8]}").start()
+        if proc is not None:  # still queued: the worker sees the flag and ends the workflow at once
+            threading.Thread(target=self._kill, args=(run_id, proc), daemon=True, name=f"kill-{run_id[:8]}").start()
         return True
 
     def wait(self, run_id: str, timeout: float | None = None) -> bool:
@@ -138,12 +137,13 @@ class RunExecutor:
 
     # ---- worker side ------------------------------------------------------------------------------
     def _execute(self, run_id: str, ir: dict, parameters: dict) -> None:
+        wf = ExecutedWorkflow(run_id, (ir.get("pipelineInfo") or {}).get("name") or "pipeline", self._now())
         try:
-            self._execute_inner(run_id, ir, parameters)
+            self._execute_inner(run_id, ir, parameters, wf)
         except Exception as exc:  # noqa: BLE001 - a worker must never die silently
             log.exception("sandbox run %s: execution failed", run_id)
-            self._move(run_id, "FAILED", {"code": 13, "message": f"sandbox executor: {type(exc).__name__}: {exc}"},
-                       only_unfinished=True)
+            wf.stop(self._now(), phase="Failed", message=f"sandbox executor: {type(exc).__name__}: {exc}")
+            self._report(run_id, wf)
         finally:
             with self._lock:
                 self._procs.pop(run_id, None)
@@ -159,15 +159,17 @@ class RunExecutor:
         with self._lock:
             return run_id in self._canceled
 
-    def _execute_inner(self, run_id: str, ir: dict, parameters: dict) -> None:
+    def _execute_inner(self, run_id: str, ir: dict, parameters: dict, wf: ExecutedWorkflow) -> None:
         if self._is_canceled(run_id):
-            self._move(run_id, "CANCELED", only_unfinished=True)
+            self._end_terminated(run_id, wf, None)
             return
         workdir = self.root / run_id
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "tmp").mkdir(exist_ok=True)
         package = workdir / "pipeline.yaml"
         package.write_text(yaml.safe_dump(ir, sort_keys=False), encoding="utf-8")
+        progress = workdir / "progress.jsonl"
+        progress.unlink(missing_ok=True)  # a retried run starts over
         log_path = workdir / "executor.log"
         env = dict(os.environ)
         env["TMPDIR"] = str(workdir / "tmp")  # kfp.local's per-task venvs: inside the run's directory
@@ -176,45 +178,94 @@ class RunExecutor:
                "--args", json.dumps(parameters), "--workdir", str(workdir), "--log", str(log_path)]
         with self._lock:
             if run_id in self._canceled:
-                spawn = False
+                proc = None
             else:
-                spawn = True
                 with open(log_path, "wb") as logf:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                             cwd=str(workdir), env=env, start_new_session=True)
                 self._procs[run_id] = proc
-                # Under the lock: a terminate that comes now finds the process and sees RUNNING first.
-                self._move(run_id, "RUNNING", only_unfinished=True)
-        if not spawn:
-            self._move(run_id, "CANCELED", only_unfinished=True)
+        if proc is None:
+            self._end_terminated(run_id, wf, None)
             return
-        log.info("sandbox run %s: executing %s (pid %s, %s)", run_id, ir.get("pipelineInfo", {}).get("name"),
-                 proc.pid, workdir)
-        proc.wait()
+        self._report(run_id, wf)  # the workflow runs: RUNNING
+        log.info("sandbox run %s: executing %s (pid %s, %s)", run_id, wf.pipeline, proc.pid, workdir)
+        seen = 0
+        while True:
+            try:
+                proc.wait(PROGRESS_POLL)
+                break
+            except subprocess.TimeoutExpired:
+                seen = self._follow(run_id, wf, progress, seen)
         _killpg(proc.pid, signal.SIGKILL)  # nothing of the run may outlive it
+        self._follow(run_id, wf, progress, seen)
         if self._is_canceled(run_id):
-            self._move(run_id, "CANCELED", only_unfinished=True)
-            log.info("sandbox run %s: canceled", run_id)
+            self._end_terminated(run_id, wf, workdir)
             return
-        result_path = workdir / "result.json"
         try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
+            result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            tail = _tail(log_path)
-            self._move(run_id, "FAILED", {"code": 13, "message": f"sandbox executor exited with {proc.returncode} "
-                                                                f"without a result: {tail}"}, only_unfinished=True)
+            wf.stop(self._now(), phase="Failed", message=f"sandbox executor exited with {proc.returncode} "
+                                                         f"without a result: {_tail(log_path)}")
+            self._report(run_id, wf)
             return
         self._record_mlmd(run_id, ir, result)
-        if result.get("state") == "SUCCEEDED":
-            self._move(run_id, "SUCCEEDED", only_unfinished=True)
-        else:
-            self._move(run_id, "FAILED", {"code": 2, "message": str(result.get("error") or "pipeline failed")},
-                       only_unfinished=True)
+        self._finish(run_id, wf, result)
         log.info("sandbox run %s: %s in %.1f s%s", run_id, result.get("state"), result.get("seconds", 0.0),
                  f" ({result.get('error')})" if result.get("error") else "")
         if not self.keep_workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
+            shutil.rmtree(workdir / "tmp", ignore_errors=True)
+
+    def _follow(self, run_id: str, wf: ExecutedWorkflow, progress: Path, seen: int) -> int:
+        """Apply the progress lines after the first `seen` to the workflow; report it when it changed."""
+        try:
+            lines = progress.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return seen
+        complete = [ln for ln in lines if ln.endswith("}")]  # a line being written is read next time
+        if len(complete) <= seen:
+            return seen
+        now = self._now()
+        for line in complete[seen:]:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            name = str(event.get("task") or "")
+            if event.get("event") == "start":
+                wf.tasks[name] = TaskRun(name, started=now)
+            elif event.get("event") == "end" and name in wf.tasks:
+                task = wf.tasks[name]
+                task.finished = now
+                task.phase = "Succeeded" if event.get("ok") else "Failed"
+                task.message = None if event.get("ok") else DEADLINE if self._is_canceled(run_id) else EXIT_1
+        self._report(run_id, wf)
+        return len(complete)
+
+    def _finish(self, run_id: str, wf: ExecutedWorkflow, result: dict) -> None:
+        now = self._now()
+        failed = [t["name"] for t in result.get("tasks") or [] if t.get("state") == "FAILED"]
+        for name in failed:  # a task the progress file missed (it failed before kfp.local started it)
+            if name in wf.tasks and wf.tasks[name].finished is None:
+                wf.tasks[name].phase, wf.tasks[name].message = "Failed", EXIT_1
+        if result.get("state") == "SUCCEEDED":
+            wf.stop(now, phase="Succeeded")
+        elif any(t.phase == "Failed" for t in wf.tasks.values()):
+            wf.stop(now, phase="Failed")  # Argo: the pod's node says why, the DAGs carry no message
+        else:  # the sandbox could not run the pipeline at all (container components, a broken package)
+            wf.stop(now, phase="Failed", message=str(result.get("error") or "pipeline failed"))
+        self._report(run_id, wf)
+
+    def _end_terminated(self, run_id: str, wf: ExecutedWorkflow, workdir: Path | None) -> None:
+        # Argo fails a workflow whose deadline passed: running and pending steps end "Step exceeded its
+        # deadline", the workflow phase is Failed and KFP reports the run FAILED (never CANCELED).
+        wf.terminating = True
+        self._report(run_id, wf)  # CANCELING while Argo stops it
+        wf.stop(self._now(), phase="Failed")
+        self._report(run_id, wf)
+        log.info("sandbox run %s: terminated, workflow Failed", run_id)
+        if workdir is not None:
             shutil.rmtree(workdir / "tmp", ignore_errors=True)
 
     def _record_mlmd(self, run_id: str, ir: dict, result: dict) -> None:
@@ -246,9 +297,12 @@ class RunExecutor:
         _killpg(proc.pid, signal.SIGKILL)
         log.info("sandbox run %s: process group %s killed", run_id, proc.pid)
 
-    def _move(self, run_id: str, state: str, error: dict | None = None, *, only_unfinished: bool = False) -> bool:
-        """Set the run's state unless it is gone (deleted) or, with only_unfinished, already terminal."""
-        return self.state.move_run(run_id, state, error, only_unfinished=only_unfinished)
+    def _now(self) -> str:
+        return self.state._now()  # the sandbox clock, so tests that advance it see consistent times
+
+    def _report(self, run_id: str, wf: ExecutedWorkflow) -> bool:
+        """Report the workflow's current manifest to the state (a no-op when the run was deleted)."""
+        return self.state.report_workflow(run_id, wf.manifest())
 
 
 def _killpg(pgid: int, sig: int) -> None:

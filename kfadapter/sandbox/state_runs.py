@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
-from . import listing, packages, views
+from . import listing, packages, views, workflow
 from .errors import ApiError, not_found
 from .state_base import RUNS, STATES, TERMINAL, _new_id
 from .state_catalog import CatalogState
+
+# TerminateRun's SQL update only matches these states (storage/run_store.go); anything else is a 400.
+TERMINABLE = frozenset({"PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED"})
 
 
 class RunState(CatalogState):
@@ -78,11 +81,12 @@ class RunState(CatalogState):
             "description": description, "pipeline_version_reference": ref,
             "pipeline_spec": None if ref else package.spec,
             "runtime_config": {"parameters": params, "pipeline_root": pipeline_root},
-            "service_account": service_account, "state": "PENDING", "error": None,
+            "service_account": service_account, "state": "PENDING",
             "created_at": now, "scheduled_at": now, "finished_at": views.EPOCH,
             "state_history": [{"update_time": now, "state": "PENDING"}], "storage_state": "AVAILABLE",
             "_package": package, "_v1_params": v1_params, "_attached": None, "_api": api,
-            "_pipeline_name": pipeline_name, "_namespace": namespace,
+            "_pipeline_name": pipeline_name, "_namespace": namespace, "_workflow": None, "_terminating": False,
+            "_tasks": {},
         }
         self.runs[rec["run_id"]] = rec
         return rec
@@ -126,34 +130,56 @@ class RunState(CatalogState):
             for key in [k for k in self.artifacts if k[0] == run_id]:
                 del self.artifacts[key]
 
-    def _set_state(self, rec: dict, state: str, error: dict | None = None) -> None:
+    def _set_state(self, rec: dict, state: str, finished_at: str | None = None) -> None:
+        # As RunStore.UpdateRun: the history grows only when the state changes.
         if state not in STATES:
             raise ApiError(3, f"Invalid run state: {state!r}; one of {sorted(STATES)}")
         now = self._now()
         rec["state"] = state
-        rec["state_history"].append({"update_time": now, "state": state})
-        rec["finished_at"] = now if state in TERMINAL else views.EPOCH
-        if error is not None:
-            rec["error"] = {"code": 0, "message": "", "details": [], **error}
-        elif state not in TERMINAL:
-            rec["error"] = None
+        if rec["state_history"][-1]["state"] != state:
+            rec["state_history"].append({"update_time": now, "state": state})
+        rec["finished_at"] = (finished_at or now) if state in TERMINAL else views.EPOCH
+
+    def _failure_message(self, rec: dict, error: dict | None) -> None:
+        # KFP never fills a run's `error`; a control API `error` becomes the workflow's status.message.
+        if not error or not error.get("message"):
+            return
+        attached = rec["_attached"] or {}
+        status = attached.setdefault("status", {}) if views.is_workflow(attached) else attached
+        status["message"] = str(error["message"])
+        if rec["state"] == "FAILED":
+            status.setdefault("phase", "Failed")
+        rec["_attached"] = attached
+        self._derive_tasks(rec)
 
     def set_run_states(self, run_ids: list[str], state: str, error: dict | None = None) -> int:
-        """Control API: move runs to `state` (all ids must exist)."""
+        """Control API: move runs to `state` (all ids must exist); `error.message` goes to the workflow."""
+        if error is not None and not isinstance(error.get("message", ""), str):
+            raise ApiError(3, "control API: error.message must be a string")
         with self.lock:
             recs = [self._run(rid) for rid in run_ids]
             for rec in recs:
-                self._set_state(rec, state, error)
+                self._set_state(rec, state)
+                self._failure_message(rec, error)
             return len(recs)
 
-    def move_run(self, run_id: str, state: str, error: dict | None = None, *, only_unfinished: bool = False) -> bool:
-        """The sandbox executor moves a run; False when the run is gone or (only_unfinished) already terminal."""
+    def report_workflow(self, run_id: str, manifest: dict) -> bool:
+        """The sandbox executor reports its run's workflow, as KFP's persistence agent does; False if gone."""
         with self.lock:
             rec = self.runs.get(run_id)
-            if rec is None or (only_unfinished and rec["state"] in TERMINAL):
+            if rec is None:
                 return False
-            self._set_state(rec, state, error)
+            if rec["_terminating"]:
+                manifest.setdefault("spec", {})["activeDeadlineSeconds"] = 0
+            rec["_workflow"] = manifest
+            self._set_state(rec, workflow.run_state(manifest), manifest["status"].get("finishedAt"))
+            self._derive_tasks(rec, manifest)
             return True
+
+    def _derive_tasks(self, rec: dict, manifest: dict | None = None) -> None:
+        manifest = manifest if manifest is not None else views.workflow_manifest(rec)
+        tasks = workflow.task_details(rec["run_id"], manifest or {}, rec["created_at"], rec["_tasks"], self._now())
+        rec["run_details"] = {"task_details": tasks} if tasks else None
 
     def run_package(self, run_id: str) -> tuple[packages.Package, dict]:
         """The run's package and runtime parameters (for the sandbox executor)."""
@@ -162,11 +188,17 @@ class RunState(CatalogState):
             return rec["_package"], dict(rec["runtime_config"]["parameters"])
 
     def terminate_run(self, run_id: str) -> None:
-        """CANCELED unless already terminal (then a no-op)."""
+        """KFP's TerminateRun: PENDING/RUNNING/PAUSED/UNSPECIFIED → CANCELING (no history entry), else 400.
+
+        The workflow gets `activeDeadlineSeconds: 0`; the final state comes from it (an executed run's
+        worker reports it; other runs stay CANCELING until the control API moves them)."""
         with self.lock:
             rec = self._run(run_id)
-            if rec["state"] not in TERMINAL:
-                self._set_state(rec, "CANCELED")
+            if rec["state"] not in TERMINABLE:
+                raise ApiError(3, f"Failed to terminate a run: Failed to terminate run {run_id}: Invalid input "
+                                  f"error: Failed to terminate a run {run_id}. Row not found")
+            rec["state"] = "CANCELING"
+            rec["_terminating"] = True
 
     def retry_run(self, run_id: str) -> None:
         """Only FAILED or CANCELED runs can be retried; they go back to RUNNING."""
@@ -174,6 +206,9 @@ class RunState(CatalogState):
             rec = self._run(run_id)
             if rec["state"] not in ("FAILED", "CANCELED"):
                 raise ApiError(9, f"Failed to retry run {run_id}: run is in state {rec['state']}, only failed or canceled runs can be retried", http_status=400)
+            rec["_terminating"], rec["_workflow"] = False, None
+            if rec["_package"].kind != "v1" and rec["_attached"] is None:
+                rec["_tasks"], rec["run_details"] = {}, None  # an executed run gets a new workflow
             self._set_state(rec, "RUNNING")
 
     def set_run_storage(self, run_id: str, storage_state: str) -> None:
@@ -184,7 +219,9 @@ class RunState(CatalogState):
     def attach_workflow(self, run_id: str, doc: dict) -> None:
         """Control API: record the run's Argo workflow (or just its status)."""
         with self.lock:
-            self._run(run_id)["_attached"] = doc
+            rec = self._run(run_id)
+            rec["_attached"] = doc
+            self._derive_tasks(rec)
 
     def put_artifact(self, run_id: str, node_id: str, name: str, data: bytes) -> None:
         """Control API: store the object served by :read."""
@@ -198,7 +235,7 @@ class RunState(CatalogState):
             rec = self.runs.get(run_id)
             if rec is None:
                 return None
-            if rec["_package"].kind != "v1" and rec["_attached"] is None:
+            if rec["_package"].kind != "v1" and rec["_attached"] is None and rec["_workflow"] is None:
                 raise ApiError(13, f"Failed to read artifact: run {run_id} has no workflow recorded")
             return self.artifacts.get((run_id, node_id, name))
 

@@ -69,7 +69,6 @@ def run_v1(rec: dict, experiment_name: str, version_name: str) -> dict:
                      "name": version_name, "relationship": "CREATOR"})
     spec = _prune({"pipeline_id": ref.get("pipeline_id"), "pipeline_name": rec.get("_pipeline_name"),
                    "parameters": [_prune(p) for p in v1_parameters(rec)]})
-    err = rec.get("error") or {}
     return _prune({
         "id": rec["run_id"], "name": rec["display_name"], "description": rec.get("description"),
         # STORAGESTATE_AVAILABLE is the enum's zero value: protojson leaves it out.
@@ -78,7 +77,6 @@ def run_v1(rec: dict, experiment_name: str, version_name: str) -> dict:
         "resource_references": refs, "service_account": rec.get("service_account"),
         "created_at": rec["created_at"], "scheduled_at": rec["scheduled_at"],
         "finished_at": rec["finished_at"], "status": V1_STATUS.get(rec["state"], "Unknown"),
-        "error": err.get("message"),
     })
 
 
@@ -90,6 +88,8 @@ def is_workflow(doc: dict) -> bool:
 def workflow_manifest(rec: dict) -> dict | None:
     """The run's Argo workflow as v1beta1 GET serves it, or None when the run has none recorded."""
     package, attached = rec["_package"], rec.get("_attached")
+    if rec.get("_workflow") is not None:  # an executed run: the workflow its worker reported
+        return copy.deepcopy(rec["_workflow"])
     if package.kind == "v1":
         wf = copy.deepcopy(package.workflow)
         meta = wf.setdefault("metadata", {})
@@ -103,4 +103,6 @@ def workflow_manifest(rec: dict) -> dict | None:
         return None
     if attached is not None:
         wf.update(copy.deepcopy(attached) if is_workflow(attached) else {"status": copy.deepcopy(attached)})
+    if rec.get("_terminating"):
+        wf.setdefault("spec", {})["activeDeadlineSeconds"] = 0  # what KFP's TerminateRun patches in
     return wf

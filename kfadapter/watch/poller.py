@@ -44,6 +44,7 @@ def poll_once(kf: KfConnect, store: Store, now: float) -> PollResult:
     for t in tracked:
         if t.run_id in states:
             state = states[t.run_id]
+            # Whatever end KFP reports (a terminated run usually ends FAILED); CANCELING is not an end.
             if state in TERMINAL_STATES and store.finish(t.run_id, state, now):
                 result.finished[t.run_id] = state
         elif _confirmed_gone(kf, t.run_id) and store.finish(t.run_id, MANUAL_RECONCILE, now):
