@@ -12,6 +12,8 @@ import sys
 from .observability import configure_logging
 from .settings import Settings, SettingsError
 
+KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
@@ -23,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sandbox", action="store_true",
                        help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)")
     serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
+    serve.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
+                       help="KFP API server version the sandbox plays (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8888)
     sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
     sandbox.add_argument("--execute", action="store_true",
                          help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
+    sandbox.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
+                         help="KFP API server version to play (error bodies, fields, status codes, object store)")
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args)
     try:
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute)
+            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.kfp_version)
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -65,14 +71,14 @@ def _configure_logging(args: argparse.Namespace) -> None:
                       os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
 
 
-def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False) -> int:
+def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, kfp_version: str = "2.17") -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
     settings = Settings.from_env()
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
     serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
-                  workdir=settings.sandbox_workdir)
+                  workdir=settings.sandbox_workdir, kfp_version=kfp_version)
     return 0
 
 
@@ -157,8 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
-                        workdir=base.sandbox_workdir).start()
-    print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
+                        workdir=base.sandbox_workdir, kfp_version=args.kfp_version).start()
+    print(f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
     settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))

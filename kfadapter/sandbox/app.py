@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, mlmd_routes, notifications, routes_pipelines, routes_runs
+from . import control, mlmd_routes, notifications, routes_pipelines, routes_runs, versions
 from .errors import HTTP_TO_GRPC, ApiError, UploadError, grpc_response, upload_response
 from .state import SandboxState
 
@@ -80,13 +80,15 @@ def _unexpected(exc: Exception):
     return grpc_response(13, f"Internal error: {type(exc).__name__}: {exc}")
 
 
-def create_sandbox_app() -> Flask:
-    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`."""
+def create_sandbox_app(kfp_version: str | None = None) -> Flask:
+    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`, playing `kfp_version`
+    (`2.3`, `2.5`, `2.14` or `2.17`, the default; see `versions`)."""
     app = Flask("kfadapter.sandbox")
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
     app.extensions["sandbox"] = SandboxState()
+    app.extensions["sandbox"].kfp_version = versions.profile(kfp_version)
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)

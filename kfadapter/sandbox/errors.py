@@ -6,6 +6,8 @@ import json
 
 from flask import Response
 
+from .versions import active
+
 # grpc code -> HTTP status, as grpc-gateway maps them.
 GRPC_TO_HTTP = {
     0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
@@ -46,7 +48,7 @@ class UploadError(Exception):
 
 def grpc_response(code: int, message: str, http_status: int | None = None) -> Response:
     """Render a grpc-gateway error body."""
-    body = {"code": code, "message": message, "details": []}
+    body = active().error_body(code, message)  # its shape depends on the KFP version played
     return Response(json.dumps(body), status=http_status or GRPC_TO_HTTP.get(code, 500),
                     mimetype="application/json")
 

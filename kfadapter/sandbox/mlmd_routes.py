@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import mlmd
+from . import mlmd, versions
 from .control import _body, _int
 from .errors import ApiError
 
@@ -59,4 +59,5 @@ def get_object(bucket, key):
     data = mlmd.get_object(_state(), bucket, key)
     if data is None:
         return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-    return Response(data, content_type="application/octet-stream", headers={"ETag": f'"{len(data):x}"'})
+    return Response(data, content_type="application/octet-stream",
+                    headers={"ETag": f'"{len(data):x}"', "Server": versions.active().object_store.server_header})

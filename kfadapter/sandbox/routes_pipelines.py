@@ -6,13 +6,11 @@ import urllib.request
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import bodies, packages
+from . import bodies, packages, versions
 from .errors import ApiError, UploadError
 
 bp = Blueprint("sandbox_pipelines", __name__)
 V2 = "/apis/v2beta1"
-HEALTHZ = {"commit_sha": "sandbox", "tag_name": "2.5.0-sandbox", "multi_user": False,
-           "pipeline_store": "database"}
 
 
 def _state():
@@ -22,8 +20,8 @@ def _state():
 @bp.get(f"{V2}/healthz")
 @bp.get("/apis/v1beta1/healthz")
 def healthz():
-    """KFP health (single-user)."""
-    return jsonify(HEALTHZ)
+    """KFP health (single-user), with the played version's `tag_name`."""
+    return jsonify(versions.active().healthz("v1beta1" if "/v1beta1/" in request.path else "v2beta1"))
 
 
 # ---- pipelines ------------------------------------------------------------------------------
@@ -36,7 +34,7 @@ def list_pipelines():
 @bp.post(f"{V2}/pipelines")
 def create_pipeline():
     """Create a pipeline without versions."""
-    body = bodies.json_body(bodies.PIPELINE)
+    body = bodies.json_body(versions.active().body_fields(bodies.PIPELINE))
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
     pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"))
     return jsonify(pipeline)
@@ -46,8 +44,9 @@ def create_pipeline():
 def create_pipeline_and_version():
     """Create a pipeline and its first version in one call (CreatePipelineAndVersion)."""
     body = bodies.json_body({"pipeline", "pipeline_version"})
-    pipe = bodies.fields(body.get("pipeline"), bodies.PIPELINE, "pipeline")
-    ver = bodies.fields(body.get("pipeline_version"), bodies.VERSION, "pipeline_version")
+    fields = versions.active().body_fields
+    pipe = bodies.fields(body.get("pipeline"), fields(bodies.PIPELINE), "pipeline")
+    ver = bodies.fields(body.get("pipeline_version"), fields(bodies.VERSION), "pipeline_version")
     name, display = bodies.string(pipe, "name"), bodies.string(pipe, "display_name")
     pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(pipe, "description"),
                                            _version_package(ver))
@@ -68,8 +67,8 @@ def get_pipeline(pipeline_id):
 
 @bp.delete(f"{V2}/pipelines/<id:pipeline_id>")
 def delete_pipeline(pipeline_id):
-    """Delete a pipeline: 400 while versions exist unless ?cascade=true."""
-    _state().delete_pipeline(pipeline_id, request.args.get("cascade", "").lower() in ("true", "1"))
+    """Delete a pipeline: 400 while versions exist unless ?cascade=true (from KFP 2.14)."""
+    _state().delete_pipeline(pipeline_id, versions.active().cascade_arg(request.args))
     return jsonify({})
 
 
@@ -94,18 +93,23 @@ def _version_package(body: dict) -> packages.Package:
     url = bodies.string(bodies.fields(body.get("package_url"), bodies.URL, "package_url"), "pipeline_url")
     try:
         if body.get("pipeline_spec") is not None:
-            return packages.from_dict(body["pipeline_spec"])
-        if url:
-            return packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+            package = packages.from_dict(body["pipeline_spec"])
+        elif url:
+            package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+        else:
+            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
     except packages.PackageError as exc:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
-    raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
+    problem = versions.active().ir_problem(package.ir) if package.kind == "v2" else None
+    if problem:
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {problem}")
+    return package
 
 
 @bp.post(f"{V2}/pipelines/<id:pipeline_id>/versions")
 def create_version(pipeline_id):
     """Create a version from an inline pipeline_spec or a package_url."""
-    body = bodies.json_body(bodies.VERSION)
+    body = bodies.json_body(versions.active().body_fields(bodies.VERSION))
     package = _version_package(body)
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
     version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
@@ -133,9 +137,14 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
         raise UploadError(400, fallback_message)
     data = upload.stream.read(packages.MAX_PACKAGE_BYTES + 1)
     try:
-        return packages.parse(packages.unpack(upload.filename or "", data)), upload.filename or ""
+        package = packages.parse(packages.unpack(upload.filename or "", data))
     except packages.PackageError as exc:
         raise UploadError(exc.status, f"{fallback_message}: {exc.message}") from exc
+    version = versions.active()
+    problem = version.ir_problem(package.ir) if package.kind == "v2" else None
+    if problem:  # KFP < 2.17 answers these with 500
+        raise UploadError(version.invalid_ir_status, f"{fallback_message}: {problem}")
+    return package, upload.filename or ""
 
 
 def _upload_failure(exc: ApiError, message: str) -> UploadError:
@@ -148,10 +157,11 @@ def upload_pipeline():
     """Upload a package: creates the pipeline and its first version named after it."""
     package, filename = _read_upload("Failed to read a pipeline spec file")
     args = request.args
-    # Like KFP: name, else display_name, else the uploaded file's name.
-    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    # Like KFP: name, else display_name (read from 2.14), else the uploaded file's name.
+    display = versions.active().upload_display_name_arg(args)
+    name = args.get("name") or display or filename or package.pipeline_name
     try:
-        pipeline, _ = _state().create_pipeline(name, args.get("display_name", ""), args.get("description", ""), package)
+        pipeline, _ = _state().create_pipeline(name, display, args.get("description", ""), package)
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline and a pipeline version") from exc
     return jsonify(pipeline)
@@ -165,9 +175,10 @@ def upload_version():
     pipeline_id = args.get("pipelineid", "")
     if not pipeline_id:
         raise UploadError(400, "Failed to create a pipeline version: pipelineid is required")
-    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    display = versions.active().upload_display_name_arg(args)
+    name = args.get("name") or display or filename or package.pipeline_name
     try:
-        version = _state().create_version(pipeline_id, name, args.get("display_name", ""),
+        version = _state().create_version(pipeline_id, name, display,
                                           args.get("description", ""), package, args.get("code_source_url", ""))
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline version") from exc

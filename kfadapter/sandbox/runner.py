@@ -6,7 +6,9 @@ Runs of v2 (IR) pipelines go to a bounded pool of `workers` threads. Each thread
 `<workdir>/<run_id>/`, and waits for it: the run goes PENDING → RUNNING → SUCCEEDED or FAILED (with
 `error {code, message}` as KFP sets it). The child's result becomes the run's ML Metadata records (one execution
 per task with its output parameters, output artifacts whose files go into the sandbox object store under
-`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<name>`), which `GET /runs/<id>/outputs` reads.
+`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/[<random segment>/]<name>`, plus each task's log as
+`executor-logs` from KFP 2.5), which `GET /runs/<id>/outputs` reads, and an Argo workflow whose executor pods
+archived their logs as `main-logs` (served by `:read`).
 Terminating a run moves it to CANCELING, kills the child's whole process group (SIGTERM, then SIGKILL after
 a grace period) and ends CANCELED. Runs of v1 (Argo) packages are not executed: the control API moves them.
 """
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,8 @@ from .errors import ApiError
 log = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # larger files are recorded by uri only
+_PHASES = {"SUCCEEDED": "Succeeded", "FAILED": "Failed"}
+_TASK_PHASES = {"COMPLETE": "Succeeded", "FAILED": "Failed", "CANCELED": "Failed"}
 KILL_GRACE = 3.0
 
 
@@ -186,6 +192,7 @@ class RunExecutor:
                                                                 f"without a result: {tail}"}, only_unfinished=True)
             return
         self._record_mlmd(run_id, ir, result)
+        self._record_workflow(run_id, result)
         if result.get("state") == "SUCCEEDED":
             self._move(run_id, "SUCCEEDED", only_unfinished=True)
         else:
@@ -200,11 +207,17 @@ class RunExecutor:
 
     def _record_mlmd(self, run_id: str, ir: dict, result: dict) -> None:
         pipeline = (ir.get("pipelineInfo") or {}).get("name") or "pipeline"
+        version = self.state.kfp_version
         tasks = []
         for task in result.get("tasks") or []:
             arts = []
-            for art in task.get("artifacts") or []:
-                uri = f"minio://mlpipeline/v2/artifacts/{pipeline}/{run_id}/{task['name']}/{art['name']}"
+            salt = uuid.uuid4().hex[:12]  # KFP's per-execution random URI segment (from 2.5)
+            outputs = list(task.get("artifacts") or [])
+            if version.executor_logs and task.get("log"):
+                # From 2.5 the launcher uploads each task's log as its output artifact `executor-logs`.
+                outputs.append({"name": "executor-logs", "type": "system.Artifact", "path": task["log"]})
+            for art in outputs:
+                uri = version.artifact_uri(pipeline, run_id, task["name"], art["name"], salt)
                 entry = {"name": art["name"], "type": art.get("type") or "system.Artifact", "uri": uri,
                          "metadata": art.get("metadata") or {}}
                 path = Path(art.get("path") or "")
@@ -217,6 +230,30 @@ class RunExecutor:
             mlmd.attach(self.state, run_id, {"tasks": tasks})
         except ApiError as exc:
             log.warning("sandbox run %s: cannot record ML Metadata: %s", run_id, exc.message)
+
+    def _record_workflow(self, run_id: str, result: dict) -> None:
+        """Record the run's Argo workflow as KFP's persistence agent would: one executor Pod node per task whose
+        log Argo archived (`archiveLogs: true`) as the artifact `main-logs`, readable through `:read`."""
+        wf = "run-" + run_id[:8]
+        nodes: dict[str, dict] = {wf: {"id": wf, "name": wf, "displayName": wf, "type": "DAG",
+                                       "templateName": "entrypoint", "phase": _PHASES.get(result.get("state"), "Failed")}}
+        logs: dict[str, bytes] = {}
+        for i, task in enumerate(result.get("tasks") or []):
+            node_id = f"{wf}-{zlib.crc32(task['name'].encode()):010d}{i}"
+            node = {"id": node_id, "name": f"{wf}.root.{task['name']}.executor", "displayName": "executor",
+                    "type": "Pod", "templateName": "system-container-impl", "boundaryID": wf,
+                    "phase": _TASK_PHASES.get(task.get("state"), "Omitted")}
+            log = Path(task.get("log") or "")
+            if log.is_file() and log.stat().st_size <= MAX_ARTIFACT_BYTES:
+                logs[node_id] = log.read_bytes()
+                node["outputs"] = {"artifacts": [{"name": "main-logs", "s3": {"key": f"artifacts/{wf}/{node_id}/main.log"}}]}
+            nodes[node_id] = node
+        try:
+            self.state.attach_workflow(run_id, {"status": {"phase": nodes[wf]["phase"], "nodes": nodes}})
+            for node_id, data in logs.items():
+                self.state.put_artifact(run_id, node_id, "main-logs", data)
+        except ApiError:
+            pass  # the run was deleted meanwhile
 
     def _kill(self, run_id: str, proc: subprocess.Popen) -> None:
         _killpg(proc.pid, signal.SIGTERM)
