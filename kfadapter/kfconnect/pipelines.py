@@ -39,7 +39,9 @@ class PipelineCalls(Transport):
         api = self.client._pipelines_api
         items = self._list_all(api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace,
                                what="list pipelines")
-        return sorted(items, key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
+        profile = self.server_profile()
+        return sorted((profile.pipeline_view(p) for p in items),
+                      key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
 
     def pipeline_names(self, pipeline_ids: Iterable[str]) -> dict[str, str | None]:
         """Return id -> display name for each pipeline id (None for a deleted one): one call per id."""
@@ -96,6 +98,8 @@ class PipelineCalls(Transport):
 
     def upload(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
         """Upload a package: create pipeline `name`, or add the next numbered version to it."""
+        # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
+        package, data, _ = self.server_profile().fit_upload(package, data)
         with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
             # KFP picks the parser by file extension; the file name never comes from the caller.
             path = os.path.join(tmp, "pipeline" + package.suffix)
@@ -147,12 +151,17 @@ class PipelineCalls(Transport):
         pipeline = self.get_pipeline(pipeline_id)
         api = self.client._pipelines_api
         what = f"delete of pipeline {pipeline_id!r}"
+        if not self.server_profile().supports_cascade:
+            for version in self.list_versions(pipeline_id):
+                self.delete_version(pipeline_id, version["pipeline_version_id"])
+            self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)
+            return {"id": pipeline_id, "name": pipeline.get("display_name"), "status": "Deleted"}
         try:
             self._call(api.pipeline_service_delete_pipeline, pipeline_id, cascade=True, what=what)
         except KfpRejected as exc:
             if "version" not in exc.message.lower():
                 raise
-            # Backends before 2.14 ignore `cascade` and refuse while versions exist.
+            # A server whose version is unknown may still be one without `cascade` (before 2.14).
             for version in self.list_versions(pipeline_id):
                 self.delete_version(pipeline_id, version["pipeline_version_id"])
             self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .. import pipelines as pl
-from ..errors import KfpUnavailable, NotFound
+from ..errors import KfpRejected, KfpUnavailable, NotFound
 from .pipelines import PipelineCalls
 from .transport import PAGE_SIZE, KfpStream, in_filter, segment
 
@@ -154,6 +154,13 @@ class RunCalls(PipelineCalls):
             # KFP >= 2.15 answers 404 {"error_message": "artifact not found: <nil>"} as text/plain for a missing
             # run, node or artifact alike.
             raise NotFound(f"{what} not found", code="artifact_not_found",
+                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+        except (KfpRejected, KfpUnavailable) as exc:
+            # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
+            if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
+                raise
+            raise NotFound(f"{what} is not available yet: KFP has not recorded the run's workflow",
+                           code="not_available_yet",
                            details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
         return KfpStream(resp, what)
 

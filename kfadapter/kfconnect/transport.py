@@ -25,6 +25,7 @@ from ..errors import (AdapterError, Conflict, KfpRejected, KfpTimeout, KfpUnavai
                       PayloadTooLarge)
 from ..observability import kfp_call
 from ..settings import Settings
+from .server_profile import ServerInfo, ServerProfile, encode_filter
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Transport:
         self._client_lock = threading.Lock()
         self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
         self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
+        self._server = ServerInfo(self.health)  # the server's version, learnt on first need
 
     # ---- client and transport -------------------------------------------------------------------------
 
@@ -127,9 +129,15 @@ class Transport:
         """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one."""
         api = self.client._healthz_api
         try:
-            return self._call(api.healthz_service_get_healthz, what="KFP health check")
+            answer = self._call(api.healthz_service_get_healthz, what="KFP health check")
         except AdapterError as exc:
             raise NotReady(exc.message, details={"cause": exc.code}) from None
+        self._server.learn(answer)
+        return answer
+
+    def server_profile(self) -> ServerProfile:
+        """Return what differs on this KFP server (its version from healthz, asked once)."""
+        return self._server.get()
 
     @property
     def _namespace(self) -> str | None:
@@ -166,10 +174,11 @@ def upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str |
 
 
 def equals_filter(key: str, value: str) -> str:
-    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
+    return encode_filter(json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]}))
 
 
 def in_filter(key: str, values: list[str]) -> str:
+    # Run ids hold no '%' or '+', so KFP's second decoding changes nothing: no need for a longer URL.
     return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
 
 

@@ -128,7 +128,8 @@ class OutputsService:
                 continue
             out.append({"id": t.id, "name": t.name, "template": t.template, "state": t.state, "phase": t.phase,
                         "started_at": t.started_at, "finished_at": t.finished_at,
-                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs]})
+                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs],
+                        "log": logs_path(run_id, t.id)})
         return out
 
     def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output) -> dict:
@@ -157,6 +158,7 @@ class OutputsService:
         except NotFound:
             return []  # the run has not reached ML Metadata yet
         types = ir.output_types(spec)
+        profile = self.kf.server_profile()
         out = []
         for e in sorted(executions, key=lambda x: x.id):
             if e.type == "system.DAGExecution" and not e.outputs and not e.artifacts:
@@ -165,9 +167,12 @@ class OutputsService:
                 continue
             declared = types.get(e.name, {})
             outputs = [self._v2_parameter(name, value, declared.get(name)) for name, value in sorted(e.outputs.items())]
-            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts]
+            # KFP >= 2.5's `executor-logs` artifact is the task's log, not something the component produced.
+            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts
+                        if not profile.is_log_artifact(a.name)]
             out.append({"id": str(e.id), "name": e.name, "state": _MLMD_STATES.get(e.state, "PENDING"),
-                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs})
+                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs,
+                        "log": logs_path(run_id, str(e.id))})
         return out
 
     def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
@@ -267,6 +272,11 @@ class OutputsService:
         key = (parse_uri(art.uri) or ("", name))[1]
         chunks = iter(lambda: obj.read(archive.CHUNK), b"")
         return Download(_filename(key.rstrip("/").rsplit("/", 1)[-1] or name, None), obj.size, chunks, obj.close)
+
+
+def logs_path(run_id: str, task_id: str) -> str:
+    """Return the adapter path that shows one step's log."""
+    return f"/runs/{quote(run_id, safe='')}/logs?task={quote(task_id, safe='')}"
 
 
 def download_path(run_id: str, node_id: str, name: str) -> str:
