@@ -194,7 +194,7 @@ def all_steps_text(steps: list[Step], tail: int | None) -> Iterator[bytes]:
         except AdapterError as exc:
             # Headers are sent: say it in the text and go on with the next step.
             log.warning("log of step %s unreadable: %s", step.id, exc.message)
-            yield f"\n[log unreadable: {exc.message}]\n".encode()
+            yield ("" if ended else "\n").encode() + f"[log unreadable: {exc.message}]\n".encode()
             continue
         if not ended:
             yield b"\n"

@@ -172,7 +172,7 @@ class OutputsService:
                         if not profile.is_log_artifact(a.name)]
             out.append({"id": str(e.id), "name": e.name, "state": _MLMD_STATES.get(e.state, "PENDING"),
                         "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs,
-                        "log": logs_path(run_id, str(e.id))})
+                        "log": logs_path(run_id, e.name)})  # the name: Argo's pods know no MLMD id
         return out
 
     def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
