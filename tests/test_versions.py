@@ -236,3 +236,12 @@ def test_download_before_kfp_recorded_the_workflow_is_a_404(settings, sandbox, k
         "trainingjob_id": "tj1", "featuregroup_name": "f", "modelName": "m", "modelVersion": "1", "epochs": "1"}})
     resp = client.get(f"/runs/{run.json['run_id']}/nodes/n1/artifacts/model")
     assert resp.status_code == 404, resp.json  # 2.3 answered 400 (was kfp_rejected), 2.17 500 (was a 502)
+
+
+def test_name_length_limits_from_2_15(any_version):
+    resp = sandbox_upload(any_version, QOE, "p" * 129)
+    if any_version.kfp_version == "2.17":
+        assert resp.status_code == 400 and resp.text == "Pipeline.Name length cannot exceed 128\n"
+        assert resp.headers["Content-Type"].startswith("text/plain")
+    else:
+        assert resp.status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import bodies, packages, versions
 from .errors import ApiError, UploadError
@@ -147,6 +147,11 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
     return package, upload.filename or ""
 
 
+def _plain_error(message: str) -> Response:
+    # The upload server answers these with Go's http.Error: text/plain, the message and a newline.
+    return Response(message + "\n", status=400, content_type="text/plain; charset=utf-8")
+
+
 def _upload_failure(exc: ApiError, message: str) -> UploadError:
     status = {6: 409, 3: 400, 5: 400}.get(exc.code, 500)
     return UploadError(status, f"{message}: {exc.message}")
@@ -160,6 +165,9 @@ def upload_pipeline():
     # Like KFP: name, else display_name (read from 2.14), else the uploaded file's name.
     display = versions.active().upload_display_name_arg(args)
     name = args.get("name") or display or filename or package.pipeline_name
+    too_long = versions.active().name_length_problem("Pipeline", name)
+    if too_long:
+        return _plain_error(too_long)
     try:
         pipeline, _ = _state().create_pipeline(name, display, args.get("description", ""), package)
     except ApiError as exc:
@@ -177,6 +185,9 @@ def upload_version():
         raise UploadError(400, "Failed to create a pipeline version: pipelineid is required")
     display = versions.active().upload_display_name_arg(args)
     name = args.get("name") or display or filename or package.pipeline_name
+    too_long = versions.active().name_length_problem("PipelineVersion", name)
+    if too_long:
+        return _plain_error(too_long)
     try:
         version = _state().create_version(pipeline_id, name, display,
                                           args.get("description", ""), package, args.get("code_source_url", ""))

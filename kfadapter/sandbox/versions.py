@@ -145,6 +145,13 @@ class KfpVersion:
                     "with alphanumeric characters")
         return None
 
+    def name_length_problem(self, model: str, name: str) -> str | None:
+        """validation/length.go (from 2.15): Pipeline.Name <= 128, PipelineVersion.Name <= 127 bytes."""
+        limit = {"Pipeline": 128, "PipelineVersion": 127}[model]
+        if self.name_length_limits and len(name.encode("utf-8")) > limit:
+            return f"{model}.Name length cannot exceed {limit}"
+        return None
+
     def artifact_uri(self, pipeline: str, run_id: str, task: str, output: str, salt: str) -> str:
         """A v2 output artifact's URI (driver.go): a random segment before the output name from 2.5."""
         parts = [pipeline, run_id, task] + ([salt] if self.uri_salt else []) + [output]
