@@ -245,3 +245,17 @@ def test_name_length_limits_from_2_15(any_version):
         assert resp.headers["Content-Type"].startswith("text/plain")
     else:
         assert resp.status_code == 200
+
+
+def test_serve_sandbox_plays_the_version_asked_for(tmp_path):
+    from pathlib import Path
+
+    from .support import SandboxService
+
+    server = SandboxService(tmp_path, Path(__file__).resolve().parent.parent, kfp_version="2.3")
+    try:
+        ready = requests.get(f"{server.url}/readiness", timeout=10).json()
+        assert ready["kfp"]["tag_name"] == "2.3.0"
+        assert "error" in requests.get(f"{server.kfp_url}{API}/pipelines/nope", timeout=10).json()
+    finally:
+        server.stop()
