@@ -42,9 +42,10 @@ def _json_lines(out: str) -> list:
 
 @pytest.mark.execute
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
-def test_readme_walkthrough(tmp_path):
+@pytest.mark.parametrize("kfp_version", ["2.3", "2.17"])  # O-RAN's KFP and the newest
+def test_readme_walkthrough(tmp_path, kfp_version):
     require_kfp_local()  # the walkthrough's run really executes (kfp.local pip-installs kfp in each task)
-    server = SandboxService(tmp_path, ROOT)
+    server = SandboxService(tmp_path, ROOT, kfp_version=kfp_version)
     port, kfp_port = server.port, server.kfp_port
     try:
         script = walkthrough().replace("127.0.0.1:5001", f"127.0.0.1:{port}").replace(
@@ -69,6 +70,7 @@ def test_readme_walkthrough(tmp_path):
         assert train["accuracy"]["value"] == 0.91 and isinstance(train["accuracy"]["value"], float)
         assert train["summary"]["value"] == {"epochs": 5, "rows": 100} and train["ok"]["value"] is True
         assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
+        assert "Wrote executor output file" in out  # the end of the train step's log (kfp's executor says it)
         canceled = [a for a in answers if a.get("run_status") == "CANCELED" and a.get("tracked") is False]
         assert canceled and canceled[0]["run_id"] != run_id, out[-3000:]
         assert any(a.get("counts") for a in answers)  # the sandbox's request counters
