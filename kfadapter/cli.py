@@ -164,7 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
                         workdir=base.sandbox_workdir, kfp_version=args.kfp_version).start()
-    print(f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
+    print(f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
+          "kfp.local "
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
     settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))

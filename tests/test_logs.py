@@ -105,7 +105,8 @@ def test_v2_task_log_is_its_executor_logs_or_main_logs(v2_client, sandbox, kfp_v
     resp = v2_client.get(task["log"])
     assert resp.status_code == 200, resp.json
     if kfp_version == "2.3":
-        assert resp.get_data(as_text=True) == "from main-logs\n" and resp.headers["X-Kfadapter-Log-Source"] == "main-logs"
+        assert resp.get_data(as_text=True) == "from main-logs\n"
+        assert resp.headers["X-Kfadapter-Log-Source"] == "main-logs"
     else:
         assert resp.get_data(as_text=True) == "from executor-logs\n"
         assert resp.headers["X-Kfadapter-Log-Source"] == "executor-logs"

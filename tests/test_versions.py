@@ -114,8 +114,8 @@ def test_newer_spec_fields_are_refused_by_older_pipeline_spec_copies(any_version
 
 def test_read_of_a_run_without_workflow(any_version):
     assert sandbox_upload(any_version, QOE, "qoe").status_code == 200
-    run = requests.post(f"{any_version.url}/_sandbox/bulk/runs", json={"count": 1, "pipeline_version_id": _version_id(any_version)},
-                        timeout=5).json()["run_ids"][0]
+    seed = {"count": 1, "pipeline_version_id": _version_id(any_version)}
+    run = requests.post(f"{any_version.url}/_sandbox/bulk/runs", json=seed, timeout=5).json()["run_ids"][0]
     resp = requests.get(f"{any_version.url}{API}/runs/{run}/nodes/n/artifacts/a:read", timeout=5)
     if any_version.kfp_version == "2.17":
         assert resp.status_code == 500 and resp.headers["Content-Type"].startswith("text/plain")
@@ -125,7 +125,8 @@ def test_read_of_a_run_without_workflow(any_version):
 
 def _version_id(sandbox) -> str:
     [p] = requests.get(f"{sandbox.url}{API}/pipelines", timeout=5).json()["pipelines"]
-    [v] = requests.get(f"{sandbox.url}{API}/pipelines/{p['pipeline_id']}/versions", timeout=5).json()["pipeline_versions"]
+    versions = requests.get(f"{sandbox.url}{API}/pipelines/{p['pipeline_id']}/versions", timeout=5).json()
+    [v] = versions["pipeline_versions"]
     return v["pipeline_version_id"]
 
 
@@ -219,9 +220,9 @@ def test_names_delete_and_experiments_with_any_name(client, sandbox, kfp_version
         requests.post(f"{sandbox.url}{API}/experiments", json={"display_name": name}, timeout=5).raise_for_status()
         found = client.get(f"/experiments/{quote(name, safe='')}")
         assert found.status_code == 200 and found.json["name"] == name, found.json
-    run = client.post("/trainingjobs/tj1/execution", json={"pipeline_name": "qoe_Pipeline", "experiment_name": "a+b",
-                                                           "arguments": {"trainingjob_id": "tj1", "featuregroup_name": "f",
-                                                                         "modelName": "m", "modelVersion": "1", "epochs": "1"}})
+    args = {"trainingjob_id": "tj1", "featuregroup_name": "f", "modelName": "m", "modelVersion": "1", "epochs": "1"}
+    run = client.post("/trainingjobs/tj1/execution",
+                      json={"pipeline_name": "qoe_Pipeline", "experiment_name": "a+b", "arguments": args})
     assert run.status_code == 200, run.json
     deleted = client.delete(f"/pipelines/{p['pipeline_id']}")
     assert deleted.status_code == 200 and deleted.json["status"] == "Deleted"

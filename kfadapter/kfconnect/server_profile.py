@@ -6,7 +6,7 @@ the newest KFP. Differences (kfp-facts.md, last section):
 
 | what | before | from |
 |---|---|---|
-| pipeline-spec fields the server's strict parse knows (resourceCpuLimit ... from 2.4, literals 2.16) | see `_UNKNOWN_IR_FIELDS` | |
+| pipeline-spec fields its strict parse knows (resourceCpuLimit ... 2.4, literals 2.16) | `_UNKNOWN_IR_FIELDS` | |
 | `name` on Pipeline / PipelineVersion (else only `display_name`) | | 2.14 |
 | `?cascade=true` on pipeline delete | | 2.14 |
 | `:read` status of a run whose workflow is not recorded yet | 400 (<= 2.14) | 500 (2.15) |

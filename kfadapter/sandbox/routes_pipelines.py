@@ -97,7 +97,8 @@ def _version_package(body: dict) -> packages.Package:
         elif url:
             package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
         else:
-            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
+            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: "
+                              "pipeline spec or package url is required")
     except packages.PackageError as exc:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
     problem = versions.active().ir_problem(package.ir) if package.kind == "v2" else None

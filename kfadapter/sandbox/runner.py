@@ -235,8 +235,9 @@ class RunExecutor:
         """Record the run's Argo workflow as KFP's persistence agent would: one executor Pod node per task whose
         log Argo archived (`archiveLogs: true`) as the artifact `main-logs`, readable through `:read`."""
         wf = "run-" + run_id[:8]
+        phase = _PHASES.get(result.get("state"), "Failed")
         nodes: dict[str, dict] = {wf: {"id": wf, "name": wf, "displayName": wf, "type": "DAG",
-                                       "templateName": "entrypoint", "phase": _PHASES.get(result.get("state"), "Failed")}}
+                                       "templateName": "entrypoint", "phase": phase}}
         logs: dict[str, bytes] = {}
         for i, task in enumerate(result.get("tasks") or []):
             node_id = f"{wf}-{zlib.crc32(task['name'].encode()):010d}{i}"
@@ -246,7 +247,8 @@ class RunExecutor:
             log = Path(task.get("log") or "")
             if log.is_file() and log.stat().st_size <= MAX_ARTIFACT_BYTES:
                 logs[node_id] = log.read_bytes()
-                node["outputs"] = {"artifacts": [{"name": "main-logs", "s3": {"key": f"artifacts/{wf}/{node_id}/main.log"}}]}
+                key = f"artifacts/{wf}/{node_id}/main.log"
+                node["outputs"] = {"artifacts": [{"name": "main-logs", "s3": {"key": key}}]}
             nodes[node_id] = node
         try:
             self.state.attach_workflow(run_id, {"status": {"phase": nodes[wf]["phase"], "nodes": nodes}})
