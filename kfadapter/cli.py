@@ -15,6 +15,8 @@ from .version import version
 
 
 
+KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args)
     try:
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user)
+            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -83,14 +85,15 @@ def _configure_logging(args: argparse.Namespace) -> None:
                       os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
 
 
-def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False) -> int:
+def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False,
+                 kfp_version: str = "2.17") -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
     settings = Settings.from_env()
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
     serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
-                  workdir=settings.sandbox_workdir, multi_user=multi_user)
+                  workdir=settings.sandbox_workdir, multi_user=multi_user, kfp_version=kfp_version)
     return 0
 
 
@@ -180,8 +183,9 @@ def _serve(args: argparse.Namespace) -> int:
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
-                        workdir=base.sandbox_workdir, multi_user=args.multi_user).start()
-    print(f"sandbox KFP on {kfp.url} (control API under /_sandbox/), executing v2 runs with kfp.local "
+                        workdir=base.sandbox_workdir, multi_user=args.multi_user, kfp_version=args.kfp_version).start()
+    print(f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
+          "kfp.local "
           f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
     access_key, secret_key = kfp.object_store_keys

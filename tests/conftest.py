@@ -29,14 +29,39 @@ def hermetic(monkeypatch, tmp_path):
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
 
 
+KFP_VERSIONS = ("2.3", "2.17")  # O-RAN's KFP and the newest
+# Runs a test against the sandbox playing each of KFP_VERSIONS (the rest run at 2.17); on a module, only its
+# tests that use the sandbox are repeated.
+across_versions = pytest.mark.across_versions
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize `kfp_version` for tests marked `across_versions` that use it (through `sandbox`)."""
+    if metafunc.definition.get_closest_marker("across_versions") and "kfp_version" in metafunc.fixturenames:
+        metafunc.parametrize("kfp_version", KFP_VERSIONS)
+
+
 @pytest.fixture(scope="session")
-def sandbox_server():
-    """One sandbox KFP for the session, on an ephemeral loopback port."""
+def sandbox_servers():
+    """Sandbox KFPs for the session, one per KFP version asked for, each on an ephemeral loopback port."""
     from kfadapter.sandbox import SandboxServer
 
-    server = SandboxServer(host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
+    servers: dict[str, SandboxServer] = {}
+
+    def get(version: str) -> SandboxServer:
+        if version not in servers:
+            servers[version] = SandboxServer(host="127.0.0.1", port=0, kfp_version=version).start()
+        return servers[version]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(sandbox_servers):
+    """The session's sandbox KFP playing 2.17."""
+    return sandbox_servers("2.17")
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +75,17 @@ def multi_user_sandbox_server():
 
 
 @pytest.fixture
-def sandbox(sandbox_server):
-    """The sandbox, reset to a fresh KFP (Default experiment only, zeroed counters)."""
-    sandbox_server.reset()
-    return sandbox_server
+def kfp_version() -> str:
+    """The KFP version the sandbox plays: 2.17 unless a test is marked `across_versions`."""
+    return "2.17"
+
+
+@pytest.fixture
+def sandbox(sandbox_servers, kfp_version):
+    """The sandbox playing `kfp_version`, reset to a fresh KFP (Default experiment only, zeroed counters)."""
+    server = sandbox_servers(kfp_version)
+    server.reset()
+    return server
 
 
 @pytest.fixture

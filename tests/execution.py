@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-# The versions pinned by the fixtures' components: qoe_train_v2.yaml (2.16.1) and the ones compiled here (2.17.0).
-PINNED_KFP = ("kfp==2.16.1", "kfp==2.17.0")
+# The versions pinned by the fixtures' components: qoe_train_v2.yaml (2.16.1), the ones compiled here (2.17.0) and
+# resource_setters_v2.yaml (2.17.3).
+PINNED_KFP = ("kfp==2.16.1", "kfp==2.17.0", "kfp==2.17.3")
 
 
 @functools.lru_cache(maxsize=None)

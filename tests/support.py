@@ -86,14 +86,15 @@ class Service:
 class SandboxService:
     """`kfadapter serve --sandbox` (adapter, sandbox KFP and watcher in one process) on free loopback ports."""
 
-    def __init__(self, tmp_path, cwd, *args: str, **env: str) -> None:
+    def __init__(self, tmp_path, cwd, *args: str, kfp_version: str = "2.17", **env: str) -> None:
         self.port, self.kfp_port = free_port(), free_port()
         self.url, self.kfp_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.kfp_port}"
         self.log_path = tmp_path / "serve-sandbox.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--host", "127.0.0.1", "--port",
-             str(self.port), "--sandbox-port", str(self.kfp_port), *args], cwd=cwd,
+             str(self.port), "--sandbox-port", str(self.kfp_port), "--kfp-version", kfp_version, *args],
+            cwd=cwd,
             # KFADAPTER_STORE_PATH="" leaves the store unconfigured (serve --sandbox then keeps a per-start one).
             env=clean_env(**({"KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite")} | env)), stdout=self.log,
             stderr=subprocess.STDOUT)

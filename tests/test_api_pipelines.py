@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from .conftest import package, upload
+from .conftest import across_versions, package, upload
+
+pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 
 V2 = package("qoe_train_v2.yaml")
 V1 = package("qoe_train_v1_argo.yaml")

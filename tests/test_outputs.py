@@ -16,7 +16,9 @@ import requests
 from kfadapter import cli
 from kfadapter.app import create_app
 
-from .conftest import package, upload
+from .conftest import across_versions, package, upload
+
+pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 
 TM_ARGS = {"epochs": "5", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "qoe",
            "modelVersion": "3", "modellocation": ""}

@@ -42,9 +42,10 @@ def _json_lines(out: str) -> list:
 
 @pytest.mark.execute
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
-def test_readme_walkthrough(tmp_path):
+@pytest.mark.parametrize("kfp_version", ["2.3", "2.17"])  # O-RAN's KFP and the newest
+def test_readme_walkthrough(tmp_path, kfp_version):
     require_kfp_local()  # the walkthrough's run really executes (kfp.local pip-installs kfp in each task)
-    server = SandboxService(tmp_path, ROOT)
+    server = SandboxService(tmp_path, ROOT, kfp_version=kfp_version)
     port, kfp_port = server.port, server.kfp_port
     try:
         script = walkthrough().replace("127.0.0.1:5001", f"127.0.0.1:{port}").replace(
@@ -71,6 +72,7 @@ def test_readme_walkthrough(tmp_path):
         assert train["metrics"]["available"] is True and train["metrics"]["value"] == {"accuracy": 0.91}
         assert next(a for a in answers if "service" in a)["links"]["openapi"] == "/openapi.json"
         assert {"name": "qoe", "version": "1", "weights": [0.1, 0.2]} in answers  # the model artifact's bytes
+        assert "Wrote executor output file" in out  # the end of the train step's log (kfp's executor says it)
         # DELETE answers the terminated run as KFP has it then (CANCELING, or already FAILED); its workflow,
         # stopped by a deadline of 0, ends Failed and says so in the failed step's message.
         stopped = next(a for a in answers if a.get("terminated") is True)

@@ -55,7 +55,9 @@ class PipelineCalls(Transport):
         api = self.client._pipelines_api
         items = self._list_all(api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace,
                                what="list pipelines")
-        return sorted(items, key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
+        profile = self.server_profile()
+        return sorted((profile.pipeline_view(p) for p in items),
+                      key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
 
     def pipeline_names(self, pipeline_ids: Iterable[str]) -> dict[str, str | None]:
         """Return id -> display name for each pipeline id (None for a deleted one): one call per id."""
@@ -129,6 +131,8 @@ class PipelineCalls(Transport):
 
         A name that differs from an existing pipeline's only in case is a 409: KFP compares names ignoring case,
         so it would neither create the pipeline nor should the upload land in the other one."""
+        # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
+        package, data, _ = self.server_profile().fit_upload(package, data)
         with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
             # KFP picks the parser by file extension; the file name never comes from the caller.
             path = os.path.join(tmp, "pipeline" + package.suffix)
@@ -189,12 +193,17 @@ class PipelineCalls(Transport):
         pipeline = self.get_pipeline(pipeline_id)
         api = self.client._pipelines_api
         what = f"delete of pipeline {pipeline_id!r}"
+        if not self.server_profile().supports_cascade:
+            for version in self.list_versions(pipeline_id):
+                self.delete_version(pipeline_id, version["pipeline_version_id"])
+            self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)
+            return {"id": pipeline_id, "name": pipeline.get("display_name"), "status": "Deleted"}
         try:
             self._call(api.pipeline_service_delete_pipeline, pipeline_id, cascade=True, what=what)
         except KfpRejected as exc:
             if "version" not in exc.message.lower():
                 raise
-            # Backends before 2.14 ignore `cascade` and refuse while versions exist.
+            # A server whose version is unknown may still be one without `cascade` (before 2.14).
             for version in self.list_versions(pipeline_id):
                 self._delete_version(pipeline_id, version["pipeline_version_id"])
             self._call(api.pipeline_service_delete_pipeline, pipeline_id, what=what)

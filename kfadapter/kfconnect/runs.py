@@ -177,5 +177,12 @@ class RunCalls(PipelineCalls):
             # run, node or artifact alike.
             raise NotFound(f"{what} not found", code="artifact_not_found",
                            details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+        except (KfpRejected, KfpUnavailable) as exc:
+            # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
+            if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
+                raise
+            raise NotFound(f"{what} is not available yet: KFP has not recorded the run's workflow",
+                           code="not_available_yet",
+                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
         return KfpStream(resp, what)
 

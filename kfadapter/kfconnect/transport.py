@@ -26,6 +26,7 @@ from ..errors import (AdapterError, BadRequest, Conflict, KfpMisconfigured, KfpR
                       NotFound, NotReady, PayloadTooLarge)
 from ..observability import kfp_call
 from ..settings import Settings
+from .server_profile import ServerInfo, ServerProfile, encode_filter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Transport:
         self._client_lock = threading.Lock()
         self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
         self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
+        self._server = ServerInfo(self.health)  # the server's version, learnt on first need
 
     # ---- client and transport -------------------------------------------------------------------------
 
@@ -128,12 +130,18 @@ class Transport:
         """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one."""
         api = self.client._healthz_api
         try:
-            return self._call(api.healthz_service_get_healthz, what="KFP health check")
+            answer = self._call(api.healthz_service_get_healthz, what="KFP health check")
         except KfpMisconfigured as exc:
             # Not a KFP that is down: the endpoint is wrong. Readiness says so in the same words.
             raise NotReady(exc.message, code=exc.code, details={"cause": exc.code, **exc.details}) from None
         except AdapterError as exc:
             raise NotReady(exc.message, details={"cause": exc.code}) from None
+        self._server.learn(answer)
+        return answer
+
+    def server_profile(self) -> ServerProfile:
+        """Return what differs on this KFP server (its version from healthz, asked once)."""
+        return self._server.get()
 
     @property
     def _namespace(self) -> str | None:
@@ -191,7 +199,7 @@ def upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str |
 def _filter(predicate: dict) -> str:
     # KFP URL-decodes the filter once more after the query string itself (parseAPIFilter): without this extra
     # quoting a '+' in a name would turn into a space and '%' would be refused.
-    return quote(json.dumps({"predicates": [predicate]}), safe="")
+    return encode_filter(json.dumps({"predicates": [predicate]}))
 
 
 def equals_filter(key: str, value: str) -> str:
@@ -199,7 +207,8 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
+    # Run ids hold no '%' or '+', so KFP's second decoding changes nothing: no need for a longer URL.
+    return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:

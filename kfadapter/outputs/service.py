@@ -136,7 +136,8 @@ class OutputsService:
                 continue
             out.append({"id": t.id, "name": t.name, "template": t.template, "state": t.state, "phase": t.phase,
                         "started_at": t.started_at, "finished_at": t.finished_at,
-                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs]})
+                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs],
+                        "log": logs_path(run_id, t.id)})
         return out
 
     def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output) -> dict:
@@ -165,6 +166,7 @@ class OutputsService:
         except NotFound:
             return []  # the run has not reached ML Metadata yet
         types = ir.output_types(spec)
+        profile = self.kf.server_profile()
         out = []
         for e in sorted(executions, key=lambda x: x.id):
             if e.type == "system.DAGExecution" and not e.outputs and not e.artifacts:
@@ -173,9 +175,12 @@ class OutputsService:
                 continue
             declared = types.get(e.name, {})
             outputs = [self._v2_parameter(name, value, declared.get(name)) for name, value in sorted(e.outputs.items())]
-            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts]
+            # KFP >= 2.5's `executor-logs` artifact is the task's log, not something the component produced.
+            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts
+                        if not profile.is_log_artifact(a.name)]
             out.append({"id": str(e.id), "name": e.name, "state": _MLMD_STATES.get(e.state, "PENDING"),
-                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs})
+                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs,
+                        "log": logs_path(run_id, e.name)})  # the name: Argo's pods know no MLMD id
         return out
 
     def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
@@ -294,6 +299,11 @@ def _metrics(metadata: dict) -> dict:
     value = {k: v for k, v in metadata.items() if k not in _NOT_METRICS}
     return {"available": True, "source": "metadata", "value": value, "encoding": "json",
             "size": len(json.dumps(value)), "truncated": False}
+
+
+def logs_path(run_id: str, task_id: str) -> str:
+    """Return the adapter path that shows one step's log."""
+    return f"/runs/{quote(run_id, safe='')}/logs?task={quote(task_id, safe='')}"
 
 
 def download_path(run_id: str, node_id: str, name: str) -> str:

@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
+from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs, versions
 from .errors import (HTTP_TO_GRPC, ApiError, PlainError, UploadError, grpc_response, plain_response,
                      upload_response)
 from .state import SandboxState
@@ -100,8 +100,9 @@ class UiProxyPrefix:
         return self.wsgi_app(environ, start_response)
 
 
-def create_sandbox_app(multi_user: bool = False) -> Flask:
-    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`.
+def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None) -> Flask:
+    """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`, playing `kfp_version`
+    (`2.3`, `2.5`, `2.14` or `2.17`, the default; see `versions`).
 
     `multi_user=True` behaves like KFP deployed with Kubeflow's profiles: namespaced experiments and runs, no
     Default experiment, healthz `multi_user: true`."""
@@ -111,6 +112,7 @@ def create_sandbox_app(multi_user: bool = False) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
     app.extensions["sandbox"] = SandboxState(multi_user=multi_user)
+    app.extensions["sandbox"].kfp_version = versions.profile(kfp_version)
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)

@@ -6,6 +6,8 @@ import json
 
 from flask import Response
 
+from .versions import active
+
 # grpc code -> HTTP status, as grpc-gateway maps them.
 GRPC_TO_HTTP = {
     0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
@@ -60,9 +62,8 @@ def plain_response(status: int, message: str) -> Response:
 
 
 def grpc_response(code: int, message: str, http_status: int | None = None) -> Response:
-    """Render a grpc-gateway error body; KFP's errors carry their status once more as a detail (util/error.go)."""
-    detail = {"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": message}
-    body = {"code": code, "message": message, "details": [detail]}
+    """Render a grpc-gateway error body (its shape depends on the KFP version played)."""
+    body = active().error_body(code, message)
     return Response(json.dumps(body), status=http_status or GRPC_TO_HTTP.get(code, 500),
                     mimetype="application/json")
 

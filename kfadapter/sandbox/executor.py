@@ -10,9 +10,11 @@ compiled it, which must never replace the service's own kfp.
 
 The child writes `DIR/result.json` (or `--result`):
 ``{"state": "SUCCEEDED"|"FAILED", "error": str|null, "tasks": [{"name", "state": "COMPLETE"|"FAILED"|"NEW",
-"outputs": {name: value}, "artifacts": [{"name", "type", "path", "uri", "metadata"}]}], "seconds": float}``.
+"outputs": {name: value}, "artifacts": [{"name", "type", "path", "uri", "metadata"}], "log": path|null}],
+"seconds": float}``.
 Output values come from each task's `executor_output.json`; artifact `path`s are the files the components wrote.
-Task logs (and the pip output) go to this process's stdout, which the sandbox sends to `DIR/executor.log`.
+Task logs (and the pip output) go to this process's stdout, which the sandbox sends to `DIR/executor.log`; each
+task's own output also goes to `task.log` in its task directory (what KFP archives as the step's log).
 While it runs, the child appends one JSON line per task start and end to `DIR/progress.jsonl`
 (``{"task", "event": "start"|"end", "ok"?: bool}``), which the sandbox turns into the run's workflow nodes.
 """
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +33,7 @@ from typing import Any
 import yaml
 
 LIGHTWEIGHT_MARKER = "kfp.dsl.executor_main"
+TASK_LOG = "task.log"
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::\s?(.*))?$")
 _FAILED_TASK = re.compile(r"Inner task failed: '?([^'\s]+?)'?\.?(?: inside |$)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -107,7 +111,10 @@ def collect_tasks(ir: dict, pipeline_root: Path, failed_task: str | None) -> lis
     types = artifact_types(ir)
     tasks = []
     for name in task_names(ir):
-        task: dict[str, Any] = {"name": name, "state": "NEW", "outputs": {}, "artifacts": []}
+        task: dict[str, Any] = {"name": name, "state": "NEW", "outputs": {}, "artifacts": [], "log": None}
+        log_file = dirs.get(name, Path("/nonexistent")) / TASK_LOG
+        if log_file.is_file():
+            task["log"] = str(log_file)
         out_file = dirs.get(name, Path("/nonexistent")) / "executor_output.json"
         if out_file.is_file():
             doc = json.loads(out_file.read_text(encoding="utf-8"))
@@ -125,6 +132,40 @@ def collect_tasks(ir: dict, pipeline_root: Path, failed_task: str | None) -> lis
             task["state"] = "FAILED" if failed_task is None else "CANCELED"
         tasks.append(task)
     return tasks
+
+
+def _task_dir(command: list[str]) -> Path | None:
+    """The task's directory: where its executor input says executor_output.json goes."""
+    for flag, value in zip(command, command[1:]):
+        if flag == "--executor_input":
+            try:
+                output_file = json.loads(value)["outputs"]["outputFile"]
+            except (ValueError, KeyError, TypeError):
+                return None
+            return Path(output_file).parent
+    return None
+
+
+def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
+    """Run one task like kfp.local does (output streamed to stdout), also writing it to the task's `task.log`."""
+    env = {**os.environ, **env_vars} if env_vars else None
+    task_dir = _task_dir(full_command)
+    log = None
+    if task_dir is not None:
+        task_dir.mkdir(parents=True, exist_ok=True)
+        log = open(task_dir / TASK_LOG, "w", encoding="utf-8")
+    try:
+        with subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                              env=env) as process:
+            for line in iter(process.stdout.readline, ""):
+                print(line, end="")
+                if log is not None:
+                    log.write(line)
+                    log.flush()  # a step's log is readable while it runs
+            return process.wait()
+    finally:
+        if log is not None:
+            log.close()
 
 
 def error_from_log(log_path: Path | None, failed_task: str | None, fallback: str) -> str:
@@ -190,6 +231,10 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
                 "seconds": 0.0}
     import kfp.components
     import kfp.local
+    from kfp.local import subprocess_task_handler
+
+    # kfp.local mixes every task's output into one stream; keep each task's own copy, as KFP archives it.
+    subprocess_task_handler.run_local_subprocess = run_task_subprocess
 
     pipeline_root = workdir / "outputs"
     pipeline_root.mkdir(parents=True, exist_ok=True)

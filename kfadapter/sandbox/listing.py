@@ -115,15 +115,17 @@ def _norm(resource: Resource, column: str, value):
 
 
 def _query_unescape(text: str) -> str:
-    """Go's url.QueryUnescape, which KFP applies to the already decoded filter: '+' → ' ', %XX decoded."""
-    if _ESCAPE.search(text):
-        raise _bad_filter(text, "invalid URL escape")
-    return unquote_plus(text)
+    """Go's url.QueryUnescape: `+` is a space, `%XX` a byte, a bad escape an error."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", text):
+        raise ApiError(3, f"Invalid input error: failed to parse valid filter from {text!r}: invalid URL escape")
+    return unquote_plus(text, errors="surrogateescape")
 
 
 def _parse_filter(resource: Resource, text: str) -> list[dict]:
     if not text:
         return []
+    # KFP (list_request_util.go parseAPIFilter, every version) URL-decodes the already decoded query value once
+    # more, so a `+` or `%` in a filter value changes unless the client encoded the filter twice.
     decoded = _query_unescape(text)
     try:
         doc = json.loads(decoded)

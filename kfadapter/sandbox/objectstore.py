@@ -20,7 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from flask import Blueprint, Response, current_app, request
 
-from . import mlmd
+from . import mlmd, versions
 
 bp = Blueprint("sandbox_s3", __name__)
 DEFAULT_CREDENTIALS = {"minio": "minio123"}  # KFP's secret mlpipeline-minio-artifact (accesskey / secretkey)
@@ -103,4 +103,5 @@ def get_object(bucket, key):
     data = mlmd.get_object(current_app.extensions["sandbox"], bucket, key)
     if data is None:
         return _error(404, "NoSuchKey", "The specified key does not exist.")
-    return Response(data, content_type="application/octet-stream", headers={"ETag": f'"{len(data):x}"'})
+    return Response(data, content_type="application/octet-stream",
+                    headers={"ETag": f'"{len(data):x}"', "Server": versions.active().object_store.server_header})

@@ -6,14 +6,12 @@ import urllib.request
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import bodies, packages
+from . import bodies, packages, versions
 from .errors import ApiError, PlainError, UploadError
 from .state_catalog import NAMESPACE_MAX, PIPELINE_NAME_MAX, VERSION_NAME_MAX, too_long
 
 bp = Blueprint("sandbox_pipelines", __name__)
 V2 = "/apis/v2beta1"
-HEALTHZ = {"commit_sha": "sandbox", "tag_name": "2.5.0-sandbox", "multi_user": False,
-           "pipeline_store": "database"}
 
 
 def _state():
@@ -23,8 +21,9 @@ def _state():
 @bp.get(f"{V2}/healthz")
 @bp.get("/apis/v1beta1/healthz")
 def healthz():
-    """KFP health; `multi_user` tells the mode."""
-    return jsonify({**HEALTHZ, "multi_user": _state().multi_user})
+    """KFP health: `multi_user` tells the mode, `tag_name` the version played."""
+    body = versions.active().healthz("v1beta1" if "/v1beta1/" in request.path else "v2beta1")
+    return jsonify({**body, "multi_user": _state().multi_user})
 
 
 # ---- pipelines ------------------------------------------------------------------------------
@@ -37,7 +36,7 @@ def list_pipelines():
 @bp.post(f"{V2}/pipelines")
 def create_pipeline():
     """Create a pipeline without versions."""
-    body = bodies.json_body(bodies.PIPELINE)
+    body = bodies.json_body(versions.active().body_fields(bodies.PIPELINE))
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
     pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"),
                                            namespace=bodies.string(body, "namespace"))
@@ -48,8 +47,9 @@ def create_pipeline():
 def create_pipeline_and_version():
     """Create a pipeline and its first version in one call (CreatePipelineAndVersion)."""
     body = bodies.json_body({"pipeline", "pipeline_version"})
-    pipe = bodies.fields(body.get("pipeline"), bodies.PIPELINE, "pipeline")
-    ver = bodies.fields(body.get("pipeline_version"), bodies.VERSION, "pipeline_version")
+    fields = versions.active().body_fields
+    pipe = bodies.fields(body.get("pipeline"), fields(bodies.PIPELINE), "pipeline")
+    ver = bodies.fields(body.get("pipeline_version"), fields(bodies.VERSION), "pipeline_version")
     name, display = bodies.string(pipe, "name"), bodies.string(pipe, "display_name")
     pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(pipe, "description"),
                                            _version_package(ver), bodies.string(pipe, "namespace"))
@@ -70,8 +70,8 @@ def get_pipeline(pipeline_id):
 
 @bp.delete(f"{V2}/pipelines/<id:pipeline_id>")
 def delete_pipeline(pipeline_id):
-    """Delete a pipeline: 400 while versions exist unless ?cascade=true."""
-    _state().delete_pipeline(pipeline_id, request.args.get("cascade", "").lower() in ("true", "1"))
+    """Delete a pipeline: 400 while versions exist unless ?cascade=true (from KFP 2.14)."""
+    _state().delete_pipeline(pipeline_id, versions.active().cascade_arg(request.args))
     return jsonify({})
 
 
@@ -96,22 +96,28 @@ def _version_package(body: dict) -> packages.Package:
     url = bodies.string(bodies.fields(body.get("package_url"), bodies.URL, "package_url"), "pipeline_url")
     try:
         if body.get("pipeline_spec") is not None:
-            return packages.from_dict(body["pipeline_spec"])
-        if url:
-            return packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+            package = packages.from_dict(body["pipeline_spec"])
+        elif url:
+            package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
+        else:
+            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: "
+                              "pipeline spec or package url is required")
     except packages.PackageError as exc:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
-    raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required")
+    problem = versions.active().ir_problem(package.ir) if package.kind == "v2" else None
+    if problem:
+        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {problem}")
+    return package
 
 
 @bp.post(f"{V2}/pipelines/<id:pipeline_id>/versions")
 def create_version(pipeline_id):
     """Create a version from an inline pipeline_spec or a package_url."""
-    body = bodies.json_body(bodies.VERSION)
+    body = bodies.json_body(versions.active().body_fields(bodies.VERSION))
     package = _version_package(body)
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
     message = too_long("PipelineVersion", "Name", name or display, VERSION_NAME_MAX)
-    if message:
+    if message and versions.active().name_length_limits:
         raise ApiError(3, message)
     version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
                                       package, bodies.string(body, "code_source_url"))
@@ -140,13 +146,19 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
     if len(data) > packages.MAX_PACKAGE_BYTES:
         raise UploadError(400, fallback_message)  # KFP's ReadPipelineFile: a 400 with no more detail, not 413
     try:
-        return packages.parse(packages.unpack(upload.filename or "", data)), upload.filename or ""
+        package = packages.parse(packages.unpack(upload.filename or "", data))
     except packages.PackageError as exc:
         raise UploadError(exc.status, f"{fallback_message}: {exc.message}") from exc
+    version = versions.active()
+    problem = version.ir_problem(package.ir) if package.kind == "v2" else None
+    if problem:  # KFP < 2.17 answers these with 500
+        raise UploadError(version.invalid_ir_status, f"{fallback_message}: {problem}")
+    return package, upload.filename or ""
 
 
 def _check_length(model: str, field: str, value: str, limit: int) -> None:
-    message = too_long(model, field, value, limit)
+    # validation/length.go exists from KFP 2.15: older servers take any length.
+    message = too_long(model, field, value, limit) if versions.active().name_length_limits else None
     if message:
         raise PlainError(400, message)  # written with http.Error: text/plain, not the upload JSON
 
@@ -162,11 +174,12 @@ def upload_pipeline():
     package, filename = _read_upload("Failed to read a pipeline spec file")
     args = request.args
     _check_length("Pipeline", "Namespace", args.get("namespace", ""), NAMESPACE_MAX)
-    # Like KFP: name, else display_name, else the uploaded file's name.
-    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    # Like KFP: name, else display_name (read from 2.14), else the uploaded file's name.
+    display = versions.active().upload_display_name_arg(args)
+    name = args.get("name") or display or filename or package.pipeline_name
     _check_length("Pipeline", "Name", name, PIPELINE_NAME_MAX)
     try:
-        pipeline, _ = _state().create_pipeline(name, args.get("display_name", ""), args.get("description", ""), package,
+        pipeline, _ = _state().create_pipeline(name, display, args.get("description", ""), package,
                                                args.get("namespace", ""))
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline and a pipeline version") from exc
@@ -181,10 +194,11 @@ def upload_version():
     pipeline_id = args.get("pipelineid", "")
     if not pipeline_id:
         raise UploadError(400, "Failed to create a pipeline version: pipelineid is required")
-    name = args.get("name") or args.get("display_name") or filename or package.pipeline_name
+    display = versions.active().upload_display_name_arg(args)
+    name = args.get("name") or display or filename or package.pipeline_name
     _check_length("PipelineVersion", "Name", name, VERSION_NAME_MAX)
     try:
-        version = _state().create_version(pipeline_id, name, args.get("display_name", ""),
+        version = _state().create_version(pipeline_id, name, display,
                                           args.get("description", ""), package, args.get("code_source_url", ""))
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline version") from exc

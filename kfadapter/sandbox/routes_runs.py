@@ -7,8 +7,8 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import bodies, packages
-from .errors import ApiError
+from . import bodies, packages, versions
+from .errors import ApiError, grpc_response
 
 bp = Blueprint("sandbox_runs", __name__)
 V2 = "/apis/v2beta1"
@@ -177,6 +177,8 @@ class VerbatimAnswer(bytes):
 
 
 def _artifact_error(status: int, message: str) -> Response:
+    if not versions.active().read_streaming:  # before 2.15 :read was a grpc-gateway method
+        return grpc_response({400: 3, 404: 5}.get(status, 13), message, http_status=status)
     # Since KFP 2.15 the handler writes JSON after the status line, so Go sniffs text/plain.
     return Response(json.dumps({"error_message": message}), status=status, content_type="text/plain; charset=utf-8")
 
@@ -184,11 +186,11 @@ def _artifact_error(status: int, message: str) -> Response:
 @bp.get(f"{V2}/runs/<id:run_id>/nodes/<id:node_id>/artifacts/<id:artifact_name>:read")
 @bp.get(f"{V1}/runs/<id:run_id>/nodes/<id:node_id>/artifacts/<id:artifact_name>:read")
 def read_artifact(run_id, node_id, artifact_name):
-    """The stored object as {"data": base64}; 404 text/plain when missing, 500 without a workflow."""
+    """The stored object as {"data": base64}; 404 when missing, 400 (< 2.15) or 500 without a workflow."""
     try:
         data = _state().read_artifact(run_id, node_id, artifact_name)
     except ApiError as exc:
-        return _artifact_error(500, exc.message)
+        return _artifact_error(versions.active().read_unrecorded_status, exc.message)
     if data is None:
         return _artifact_error(404, "artifact not found: <nil>")
     if isinstance(data, VerbatimAnswer):

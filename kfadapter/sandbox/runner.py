@@ -8,8 +8,9 @@ persistence agent would: at the start, at every task start and end the child not
 the end. The run goes PENDING → RUNNING → SUCCEEDED or FAILED; why it failed is in the workflow's nodes
 (`main: Error (exit code 1)`), never in the run's `error`. The child's result becomes the run's ML Metadata
 records (one execution per task with its output parameters, output artifacts whose files go into the sandbox
-object store under `minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/<random uuid>/<name>`), which
-`GET /runs/<id>/outputs` reads. A terminated run (CANCELING) has its child's whole process group killed
+object store under `minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/[<random segment>/]<name>`, plus each task's log as
+`executor-logs` from KFP 2.5), which `GET /runs/<id>/outputs` reads; each executor pod node of the workflow
+archives its log as `main-logs` (served by `:read`). A terminated run (CANCELING) has its child's whole process group killed
 (SIGTERM, then SIGKILL after a grace period); its workflow then ends Failed, as Argo ends a workflow whose
 `activeDeadlineSeconds` KFP set to 0, so the run ends FAILED. Runs of v1 (Argo) packages are not executed.
 """
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,7 @@ class RunExecutor:
             self._report(run_id, wf)
             return
         self._record_mlmd(run_id, ir, result)
+        self._archive_logs(run_id, wf, result)
         self._finish(run_id, wf, result)
         log.info("sandbox run %s: %s in %.1f s%s", run_id, result.get("state"), result.get("seconds", 0.0),
                  f" ({result.get('error')})" if result.get("error") else "")
@@ -270,11 +273,17 @@ class RunExecutor:
 
     def _record_mlmd(self, run_id: str, ir: dict, result: dict) -> None:
         pipeline = (ir.get("pipelineInfo") or {}).get("name") or "pipeline"
+        version = self.state.kfp_version
         tasks = []
         for task in result.get("tasks") or []:
             arts = []
-            for art in task.get("artifacts") or []:
-                uri = mlmd.artifact_uri(pipeline, run_id, task["name"], art["name"])  # with KFP's random segment
+            salt = uuid.uuid4().hex[:12]  # KFP's per-execution random URI segment (from 2.5)
+            outputs = list(task.get("artifacts") or [])
+            if version.executor_logs and task.get("log"):
+                # From 2.5 the launcher uploads each task's log as its output artifact `executor-logs`.
+                outputs.append({"name": "executor-logs", "type": "system.Artifact", "path": task["log"]})
+            for art in outputs:
+                uri = version.artifact_uri(pipeline, run_id, task["name"], art["name"], salt)
                 entry = {"name": art["name"], "type": art.get("type") or "system.Artifact", "uri": uri,
                          "metadata": art.get("metadata") or {}}
                 path = Path(art.get("path") or "")
@@ -287,6 +296,19 @@ class RunExecutor:
             mlmd.attach(self.state, run_id, {"tasks": tasks})
         except ApiError as exc:
             log.warning("sandbox run %s: cannot record ML Metadata: %s", run_id, exc.message)
+
+    def _archive_logs(self, run_id: str, wf: ExecutedWorkflow, result: dict) -> None:
+        """Archive each ended step's log as its executor pod's `main-logs` (Argo's `archiveLogs: true`)."""
+        for task in result.get("tasks") or []:
+            run, log_file = wf.tasks.get(task["name"]), Path(task.get("log") or "")
+            if run is None or not log_file.is_file() or log_file.stat().st_size > MAX_ARTIFACT_BYTES:
+                continue
+            node_id = wf.node_id(f"{wf.name}.root.{task['name']}.executor")
+            try:
+                self.state.put_artifact(run_id, node_id, "main-logs", log_file.read_bytes())
+            except ApiError:
+                return  # the run was deleted meanwhile
+            run.log_key = f"artifacts/{wf.name}/{node_id}/main.log"
 
     def _kill(self, run_id: str, proc: subprocess.Popen) -> None:
         _killpg(proc.pid, signal.SIGTERM)

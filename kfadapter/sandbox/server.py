@@ -11,6 +11,7 @@ from .app import create_sandbox_app
 from .mlmd import MlmdServer
 from .objectstore import DEFAULT_CREDENTIALS
 from .runner import RunExecutor
+from .versions import DEFAULT, PROFILES
 
 
 class _Handler(WSGIRequestHandler):
@@ -28,14 +29,15 @@ class _QuietHandler(_Handler):
 class SandboxServer:
     """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port).
 
+    `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
     emulates multi-user KFP (see `create_sandbox_app`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True,
                  mlmd_port: int = 0, execute: bool = False, workers: int = 2, workdir: str | None = None,
-                 multi_user: bool = False):
-        self.app = app or create_sandbox_app(multi_user=multi_user)
+                 multi_user: bool = False, kfp_version: str | None = None):
+        self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
@@ -67,6 +69,11 @@ class SandboxServer:
         if self.executor is not None:
             self.executor.cancel_all()
         self.app.extensions["sandbox"].reset()
+
+    @property
+    def kfp_version(self) -> str:
+        """The KFP version played, e.g. `2.3`."""
+        return self.app.extensions["sandbox"].kfp_version.name
 
     @property
     def mlmd_endpoint(self) -> str:
@@ -110,9 +117,11 @@ def enable_execution(app: Flask, workers: int = 2, workdir: str | None = None) -
 
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0, execute: bool = False,
-                  workers: int = 2, workdir: str | None = None, multi_user: bool = False) -> None:
+                  workers: int = 2, workdir: str | None = None, multi_user: bool = False,
+                  kfp_version: str | None = None) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app(multi_user=multi_user)
+    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+    print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
         print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})",
@@ -145,5 +154,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
+    parser.add_argument("--kfp-version", choices=sorted(PROFILES), default=DEFAULT, help="KFP version to play")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user)
+    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user, kfp_version=args.kfp_version)

@@ -79,7 +79,7 @@ class CatalogState(StateBase):
             raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline version's name cannot be empty")
         if len(name) > VERSION_NAME_MAX:
             # The column is varchar(127): MySQL in strict mode refuses the insert, which KFP reports as internal.
-            raise ApiError(13, f"Failed to create a pipeline version: InternalServerError: Error 1406: Data too long for column 'Name'")
+            raise ApiError(13, "Failed to create a pipeline version: InternalServerError: Error 1406: Data too long for column 'Name'")
         if any(v["pipeline_id"] == pipeline_id and _same(v["name"], name) for v in self.versions.values()):
             raise ApiError(6, f"Failed to create a pipeline version: AlreadyExistsError: pipeline version with name {name!r} already exists for pipeline {pipeline_id}")
         rec = {"pipeline_id": pipeline_id, "pipeline_version_id": _new_id(), "display_name": display_name or name,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+from . import versions
+
 EPOCH = "1970-01-01T00:00:00Z"
 
 # v2 RuntimeState -> v1 run status, as KFP's RuntimeState.ToV1 maps them.
@@ -22,12 +24,12 @@ def _prune(doc: dict) -> dict:
 
 def pipeline(rec: dict) -> dict:
     """A v2beta1 Pipeline."""
-    return _prune(rec)
+    return versions.active().resource_view(_prune(rec))
 
 
 def version(rec: dict) -> dict:
     """A v2beta1 PipelineVersion (pipeline_spec is the parsed package)."""
-    return _prune(rec)
+    return versions.active().resource_view(_prune(rec))
 
 
 def experiment(rec: dict) -> dict:

@@ -46,6 +46,7 @@ class TaskRun:
     finished: str | None = None
     phase: str = "Running"  # Running, Succeeded, Failed
     message: str | None = None
+    log_key: str | None = None  # where Argo archived the pod's log (`main-logs`), once the step ended
 
 
 @dataclass
@@ -89,11 +90,11 @@ class ExecutedWorkflow:
         w = self.name
         root_started = self.created
 
-        def add(name, display, kind, template, phase, started, finished, children=(), message=None):
+        def add(name, display, kind, template, phase, started, finished, children=(), message=None, outputs=None):
             node = {"id": self.node_id(name), "name": name, "displayName": display, "type": kind,
                     "templateName": template, "templateScope": f"local/{w}", "phase": phase,
                     "startedAt": started, "finishedAt": finished,
-                    "children": [self.node_id(c) for c in children]}
+                    "children": [self.node_id(c) for c in children], "outputs": outputs}
             if name != w:
                 node["boundaryID"] = self.node_id(name.rsplit(".", 1)[0] if "." in name else w)
             if message:
@@ -117,8 +118,10 @@ class ExecutedWorkflow:
                 t.started, [base])
             add(base, t.name, "DAG", "system-container-executor", t.phase, t.started, t.finished,
                 [f"{base}.executor"])
+            # archiveLogs: true (O-RAN's and KFP's default): the pod's log is the artifact `main-logs`.
+            logs = {"artifacts": [{"name": "main-logs", "s3": {"key": t.log_key}}]} if t.log_key else None
             add(f"{base}.executor", "executor", "Pod", "system-container-impl", t.phase, t.started, t.finished,
-                message=t.message if t.phase == "Failed" else None)
+                message=t.message if t.phase == "Failed" else None, outputs=logs)
         return self._document(nodes)
 
     def _document(self, nodes: dict) -> dict:

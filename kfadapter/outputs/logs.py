@@ -1,0 +1,200 @@
+"""Step logs of a run, as text: Argo's archived `main-logs` (through KFP's `:read`, v1 and v2 runs) or, on KFP
+>= 2.5, each v2 task's `executor-logs` output artifact (ML Metadata + the object store).
+
+Every step's log is streamed (never loaded whole), cut at `MAX_STEP_LOG_BYTES`; `tail=N` keeps the last N lines.
+A step that runs and has nothing archived yet says so instead of a log.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .. import pipelines as pl
+from ..errors import AdapterError, BadRequest, NotFound
+from . import archive, argo
+
+log = logging.getLogger(__name__)
+
+MAX_STEP_LOG_BYTES = 16 * 1024 * 1024
+MAX_TAIL_LINES = 100_000
+_FINISHED = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
+
+
+@dataclass
+class Step:
+    """One step whose log can be read: `open` gives its byte chunks, or is None with `missing` saying why."""
+
+    id: str
+    name: str
+    state: str
+    open: Callable[[], tuple[Iterator[bytes], Callable[[], None]]] | None
+    missing: str = ""
+    source: str = ""
+
+
+def parse_tail(text: str | None) -> int | None:
+    """`?tail=N`: a positive number of lines (None: the whole log)."""
+    if text in (None, ""):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"tail must be a positive number of lines, not {text!r}", code="invalid_field",
+                         details={"field": "tail"})
+    return min(int(text), MAX_TAIL_LINES)
+
+
+class StepLogs:
+    """Find a run's steps and open their logs (uses the outputs service's KFP, MLMD and object-store clients)."""
+
+    def __init__(self, outputs) -> None:
+        self.outputs = outputs
+        self.kf = outputs.kf
+
+    def steps(self, run_id: str, task: str | None = None) -> list[Step]:
+        """The run's steps (only `task`, by id or name, when given: 404 if it has no such step)."""
+        run = self.kf.get_run(run_id)
+        kind = self.outputs._kind(run)
+        profile = self.kf.server_profile()
+        if kind.kind == pl.V2 and profile.has_executor_logs and self.outputs.objects is not None:
+            steps = self._v2_steps(run_id)
+        else:
+            steps = self._workflow_steps(run_id, kind.workflow)
+        if task is None:
+            return steps
+        chosen = [s for s in steps if task in (s.id, s.name)]
+        if not chosen:
+            raise NotFound(f"run {run_id!r} has no step {task!r}" + ("" if steps else " (no step has started yet)"),
+                           code="task_not_found", details={"run_id": run_id, "task": task,
+                                                           "tasks": [s.name for s in steps]})
+        return chosen
+
+    def _v2_steps(self, run_id: str) -> list[Step]:
+        try:
+            executions = self.outputs.mlmd.run_executions(run_id)
+        except NotFound:
+            return []
+        profile = self.kf.server_profile()
+        steps = []
+        for e in sorted(executions, key=lambda x: x.id):
+            if e.type == "system.DAGExecution":
+                continue
+            state = _MLMD_STATES.get(e.state, "PENDING")
+            art = next((a for a in e.artifacts if profile.is_log_artifact(a.name)), None)
+            if art is None:
+                steps.append(Step(str(e.id), e.name, state, None, _not_archived(state), "executor-logs"))
+                continue
+
+            def opener(uri: str = art.uri):
+                obj = self.outputs.objects.open(uri)
+                return iter(lambda: obj.read(archive.CHUNK), b""), obj.close
+
+            steps.append(Step(str(e.id), e.name, state, opener, source="executor-logs"))
+        return steps
+
+    def _workflow_steps(self, run_id: str, workflow: dict | None) -> list[Step]:
+        workflow = workflow if workflow is not None else self.kf.workflow(run_id)
+        if workflow is None:
+            return []  # KFP has not recorded the workflow yet (the run has not started)
+        v2 = not argo.is_v1(workflow)
+        nodes = argo.nodes_of(workflow)
+        steps = []
+        for t in argo.tasks_of(workflow, logs=True):
+            if v2 and "driver" in t.template:
+                continue  # KFP's own driver pods of a v2 run
+            name = _v2_task_name(nodes.get(t.id) or {}, t.name) if v2 else t.name
+            produced = any(o.name == argo.LOGS and o.produced for o in t.outputs)
+            if not produced:
+                steps.append(Step(t.id, name, t.state, None, _not_archived(t.state), argo.LOGS))
+                continue
+
+            def opener(node_id: str = t.id):
+                stream = self.kf.read_artifact(run_id, node_id, argo.LOGS)
+                try:
+                    chunks = archive.iter_chosen(archive.open_read_answer(stream, self.outputs.limits), None)
+                except BaseException:
+                    stream.close()
+                    raise
+                return chunks, stream.close
+
+            steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS))
+        return steps
+
+
+_MLMD_STATES = {"COMPLETE": "SUCCEEDED", "CACHED": "SUCCEEDED", "RUNNING": "RUNNING", "NEW": "PENDING",
+                "FAILED": "FAILED", "CANCELED": "CANCELED", "UNKNOWN": "PENDING"}
+
+
+def _v2_task_name(node: dict, fallback: str) -> str:
+    """A v2 run's executor pod is `<wf>.root.<task>.executor`: name it by its task."""
+    parts = str(node.get("name") or "").split(".")
+    return parts[-2] if fallback == "executor" and len(parts) >= 2 else fallback
+
+
+def _not_archived(state: str) -> str:
+    if state in _FINISHED:
+        return f"no log was archived for this step ({state})"
+    return f"the step is {state}: its log is archived when it ends, nothing is archived yet"
+
+
+def step_text(step: Step, tail: int | None) -> Iterator[bytes]:
+    """Yield one step's log, cut at MAX_STEP_LOG_BYTES (or its last `tail` lines)."""
+    chunks, close = step.open()
+    try:
+        if tail is None:
+            sent = 0
+            for chunk in chunks:
+                room = MAX_STEP_LOG_BYTES - sent
+                if len(chunk) > room:
+                    yield chunk[:room]
+                    yield f"\n[log cut at {MAX_STEP_LOG_BYTES} bytes; ?tail=N shows its end]\n".encode()
+                    return
+                sent += len(chunk)
+                yield chunk
+            return
+        yield from _tail(chunks, tail)
+    finally:
+        close()
+
+
+def _tail(chunks: Iterator[bytes], lines: int) -> Iterator[bytes]:
+    kept: collections.deque[bytes] = collections.deque(maxlen=lines)
+    size, partial = 0, b""
+    for chunk in chunks:
+        parts = (partial + chunk).split(b"\n")
+        partial = parts.pop()
+        for line in parts:
+            kept.append(line + b"\n")
+        if len(partial) > MAX_STEP_LOG_BYTES:
+            partial = partial[-MAX_STEP_LOG_BYTES:]  # one endless line: keep its end only
+    if partial:
+        kept.append(partial)
+    out = list(kept)
+    size = sum(len(x) for x in out)
+    while out and size > MAX_STEP_LOG_BYTES:  # memory and answer stay bounded whatever the line lengths
+        size -= len(out.pop(0))
+    yield from out
+
+
+def all_steps_text(steps: list[Step], tail: int | None) -> Iterator[bytes]:
+    """Yield every step's log under a header line; a step without a log (yet) or an unreadable one says why."""
+    if not steps:
+        yield b"no step has started yet (KFP has recorded no step of this run)\n"
+        return
+    for step in steps:
+        yield f"===== {step.name} ({step.id}) {step.state} =====\n".encode()
+        if step.open is None:
+            yield f"[{step.missing}]\n".encode()
+            continue
+        ended = True
+        try:
+            for chunk in step_text(step, tail):
+                yield chunk
+                ended = chunk.endswith(b"\n")
+        except AdapterError as exc:
+            # Headers are sent: say it in the text and go on with the next step.
+            log.warning("log of step %s unreadable: %s", step.id, exc.message)
+            yield ("" if ended else "\n").encode() + f"[log unreadable: {exc.message}]\n".encode()
+            continue
+        if not ended:
+            yield b"\n"

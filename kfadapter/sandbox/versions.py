@@ -1,0 +1,191 @@
+"""What differs between the KFP API server versions the sandbox plays (2.3, 2.5, 2.14, 2.17): one profile each.
+
+Read from the tags 2.3.0, 2.5.0, 2.14.0 and 2.17.0 of kubeflow/pipelines (kfp-facts.md, last section). Every
+version difference the sandbox reproduces is a field of `KfpVersion`; the rest of the sandbox asks `active()`
+(the profile of the app serving the request) and never compares version numbers itself.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from flask import current_app, has_app_context
+
+DEFAULT = "2.17"
+SCHEMA_VERSION = "2.1.0"  # the only IR schema every version accepts (template/v2_template.go)
+# template/v2_template.go's check is unanchored (any lowercase letter or digit passes); common/utils.go's
+# ValidatePipelineName, applied to every v2 upload, is the strict one.
+_NAME_SOME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAME_STRICT = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+_SPEC_FIELDS = {"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion", "sdk_version",
+                "schemaVersion", "schema_version", "components", "root", "defaultPipelineRoot",
+                "default_pipeline_root"}
+
+# Fields of the pipeline spec (camelCase, as compilers write them) that a server's pipeline-spec copy does not
+# know, so its strict parse refuses a package holding them. 2.3.0 pins the pipeline-spec module of 2023-10-27
+# (api v0.0.0-20231027040853-58ce09e07d03); 2.5.0 and 2.14.0 build their own api/ tree.
+_NEWER_THAN_2_3 = frozenset({
+    "resourceCpuLimit", "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest",  # ResourceSpec
+    "resourceType", "resourceCount",  # ResourceSpec.AcceleratorConfig
+    "singlePlatformSpecs", "cacheKey",  # ComponentSpec, PipelineTaskSpec.CachingOptions
+})
+_NEWER_THAN_2_14 = frozenset({
+    "taskConfigPassthroughs",  # ComponentSpec (2.15)
+    "downloadToWorkspace",  # ImporterSpec (2.15)
+    "literals",  # ComponentInputsSpec.ParameterSpec (2.16)
+    "TASK_CONFIG",  # a ParameterType enum value (2.15)
+})
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """The object store a KFP version ships for v2 artifacts (the sandbox serves it under /_s3/)."""
+
+    kind: str  # "minio" or "seaweedfs"
+    service: str  # where it runs in a cluster
+    server_header: str  # what its S3 answers carry in `Server`
+
+
+MINIO = ObjectStore("minio", "minio-service.kubeflow:9000", "MinIO")
+SEAWEEDFS = ObjectStore("seaweedfs", "seaweedfs.kubeflow:9000", "SeaweedFS")
+
+
+@dataclass(frozen=True)
+class KfpVersion:
+    """One KFP API server version's behaviour where versions differ."""
+
+    tag: str  # healthz `tag_name`
+    error_has_error_field: bool  # grpc-gateway v1 bodies {error, code, message, details} (<= 2.5)
+    pipeline_name_field: bool  # Pipeline / PipelineVersion carry `name` beside display_name (>= 2.14)
+    upload_display_name: bool  # the upload endpoints read ?display_name= (>= 2.14)
+    cascade: bool  # DELETE /pipelines/{id}?cascade=true (>= 2.14)
+    invalid_ir_status: int  # the upload endpoints' status for a package that fails the IR checks (400 on 2.17)
+    unknown_ir_fields: frozenset[str]  # spec fields newer than the server's pipeline-spec copy: refused
+    name_length_limits: bool  # pipeline <= 128, version <= 127 characters (>= 2.15)
+    read_unrecorded_status: int  # :read on a run without a recorded workflow: 400 (<= 2.14), 500 after
+    read_streaming: bool  # :read is the streaming handler with text/plain errors (>= 2.15)
+    executor_logs: bool  # every v2 task has an `executor-logs` output artifact (>= 2.5)
+    uri_salt: bool  # v2 artifact URIs carry a random segment before the output name (>= 2.5)
+    healthz_pipeline_store: bool  # v2beta1 healthz has `pipeline_store` (>= 2.14)
+    object_store: ObjectStore = field(default=MINIO)
+
+    @property
+    def name(self) -> str:
+        """`2.3`, `2.17`, ... (what --kfp-version takes)."""
+        return ".".join(self.tag.split(".")[:2])
+
+    def healthz(self, api: str = "v2beta1") -> dict:
+        """The healthz answer, shaped as this version writes it."""
+        body: dict[str, Any] = {"commit_sha": "sandbox", "tag_name": self.tag, "multi_user": False}
+        if self.healthz_pipeline_store and api == "v2beta1":
+            body["pipeline_store"] = "database"
+        return body
+
+    def error_body(self, code: int, message: str) -> dict:
+        """A grpc-gateway error body."""
+        # KFP's errors carry their status once more as a google.rpc.Status detail (util/error.go).
+        details = [{"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": message}]
+        if self.error_has_error_field:
+            return {"error": message, "code": code, "message": message, "details": details}
+        return {"code": code, "message": message, "details": details}
+
+    def resource_view(self, doc: dict) -> dict:
+        """A Pipeline / PipelineVersion as served: without `name` before 2.14 (only display_name existed)."""
+        if not self.pipeline_name_field:
+            doc.pop("name", None)
+        return doc
+
+    def body_fields(self, allowed: set[str]) -> set[str]:
+        """Request-body fields of Pipeline / PipelineVersion this version's proto knows (unknown ones are 400)."""
+        return allowed if self.pipeline_name_field else allowed - {"name"}
+
+    def upload_display_name_arg(self, args: Any) -> str:
+        """The upload's ?display_name= as this version reads it ("" where it is ignored)."""
+        return (args.get("display_name") or "") if self.upload_display_name else ""
+
+    def cascade_arg(self, args: Any) -> bool:
+        """Whether a pipeline delete cascades to its versions (?cascade= does not exist before 2.14)."""
+        return self.cascade and args.get("cascade", "").lower() in ("true", "1")
+
+    def unknown_field_in(self, ir: dict) -> str | None:
+        """The first spec field (or enum value) this version's pipeline-spec copy does not know, else None."""
+        if not self.unknown_ir_fields:
+            return None
+        for key, value in _walk(ir):
+            if key in self.unknown_ir_fields:
+                return key
+            if key == "parameterType" and value in self.unknown_ir_fields:
+                return str(value)
+        return None
+
+    def ir_problem(self, ir: dict) -> str | None:
+        """Why this version's upload refuses a v2 pipeline spec (NewV2SpecTemplate, ValidatePipelineName), or None."""
+        for key in ir:
+            if key not in _SPEC_FIELDS:
+                return f'invalid v2 pipeline spec: proto: unknown field "{key}"'
+        unknown = self.unknown_field_in(ir)
+        if unknown is not None:
+            what = "invalid value for enum type" if unknown.isupper() else "unknown field"
+            return f'invalid v2 pipeline spec: proto: {what} "{unknown}"'
+        version = ir.get("schemaVersion", ir.get("schema_version"))
+        if version != SCHEMA_VERSION:
+            return (f"KFP only supports schema version {SCHEMA_VERSION}, but the pipeline spec has version "
+                    f"{version or ''}")
+        name = str((ir.get("pipelineInfo") or ir.get("pipeline_info") or {}).get("name") or "")
+        if not name:
+            return "invalid v2 pipeline spec: name is empty"
+        if not _NAME_SOME.search(name):
+            return ("invalid v2 pipeline spec: name should consist of lower case alphanumeric characters, '-' or "
+                    "'.', and must start and end with an alphanumeric character")
+        if not isinstance(ir.get("root"), dict):
+            return "invalid v2 pipeline spec: root component is empty"
+        if len(name) > 128:
+            return "pipeline's name must contain no more than 128 characters"
+        if not _NAME_STRICT.match(name):
+            return ("pipeline's name must contain only lowercase alphanumeric characters or '-' and must start "
+                    "with alphanumeric characters")
+        return None
+
+    def artifact_uri(self, pipeline: str, run_id: str, task: str, output: str, salt: str) -> str:
+        """A v2 output artifact's URI (driver.go): a random segment before the output name from 2.5."""
+        parts = [pipeline, run_id, task] + ([salt] if self.uri_salt else []) + [output]
+        return "minio://mlpipeline/v2/artifacts/" + "/".join(parts)
+
+
+def _walk(doc: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield str(key), value
+            yield from _walk(value)
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _walk(item)
+
+
+PROFILES = {
+    "2.3": KfpVersion("2.3.0", True, False, False, False, 500, _NEWER_THAN_2_3 | _NEWER_THAN_2_14, False, 400,
+                      False, False, False, False, MINIO),
+    "2.5": KfpVersion("2.5.0", True, False, False, False, 500, _NEWER_THAN_2_14, False, 400, False, True, True,
+                      False, MINIO),
+    "2.14": KfpVersion("2.14.0", False, True, True, True, 500, _NEWER_THAN_2_14, False, 400, False, True, True,
+                       True, MINIO),
+    "2.17": KfpVersion("2.17.0", False, True, True, True, 400, frozenset(), True, 500, True, True, True, True,
+                       SEAWEEDFS),
+}
+
+
+def profile(name: str | None) -> KfpVersion:
+    """The profile for `2.3`, `2.5`, `2.14` or `2.17` (also `2.3.0` ...; None: the default, 2.17)."""
+    key = ".".join((name or DEFAULT).strip().split(".")[:2])
+    if key not in PROFILES:
+        raise ValueError(f"unsupported KFP version {name!r}: one of {', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def active() -> KfpVersion:
+    """The profile of the sandbox app handling this request (the default outside a request)."""
+    if has_app_context():
+        state = current_app.extensions.get("sandbox")
+        return getattr(state, "kfp_version", PROFILES[DEFAULT])
+    return PROFILES[DEFAULT]

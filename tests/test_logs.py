@@ -1,0 +1,114 @@
+"""GET /runs/<id>/logs: each step's log as text, from Argo's archived main-logs (through KFP's :read) or, on
+KFP >= 2.5, from a v2 task's executor-logs artifact; against the sandbox at 2.3 and 2.17."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+
+import pytest
+
+from kfadapter.app import create_app
+from kfadapter.outputs import logs
+
+from .conftest import across_versions
+from .test_outputs import control, start_run, store_v1_run
+
+pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
+TRAIN_LOG = "epoch 1\nepoch 2\ndone\n"
+
+
+@pytest.fixture
+def v2_client(settings, sandbox):
+    """The adapter with the sandbox's MLMD and object store."""
+    return create_app(dataclasses.replace(
+        settings, mlmd_endpoint=sandbox.mlmd_endpoint, mlmd_timeout=2.0, object_store_endpoint=f"{sandbox.url}/_s3",
+        object_store_access_key="minio", object_store_secret_key="minio123")).test_client()
+
+
+def test_every_step_under_a_header(client, sandbox):
+    run_id, ids = store_v1_run(sandbox, client)
+    resp = client.get(f"/runs/{run_id}/logs")
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    text = resp.get_data(as_text=True)
+    assert f"===== train ({ids['train']}) SUCCEEDED =====\n{TRAIN_LOG}" in text
+    # make-blob's workflow lists main-logs but the object is not in the store: said, and the next step still comes
+    assert f"===== make-blob ({ids['make-blob']}) SUCCEEDED =====\n[log unreadable:" in text
+    assert text.index("make-blob") < text.index("produce-list") < text.index("===== train")
+
+
+def test_one_step_by_name_or_id_and_its_tail(client, sandbox):
+    run_id, ids = store_v1_run(sandbox, client)
+    by_name = client.get(f"/runs/{run_id}/logs?task=train")
+    assert by_name.status_code == 200 and by_name.get_data(as_text=True) == TRAIN_LOG
+    assert by_name.headers["X-Kfadapter-Log-Source"] == "main-logs"
+    assert client.get(f"/runs/{run_id}/logs?task={ids['train']}").get_data(as_text=True) == TRAIN_LOG
+    assert client.get(f"/runs/{run_id}/logs?task=train&tail=2").get_data(as_text=True) == "epoch 2\ndone\n"
+    assert "===== train" in client.get(f"/runs/{run_id}/logs?tail=1").get_data(as_text=True)
+
+
+def test_a_running_step_says_nothing_is_archived_yet(client, sandbox):
+    run_id, ids = store_v1_run(sandbox, client, train_phase="Running", run_state="RUNNING")
+    text = client.get(f"/runs/{run_id}/logs").get_data(as_text=True)
+    assert (f"===== train ({ids['train']}) RUNNING =====\n[the step is RUNNING: its log is archived when it ends, "
+            "nothing is archived yet]\n") in text
+    one = client.get(f"/runs/{run_id}/logs?task=train")
+    assert one.status_code == 404 and one.json["code"] == "log_not_available"
+    assert "nothing is archived yet" in one.json["message"]
+
+
+def test_bad_requests(client, sandbox):
+    run_id, _ = store_v1_run(sandbox, client)
+    assert client.get(f"/runs/{run_id}/logs?task=nope").json["code"] == "task_not_found"
+    assert client.get(f"/runs/{run_id}/logs?tail=0").status_code == 400
+    assert client.get(f"/runs/{run_id}/logs?tail=x").json["details"] == {"field": "tail"}
+    assert client.get("/runs/00000000-0000-0000-0000-000000000000/logs").status_code == 404
+
+
+def test_a_log_is_cut_at_the_cap(client, sandbox, monkeypatch):
+    monkeypatch.setattr(logs, "MAX_STEP_LOG_BYTES", 10)
+    run_id, _ = store_v1_run(sandbox, client)
+    text = client.get(f"/runs/{run_id}/logs?task=train").get_data(as_text=True)
+    assert text.startswith("epoch 1\nep\n[log cut at 10 bytes")
+    assert client.get(f"/runs/{run_id}/logs?task=train&tail=100").get_data(as_text=True) == "done\n"
+
+
+def test_a_run_not_started_has_no_steps_yet(client, sandbox):
+    run_id = start_run(client, "qoe_train_v2.yaml")
+    resp = client.get(f"/runs/{run_id}/logs")
+    assert resp.status_code == 200 and "no step has started yet" in resp.get_data(as_text=True)
+
+
+def test_v2_task_log_is_its_executor_logs_or_main_logs(v2_client, sandbox, kfp_version):
+    run_id = start_run(v2_client, "qoe_train_v2.yaml")
+    uri = f"minio://mlpipeline/v2/artifacts/qoe-train-v2/{run_id}/train/5e1d/executor-logs"
+    tasks = [{"name": "train", "outputs": {"accuracy": 0.9},
+              "artifacts": [{"name": "model", "content_base64": base64.b64encode(b"w").decode()}]}]
+    if kfp_version != "2.3":  # from 2.5 KFP adds every task's log as an output artifact
+        tasks[0]["artifacts"].append({"name": "executor-logs", "uri": uri,
+                                      "content_base64": base64.b64encode(b"from executor-logs\n").decode()})
+    ids = control(sandbox, "PUT", f"/runs/{run_id}/mlmd", json={"tasks": tasks}).json()
+    # Argo's side of the v2 run: a driver pod and the executor pod that archived its log.
+    wf = "run-" + run_id[:8]
+    nodes = {f"{wf}-1": {"id": f"{wf}-1", "name": f"{wf}.root.train-driver", "displayName": "train-driver",
+                         "type": "Pod", "templateName": "system-container-driver", "phase": "Succeeded"},
+             f"{wf}-2": {"id": f"{wf}-2", "name": f"{wf}.root.train.executor", "displayName": "executor",
+                         "type": "Pod", "templateName": "system-container-impl", "phase": "Succeeded",
+                         "outputs": {"artifacts": [{"name": "main-logs", "s3": {"key": "k"}}]}}}
+    control(sandbox, "PUT", f"/runs/{run_id}/workflow", json={"phase": "Succeeded", "nodes": nodes})
+    control(sandbox, "PUT", f"/runs/{run_id}/nodes/{wf}-2/artifacts/main-logs", data=gzip.compress(b"from main-logs\n"))
+    control(sandbox, "POST", f"/runs/{run_id}/state", json={"state": "SUCCEEDED"})
+
+    [task] = v2_client.get(f"/runs/{run_id}/outputs").json["tasks"]
+    assert [o["name"] for o in task["outputs"]] == ["accuracy", "model"]  # executor-logs is no model output
+    assert task["log"] == f"/runs/{run_id}/logs?task=train"
+    resp = v2_client.get(task["log"])
+    assert resp.status_code == 200, resp.json
+    if kfp_version == "2.3":
+        assert resp.get_data(as_text=True) == "from main-logs\n"
+        assert resp.headers["X-Kfadapter-Log-Source"] == "main-logs"
+    else:
+        assert resp.get_data(as_text=True) == "from executor-logs\n"
+        assert resp.headers["X-Kfadapter-Log-Source"] == "executor-logs"
+        by_id = v2_client.get(f"/runs/{run_id}/logs?task={ids['executions']['train']}")
+        assert by_id.get_data(as_text=True) == "from executor-logs\n"

@@ -1,0 +1,61 @@
+"""A package compiled with resource setters (kfp SDK 2.17.3: resourceCpuLimit ... beside cpuLimit ...) uploaded
+through the adapter to a sandbox playing KFP 2.3 (which refuses the newer fields) and to 2.17, then really run:
+its outputs and each step's log (main-logs on 2.3, executor-logs on 2.17). Marked `execute` (slow, needs PyPI)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kfadapter.app import create_app
+from kfadapter.sandbox import SandboxServer
+from kfadapter.settings import Settings
+
+from .conftest import package, upload
+from .execution import require_kfp_local, wait_for
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
+
+
+@pytest.fixture(scope="module", params=["2.3", "2.17"])
+def xsandbox(request, tmp_path_factory):
+    """A sandbox KFP playing the version that executes v2 runs."""
+    with SandboxServer(execute=True, workers=1, workdir=str(tmp_path_factory.mktemp("runs")),
+                       kfp_version=request.param) as server:
+        yield server
+
+
+@pytest.fixture
+def xclient(xsandbox, tmp_path):
+    xsandbox.reset()
+    settings = Settings(kfp_endpoint=xsandbox.url, store_path=str(tmp_path / "store.sqlite"), kfp_connect_timeout=2.0,
+                        kfp_read_timeout=5.0, kfp_upload_timeout=10.0, mlmd_endpoint=xsandbox.mlmd_endpoint,
+                        object_store_endpoint=f"{xsandbox.url}/_s3", object_store_access_key="minio",
+                        object_store_secret_key="minio123", poll_interval=3600.0)
+    return create_app(dataclasses.replace(settings)).test_client()
+
+
+@pytest.mark.execute
+def test_resource_setters_package_runs_on_2_3_and_2_17(xclient, xsandbox):
+    require_kfp_local()
+    assert upload(xclient, "res", package("resource_setters_v2.yaml")).status_code == 200
+    resp = xclient.post("/trainingjobs/tj1/execution", json={"pipeline_name": "res", "arguments": {"epochs": "3"}})
+    assert resp.status_code == 200, resp.json
+    run_id = resp.json["run_id"]
+    run = wait_for(lambda: (lambda r: r if r["run_status"] in TERMINAL else None)(xclient.get(f"/runs/{run_id}").json),
+                   300, what="the run to finish")  # two tasks, each a venv and a pip install
+    assert run["run_status"] == "SUCCEEDED", run
+    out = xclient.get(f"/runs/{run_id}/outputs").json
+    tasks = {t["name"]: t for t in out["tasks"]}
+    assert sorted(tasks) == ["report", "train"]
+    assert sorted(o["name"] for o in tasks["train"]["outputs"]) == ["Output", "model"]  # no executor-logs here
+    uri = next(o["uri"] for o in tasks["train"]["outputs"] if o["name"] == "model")
+    # From 2.5 KFP puts a random segment before the output name.
+    assert len(uri.split(f"/{run_id}/train/")[1].split("/")) == (1 if xsandbox.kfp_version == "2.3" else 2)
+    log = xclient.get(tasks["train"]["log"])
+    assert log.status_code == 200, log.json
+    assert "training for 3 epochs" in log.get_data(as_text=True)
+    assert log.headers["X-Kfadapter-Log-Source"] == ("main-logs" if xsandbox.kfp_version == "2.3" else "executor-logs")
+    every = xclient.get(f"/runs/{run_id}/logs").get_data(as_text=True)
+    assert "===== train (" in every and "accuracy is 0.5" in every
+    print(f"KFP {xsandbox.kfp_version}: ran in {run['finished_at']} (created {run['created_at']})")
