@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
     serve.add_argument("--multi-user", action="store_true",
                        help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)")
+    serve.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
+                       help="KFP API server version the sandbox plays (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
     sandbox.add_argument("--multi-user", action="store_true",
                          help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment")
+    sandbox.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
+                         help="KFP API server version to play (error bodies, fields, status codes, object store)")
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")

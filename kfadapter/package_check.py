@@ -13,9 +13,10 @@ import re
 from typing import Any, Iterator
 
 from .errors import BadRequest
+from .names import IR_NAME_PATTERN
 
 SCHEMA_VERSION = "2.1.0"  # the only IR schema KFP accepts
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+NAME_PATTERN = re.compile(IR_NAME_PATTERN)  # common/utils.go ValidatePipelineName
 _SPEC_FIELDS = frozenset({"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion",
                           "sdk_version", "schemaVersion", "schema_version", "components", "root",
                           "defaultPipelineRoot", "default_pipeline_root"})

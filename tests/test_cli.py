@@ -48,7 +48,7 @@ def test_banner_endpoints_feed_kfadapter_outputs(tmp_path):
     try:
         wait_for(lambda: "sandbox object store on" in server.log_path.read_text(), "the banner")
         banner = server.log_path.read_text()
-        kfp, mlmd = _banner(banner, "sandbox KFP on"), _banner(banner, "sandbox ML Metadata (gRPC) on")
+        kfp, mlmd = _banner(banner, "sandbox KFP 2.17 on"), _banner(banner, "sandbox ML Metadata (gRPC) on")
         objects = _banner(banner, "sandbox object store on")
         assert kfp == server.kfp_url and objects == f"{kfp}/_s3" and re.fullmatch(r"127\.0\.0\.1:\d+", mlmd)
         with (PIPELINES / "container_echo_v2.yaml").open("rb") as fh:

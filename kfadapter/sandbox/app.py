@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs, versions
+from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
 from .errors import (HTTP_TO_GRPC, ApiError, PlainError, UploadError, grpc_response, plain_response,
                      upload_response)
 from .state import SandboxState
@@ -111,8 +111,7 @@ def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None)
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
-    app.extensions["sandbox"] = SandboxState(multi_user=multi_user)
-    app.extensions["sandbox"].kfp_version = versions.profile(kfp_version)
+    app.extensions["sandbox"] = SandboxState(multi_user=multi_user, kfp_version=kfp_version)
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)

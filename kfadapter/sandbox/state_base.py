@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import Counter
 
-from . import listing, packages
+from . import listing, packages, versions
 from .errors import ApiError
 from .views import V1_STATUS
 
@@ -86,8 +86,9 @@ def _new_id() -> str:
 class StateBase:
     """The data dictionaries, one lock, the clock, request counters and faults."""
 
-    def __init__(self, multi_user: bool = False):
+    def __init__(self, multi_user: bool = False, kfp_version: str | None = None):
         self.lock = threading.Lock()
+        self.kfp_version = versions.profile(kfp_version)  # the KFP release played (sandbox/versions.py)
         # Multi-user KFP: every experiment and run lives in a namespace, and there is no Default experiment.
         self.multi_user = multi_user
         self._clear()

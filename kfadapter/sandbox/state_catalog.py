@@ -62,7 +62,7 @@ class CatalogState(StateBase):
         if not name:
             raise ApiError(3, "Failed to create a pipeline: Invalid input error: pipeline's name cannot be empty")
         message = too_long("Pipeline", "Name", name, PIPELINE_NAME_MAX)
-        if message:
+        if message and self.kfp_version.name_length_limits:  # validation/length.go, from 2.15
             raise ApiError(3, message)
         if any(_same(p["name"], name) and p["namespace"] == namespace for p in self.pipelines.values()):
             raise ApiError(6, f"Failed to create a pipeline: AlreadyExistsError: pipeline with name {name!r} already exists in namespace {namespace!r}")
@@ -77,8 +77,10 @@ class CatalogState(StateBase):
         check_ir_name(package)
         if not name:
             raise ApiError(3, "Failed to create a pipeline version: Invalid input error: pipeline version's name cannot be empty")
-        if len(name) > VERSION_NAME_MAX:
-            # The column is varchar(127): MySQL in strict mode refuses the insert, which KFP reports as internal.
+        # From 2.15 the column is varchar(127); before, gorm's default varchar(255). MySQL in strict mode refuses a
+        # longer insert, which KFP reports as internal.
+        column = VERSION_NAME_MAX if self.kfp_version.name_length_limits else 255
+        if len(name) > column:
             raise ApiError(13, "Failed to create a pipeline version: InternalServerError: Error 1406: Data too long for column 'Name'")
         if any(v["pipeline_id"] == pipeline_id and _same(v["name"], name) for v in self.versions.values()):
             raise ApiError(6, f"Failed to create a pipeline version: AlreadyExistsError: pipeline version with name {name!r} already exists for pipeline {pipeline_id}")
@@ -180,7 +182,7 @@ class CatalogState(StateBase):
         if not display_name:
             raise ApiError(3, "Failed to create a new experiment: Invalid input error: Experiment name is empty. Please specify a valid experiment name")
         message = too_long("Experiment", "Name", display_name, EXPERIMENT_NAME_MAX)
-        if message:
+        if message and self.kfp_version.name_length_limits:
             raise ApiError(3, message)
         if any(_same(e["display_name"], display_name) and e["namespace"] == namespace
                for e in self.experiments.values()):
