@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, request
 from .. import pipelines as pl
 from .. import volume_passing as vp
 from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..limits import Limits
 from .common import check_name, json_response, kf
 
 bp = Blueprint("pipelines", __name__)
@@ -32,7 +33,7 @@ def upload(pipeline_name: str):
     if len(data) > limit:
         raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
     description = request.form.get("description") or None
-    package = pl.load_package(data)
+    package = pl.load_package(data, Limits.of(current_app.config["KFADAPTER_SETTINGS"]))
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
     package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
                                           request.args.get("volume"))

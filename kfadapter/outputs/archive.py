@@ -347,6 +347,7 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
     """Yield each tar member with a reader of its data; unread data is skipped when the next one is asked for."""
     count = 0
     pending: dict[str, str] = {}
+    pending_bytes = 0  # extension headers of one member together stay under the cap, not each alone
     while True:
         block = read_exact(src, _BLOCK)
         if not block:
@@ -369,8 +370,12 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
         if size < 0:
             raise Undecodable("corrupt tar header: negative size")
         if info.type in _EXTENSION_TYPES:
-            if size > _MAX_EXTENSION_HEADER:
-                raise Undecodable("unsafe tar: oversized extension header", code="unsafe_archive")
+            # Checked from the 512-byte header, before a byte of the extension is read.
+            pending_bytes += size
+            if pending_bytes > _MAX_EXTENSION_HEADER:
+                raise Undecodable(f"unsafe tar: extension headers (PAX or GNU long name) of {pending_bytes} bytes, "
+                                  f"more than {_MAX_EXTENSION_HEADER}", code="unsafe_archive",
+                                  details={"max_extension_bytes": _MAX_EXTENSION_HEADER})
             data = read_exact(src, size + _padding(size))
             if len(data) < size + _padding(size):
                 raise Undecodable("truncated tar: an extension header stops early")
@@ -385,7 +390,7 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
                 size = int(pending["size"])
             except ValueError:
                 raise Undecodable("corrupt tar: malformed PAX size") from None
-        pending = {}
+        pending, pending_bytes = {}, 0
         name = safe_name(name)
         if info.type in _LINK_OR_DEVICE:
             raise Undecodable(f"unsafe tar member {name[:200]!r}: a {_LINK_OR_DEVICE[info.type]}",
