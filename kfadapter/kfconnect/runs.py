@@ -1,15 +1,14 @@
 """KfConnect's run workflows: execution with mapped arguments (v2 and v1 APIs), run reads, terminate, artifacts."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .. import pipelines as pl
-from ..errors import KfpUnavailable, NotFound
+from ..errors import NotFound
 from .pipelines import PipelineCalls
-from .transport import PAGE_SIZE, KfpStream, in_filter, segment
+from .transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 UNFINISHED_TIME = "1970-01-01T00:00:00Z"
@@ -133,10 +132,8 @@ class RunCalls(PipelineCalls):
         manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
         if not manifest:
             return None
-        try:
-            workflow = json.loads(manifest)
-        except ValueError:
-            raise KfpUnavailable(f"run {run_id!r}: KFP's workflow manifest is not JSON") from None
+        # Inside an answer already read within the size cap; its depth is checked before parsing.
+        workflow = json_answer(manifest, self.settings.max_json_depth, f"run {run_id!r}: KFP's workflow manifest")
         return workflow if isinstance(workflow, dict) else None
 
     def read_artifact(self, run_id: str, node_id: str, name: str) -> KfpStream:
