@@ -36,6 +36,7 @@ max_requests = _env_int("KFADAPTER_GUNICORN_MAX_REQUESTS", 0)
 # The app logs one JSON line per request (with its request id); gunicorn's access log is off by default.
 accesslog = os.environ.get("KFADAPTER_GUNICORN_ACCESSLOG") or None
 loglevel = os.environ.get("KFADAPTER_GUNICORN_LOGLEVEL", "info")
+logger_class = "kfadapter.gunicorn_logger.EscapingLogger"  # a client's %0A / %1B never reaches a log raw
 # Uploads are spooled to /tmp; keep gunicorn's heartbeat files off a read-only root.
 worker_tmp_dir = os.environ.get("KFADAPTER_GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
 
