@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
+from kfadapter import tempdirs
 from kfadapter.settings import Settings
 
 _settings = Settings.from_env()
@@ -16,7 +16,9 @@ _settings = Settings.from_env()
 # Every worker writes its metrics here so /metrics, answered by any worker, covers all of them. Set before
 # the workers import prometheus_client; a fresh directory per server start drops stale worker files.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kfadapter-metrics-")
+    # Owned (locked) by this master and its workers, so the next start removes it after a kill -9.
+    tempdirs.sweep("kfadapter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempdirs.owned_dir("kfadapter-metrics-")
 
 
 def _env_int(name: str, default: int) -> int:

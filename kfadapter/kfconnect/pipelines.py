@@ -1,11 +1,10 @@
 """KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Iterable
 
 from .. import pipelines as pl
+from .. import tempdirs
 from ..errors import Conflict, KfpRejected, NotFound
 from .transport import Transport, equals_filter, upload_result
 
@@ -96,11 +95,7 @@ class PipelineCalls(Transport):
 
     def upload(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
         """Upload a package: create pipeline `name`, or add the next numbered version to it."""
-        with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
-            # KFP picks the parser by file extension; the file name never comes from the caller.
-            path = os.path.join(tmp, "pipeline" + package.suffix)
-            with open(path, "wb") as fh:
-                fh.write(data)
+        with tempdirs.package_file(data, package.suffix) as path:  # gone even after kill -9 (tempdirs)
             try:
                 pipeline = self.find_pipeline(name)
             except NotFound:
