@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 
 import pytest
 import requests
@@ -145,3 +146,64 @@ def test_mlmd_answer_past_the_cap_is_a_502_naming_it(settings, sandbox):
     resp = v2.get(f"/runs/{run_id}/outputs")
     assert resp.status_code == 502 and resp.json["code"] == "mlmd_answer_too_large"
     assert resp.json["details"]["limit"] == "KFADAPTER_MLMD_MAX_MESSAGE_BYTES"
+
+
+class _HugeAnswers:
+    """A hostile "KFP" on 127.0.0.1: every answer claims (or streams) 256 MiB; counts what it got to send."""
+
+    SIZE = 256 * 1024 * 1024
+
+    def __init__(self, status: int, declare_length: bool) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.sent = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if declare_length:
+                    self.send_header("Content-Length", str(owner.SIZE))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b'{"a": "' + b"x" * (64 * 1024) + b'"}'
+                try:
+                    while owner.sent < owner.SIZE:
+                        data = chunk if declare_length else b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                        self.wfile.write(data)
+                        owner.sent += len(chunk)
+                except OSError:
+                    pass  # the adapter hung up: what we measure
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status, declare_length", [(200, True), (200, False), (500, True)],
+                         ids=["content-length", "chunked", "error-body"])
+def test_huge_kfp_answers_are_not_read_whole(settings, status, declare_length):
+    kfp = _HugeAnswers(status, declare_length)
+    try:
+        app = create_app(dataclasses.replace(settings, kfp_endpoint=kfp.url, kfp_max_response_bytes=1024 * 1024))
+        resp = app.test_client().get("/pipelines")
+        assert resp.status_code == 502 and resp.headers["Content-Type"] == "application/json"
+        if status == 200:
+            assert resp.json["code"] == "kfp_answer_too_large"
+            assert resp.json["details"] == {"limit": "KFADAPTER_KFP_MAX_RESPONSE_BYTES", "max": 1024 * 1024}
+        else:
+            assert resp.json["code"] == "kfp_unavailable"  # KFP's 5xx, its message taken from the first 64 KiB
+    finally:
+        kfp.stop()
+    assert kfp.sent < 32 * 1024 * 1024  # the adapter hung up long before the 256 MiB
