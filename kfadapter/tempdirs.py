@@ -3,7 +3,8 @@
 Each process keeps one directory per purpose (`kfadapter-upload-…`, `kfadapter-metrics-…`) under the system
 temp dir and holds an exclusive `flock` on a file inside it for its whole life. The kernel drops that lock when
 the process dies however it dies, so `sweep()` at the next start removes exactly the directories whose owner is
-gone: no pid files, no guessing about reused pids or pid namespaces.
+gone: no pid files, no guessing about reused pids or pid namespaces. Directories without that lock file (made by
+an older version or another program) are left alone.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Iterator
 
 UPLOAD_PREFIX = "kfadapter-upload-"
 _OWNER = ".owner"  # the locked file
-_GRACE = 60.0  # a directory without its lock file is that young only between mkdtemp and flock
+_LOCKING = ".locking"  # its name until it is locked
+_GRACE = 60.0
 _lock = threading.Lock()
 _owned: dict[str, tuple[int, str, int]] = {}  # prefix -> (pid, path, fd of the locked file)
 
@@ -29,10 +31,10 @@ def owned_dir(prefix: str) -> str:
         pid, path, _ = _owned.get(prefix, (None, "", -1))
         if pid != os.getpid() or not os.path.isdir(path):
             path = tempfile.mkdtemp(prefix=prefix)
-            fd = os.open(os.path.join(path, ".locking"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fd = os.open(os.path.join(path, _LOCKING), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: nobody else holds it
             # Renamed once locked, so a sweeper never finds an owner file that is not locked yet.
-            os.rename(os.path.join(path, ".locking"), os.path.join(path, _OWNER))
+            os.rename(os.path.join(path, _LOCKING), os.path.join(path, _OWNER))
             _owned[prefix] = (os.getpid(), path, fd)
         return path
 
@@ -55,23 +57,24 @@ def sweep(prefix: str, parent: str | None = None) -> list[str]:
 
 
 def _abandoned(entry: os.DirEntry) -> bool:
-    try:
-        fd = os.open(os.path.join(entry.path, _OWNER), os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        # Being created this instant, or left by a crash before the lock (or by a version without locks).
+    """Whether the lock of a directory made by owned_dir() is free (its owner is dead)."""
+    for name, grace in ((_OWNER, 0.0), (_LOCKING, _GRACE)):
         try:
-            return time.time() - entry.stat(follow_symlinks=False).st_mtime > _GRACE
+            fd = os.open(os.path.join(entry.path, name), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
         except OSError:
-            return False
-    except OSError:
-        return False  # another user's directory: not ours to judge
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True  # we got the lock, so its owner is dead
-    except OSError:
-        return False  # held: the owner lives
-    finally:
-        os.close(fd)  # releases our probe lock too
+            return False  # another user's directory: not ours to judge
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: the owner lives
+        else:
+            # `.locking` is unlocked for an instant between its creation and flock: only an old one is dead.
+            return time.time() - os.fstat(fd).st_mtime > grace
+        finally:
+            os.close(fd)  # releases our probe lock too
+    return False  # no lock file: not made by owned_dir() (an older version's, or another program's); left alone
 
 
 @contextmanager
