@@ -60,12 +60,13 @@ def json_depth(data: bytes) -> int:
     return max(accumulate(array("b", brackets)), default=0)
 
 
-def check_json_depth(data: bytes, max_depth: int) -> None:
-    """Raise LimitExceeded when JSON text nests deeper than `max_depth`."""
+def check_json_depth(data: bytes, max_depth: int, label: str | None = None) -> None:
+    """Raise LimitExceeded when JSON text nests deeper than `max_depth` (`label` says where the limit comes from)."""
     depth = json_depth(data)
     if depth > max_depth:
-        raise LimitExceeded(f"the JSON nests {depth} levels deep, more than KFADAPTER_MAX_JSON_DEPTH "
-                            f"({max_depth})", "KFADAPTER_MAX_JSON_DEPTH", max_depth)
+        raise LimitExceeded(f"the JSON nests {depth} levels deep, more than "
+                            f"{label or f'KFADAPTER_MAX_JSON_DEPTH ({max_depth})'}", "KFADAPTER_MAX_JSON_DEPTH",
+                            max_depth)
 
 
 def loads_json(data: bytes, *, max_bytes: int, max_depth: int, size_setting: str) -> Any:

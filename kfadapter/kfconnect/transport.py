@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # KFP silently caps page_size at 200
 _READ_CHUNK = 64 * 1024
 _ERROR_BODY_MAX = 64 * 1024  # only the one-line message of an error answer is used
+_KFP_WRAPPING = 16  # an accepted package nests up to the depth limit; KFP's answer puts it a few levels deeper
 _MAX_PAGES = 10_000  # a server that never stops handing out tokens must not loop us forever
 _PLACEHOLDER_NAMESPACE = "kfadapter-placeholder"
 
@@ -221,8 +222,10 @@ def json_answer(data: bytes | str | None, max_depth: int, what: str = "KFP's ans
     if not data:
         return {}
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    limit = max_depth + _KFP_WRAPPING
     try:
-        check_json_depth(raw, max_depth)
+        check_json_depth(raw, limit, f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own "
+                                     "levels around a package)")
         return json.loads(raw)
     except LimitExceeded as exc:
         raise KfpUnavailable(f"{what} is refused: {exc.message}", code="kfp_answer_too_large",
