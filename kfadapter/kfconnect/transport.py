@@ -260,8 +260,12 @@ class _AnswerCap:
             finally:
                 resp.release_conn()
         else:
-            body = resp.read(_ERROR_BODY_MAX)
-            resp.close()  # the rest is never read: drop the connection
+            body = resp.read(_ERROR_BODY_MAX + 1)
+            if len(body) > _ERROR_BODY_MAX:
+                body = body[:_ERROR_BODY_MAX]
+                resp.close()  # the rest is never read: drop the connection
+            else:
+                resp.release_conn()  # read whole (the usual small 404 / 409): keep the connection
         return urllib3.HTTPResponse(body=body, headers=resp.headers, status=resp.status, reason=resp.reason,
                                     preload_content=True, request_method=method)
 
