@@ -5,7 +5,7 @@ from typing import IO, Any
 
 from flask import Flask, Request
 
-from . import api
+from . import api, tempdirs
 from .kfconnect import KfConnect
 from .outputs.service import OutputsService
 from .settings import Settings
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
                store: Store | None = None) -> Flask:
     """Build the Flask app from settings (default: the environment)."""
     settings = settings or Settings.from_env()
+    tempdirs.sweep(tempdirs.UPLOAD_PREFIX)  # upload files of processes killed with -9
     app = Flask("kfadapter", static_folder=None)  # no static files: every path is an API route
     app.request_class = AdapterRequest
     app.config["KFADAPTER_SETTINGS"] = settings

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
+from kfadapter import tempdirs
 from kfadapter.settings import Settings
 
 _settings = Settings.from_env()
@@ -16,7 +16,9 @@ _settings = Settings.from_env()
 # Every worker writes its metrics here so /metrics, answered by any worker, covers all of them. Set before
 # the workers import prometheus_client; a fresh directory per server start drops stale worker files.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kfadapter-metrics-")
+    # Owned (locked) by this master and its workers, so the next start removes it after a kill -9.
+    tempdirs.sweep("kfadapter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempdirs.owned_dir("kfadapter-metrics-")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -36,6 +38,7 @@ max_requests = _env_int("KFADAPTER_GUNICORN_MAX_REQUESTS", 0)
 # The app logs one JSON line per request (with its request id); gunicorn's access log is off by default.
 accesslog = os.environ.get("KFADAPTER_GUNICORN_ACCESSLOG") or None
 loglevel = os.environ.get("KFADAPTER_GUNICORN_LOGLEVEL", "info")
+logger_class = "kfadapter.gunicorn_logger.EscapingLogger"  # a client's %0A / %1B never reaches a log raw
 # Uploads are spooled to /tmp; keep gunicorn's heartbeat files off a read-only root.
 worker_tmp_dir = os.environ.get("KFADAPTER_GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
 

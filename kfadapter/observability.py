@@ -31,19 +31,47 @@ NOTIFY_ATTEMPTS = Counter("kfadapter_notification_attempts_total", "Notification
                           ["outcome"])
 
 
-class _RequestIdFilter(logging.Filter):
+# C0, DEL, C1 and the Unicode line separators: a client's `%0A` or `%1B[` must not start a line or a colour.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TRACES = ("exc_info", "stack_info")  # multi-line by nature; JSON escapes their line breaks
+
+
+def escape_control(text: str) -> str:
+    """Write control characters as visible escapes (`\\x0a`, `\\x00`, `\\x1b`, `\\u2028`)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+class EscapeFilter(logging.Filter):
+    """Escape control characters in a record's message (its arguments are often a client's text)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        """Replace the message by its escaped rendering; keep the record."""
+        message = record.getMessage()
+        escaped = escape_control(message)
+        if escaped != message or record.args:
+            record.msg, record.args = escaped, None
         return True
 
 
+class _RequestIdFilter(EscapeFilter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return super().filter(record)
+
+
+class _EscapingJsonFormatter(JsonFormatter):
+    def process_log_record(self, log_data):  # noqa: ANN001 - pythonjsonlogger's LogData
+        # Extra fields (path, route, ...) carry client text too.
+        return {k: escape_control(v) if isinstance(v, str) and k not in _TRACES else v for k, v in log_data.items()}
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
-    """Send logs to stderr as JSON lines (or text), each carrying the current request id."""
+    """Send logs to stderr as JSON lines (or text), each carrying the current request id, control characters escaped."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-                                           rename_fields={"levelname": "level", "asctime": "time"}))
+        handler.setFormatter(_EscapingJsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                                                    rename_fields={"levelname": "level", "asctime": "time"}))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()

@@ -65,6 +65,14 @@ class Settings:
     output_inline_bytes: int = 64 * 1024
     sandbox_workers: int = 2
     sandbox_workdir: str | None = None
+    # Caps on parsing untrusted bytes (kfadapter/limits.py), each checked before the parser runs.
+    max_json_bytes: int = 1024 * 1024
+    max_json_depth: int = 100
+    yaml_max_aliases: int = 1000
+    yaml_max_nodes: int = 100_000
+    package_max_members: int = 100
+    kfp_max_response_bytes: int = 64 * 1024 * 1024
+    mlmd_max_message_bytes: int = 64 * 1024 * 1024
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through repr().
@@ -122,6 +130,13 @@ class Settings:
             output_inline_bytes=r.int("KFADAPTER_OUTPUT_INLINE_BYTES", 64 * 1024),
             sandbox_workers=r.int("KFADAPTER_SANDBOX_WORKERS", 2),
             sandbox_workdir=r.str("KFADAPTER_SANDBOX_WORKDIR"),
+            max_json_bytes=r.int("KFADAPTER_MAX_JSON_BYTES", 1024 * 1024),
+            max_json_depth=r.int("KFADAPTER_MAX_JSON_DEPTH", 100),
+            yaml_max_aliases=r.int("KFADAPTER_YAML_MAX_ALIASES", 1000),
+            yaml_max_nodes=r.int("KFADAPTER_YAML_MAX_NODES", 100_000),
+            package_max_members=r.int("KFADAPTER_PACKAGE_MAX_MEMBERS", 100),
+            kfp_max_response_bytes=r.int("KFADAPTER_KFP_MAX_RESPONSE_BYTES", 64 * 1024 * 1024),
+            mlmd_max_message_bytes=r.int("KFADAPTER_MLMD_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
         )
 
 

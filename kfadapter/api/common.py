@@ -8,8 +8,9 @@ from typing import Any
 from flask import Response, current_app, request
 
 from .. import names
-from ..errors import BadRequest
+from ..errors import BadRequest, PayloadTooLarge
 from ..kfconnect import KfConnect
+from ..limits import LimitExceeded, loads_json
 from ..watch.store import Store
 
 JSON = "application/json"  # the training manager compares the header with this exact string
@@ -33,17 +34,47 @@ def store() -> Store:
 
 
 def json_body() -> dict[str, Any]:
-    """Return the request's JSON object, or raise BadRequest saying what is wrong with it."""
-    raw = request.get_data(cache=True)
+    """Return the request's JSON object, or raise BadRequest saying what is wrong with it.
+
+    The size (`KFADAPTER_MAX_JSON_BYTES`, 413) is checked before the body is read whole and the nesting depth
+    (`KFADAPTER_MAX_JSON_DEPTH`, 400) before it is parsed.
+    """
+    settings = current_app.config["KFADAPTER_SETTINGS"]
+    limit = settings.max_json_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    raw = _read_at_most(limit + 1)
+    if len(raw) > limit:  # a chunked body has no Content-Length to check first
+        raise _too_large(limit)
     if not raw:
         raise BadRequest("the request needs a JSON object body", code="invalid_body")
     try:
-        body = json.loads(raw)
+        body = loads_json(raw, max_bytes=limit, max_depth=settings.max_json_depth,
+                          size_setting="KFADAPTER_MAX_JSON_BYTES")
+    except LimitExceeded as exc:
+        raise BadRequest(f"the request body is refused: {exc.message}", code="invalid_body",
+                         details=exc.details) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_body") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_body")
     return body
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the JSON body is larger than KFADAPTER_MAX_JSON_BYTES ({limit} bytes)",
+                           details={"limit": "KFADAPTER_MAX_JSON_BYTES", "max": limit})
+
+
+def _read_at_most(n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = request.stream.read(min(n - got, 64 * 1024))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def optional_str(body: dict[str, Any], key: str, default: str | None = None) -> str | None:

@@ -7,6 +7,7 @@ from .. import names
 from .. import pipelines as pl
 from .. import volume_passing as vp
 from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..limits import Limits
 from .common import check_name, json_response, kf
 
 bp = Blueprint("pipelines", __name__)
@@ -33,7 +34,7 @@ def upload(pipeline_name: str):
     if len(data) > limit:
         raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
     description = request.form.get("description") or None
-    package = pl.load_package(data)
+    package = pl.load_package(data, Limits.of(current_app.config["KFADAPTER_SETTINGS"]))
     if package.kind == pl.V2:
         names.check_ir_name(package.name)  # KFP refuses the upload otherwise; say which name and which rule
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).

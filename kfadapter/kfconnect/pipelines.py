@@ -1,11 +1,10 @@
 """KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Iterable
 
 from .. import pipelines as pl
+from .. import tempdirs
 from ..errors import BadRequest, Conflict, KfpRejected, NotFound
 from .transport import Transport, equals_filter, upload_result
 
@@ -133,11 +132,7 @@ class PipelineCalls(Transport):
         so it would neither create the pipeline nor should the upload land in the other one."""
         # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
         package, data, _ = self.server_profile().fit_upload(package, data)
-        with tempfile.TemporaryDirectory(prefix="kfadapter-upload-") as tmp:
-            # KFP picks the parser by file extension; the file name never comes from the caller.
-            path = os.path.join(tmp, "pipeline" + package.suffix)
-            with open(path, "wb") as fh:
-                fh.write(data)
+        with tempdirs.package_file(data, package.suffix) as path:  # gone even after kill -9 (tempdirs)
             try:
                 pipeline = self._exact(name, self._pipeline_by_name(name))
             except NotFound:

@@ -1,7 +1,6 @@
 """KfConnect's run workflows: execution with mapped arguments (v2 and v1 APIs), run reads, terminate, artifacts."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -10,7 +9,7 @@ from .. import pipelines as pl
 from .. import runinfo
 from ..errors import KfpRejected, KfpUnavailable, NotFound
 from .pipelines import DEFAULT_EXPERIMENT, PipelineCalls
-from .transport import PAGE_SIZE, KfpStream, in_filter, segment
+from .transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 # KFP's TerminateRun only moves these (CANCELING included, any other state answers 400); an omitted state is
@@ -155,10 +154,8 @@ class RunCalls(PipelineCalls):
         manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
         if not manifest:
             return None
-        try:
-            workflow = json.loads(manifest)
-        except ValueError:
-            raise KfpUnavailable(f"run {run_id!r}: KFP's workflow manifest is not JSON") from None
+        # Inside an answer already read within the size cap; its depth is checked before parsing.
+        workflow = json_answer(manifest, self.settings.max_json_depth, f"run {run_id!r}: KFP's workflow manifest")
         return workflow if isinstance(workflow, dict) else None
 
     def read_artifact(self, run_id: str, node_id: str, name: str) -> KfpStream:

@@ -24,6 +24,7 @@ from kfp_server_api.exceptions import ApiException
 from .. import names
 from ..errors import (AdapterError, BadRequest, Conflict, KfpMisconfigured, KfpRejected, KfpTimeout, KfpUnavailable,
                       NotFound, NotReady, PayloadTooLarge)
+from ..limits import LimitExceeded, check_json_depth
 from ..observability import kfp_call
 from ..settings import Settings
 from .server_profile import ServerInfo, ServerProfile, encode_filter
@@ -31,6 +32,9 @@ from .server_profile import ServerInfo, ServerProfile, encode_filter
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200  # KFP silently caps page_size at 200
+_READ_CHUNK = 64 * 1024
+_ERROR_BODY_MAX = 64 * 1024  # only the one-line message of an error answer is used
+_KFP_WRAPPING = 16  # an accepted package nests up to the depth limit; KFP's answer puts it a few levels deeper
 _MAX_PAGES = 10_000  # a server that never stops handing out tokens must not loop us forever
 _PLACEHOLDER_NAMESPACE = "kfadapter-placeholder"
 
@@ -76,7 +80,9 @@ class Transport:
         config = client._existing_config
         # urllib3 retries 3 times by default, multiplying every timeout; retry only a refused connect once.
         config.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
-        client._run_api.api_client.rest_client = _Rest(config)
+        rest = _Rest(config)
+        rest.pool_manager = _AnswerCap(rest.pool_manager, s.kfp_max_response_bytes)
+        client._run_api.api_client.rest_client = rest
         return client
 
     @property
@@ -100,7 +106,7 @@ class Transport:
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         with self._kfp(fn.__name__, what):
             resp = fn(*args, _preload_content=False, _request_timeout=timeout or self._timeout, **kwargs)
-            return _read_json(resp)
+            return _read_json(resp, self.settings)
 
     def _call_path(self, path: str, method: str, *, what: str, body: Any = None,
                    timeout: tuple | None = None, operation: str = "call_api") -> dict:
@@ -110,7 +116,7 @@ class Transport:
                 path, method, header_params={"Accept": "application/json", "Content-Type": "application/json"},
                 body=body, auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=False,
                 _request_timeout=timeout or self._timeout)
-            return _read_json(resp)
+            return _read_json(resp, self.settings)
 
     def _list_all(self, fn: Callable[..., Any], key: str, *args: Any, what: str, **kwargs: Any) -> list[dict]:
         """Follow `next_page_token` to the end; KFP omits the key for an empty list."""
@@ -211,26 +217,99 @@ def in_filter(key: str, values: list[str]) -> str:
     return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
 
 
-def _read_json(resp: urllib3.BaseHTTPResponse) -> dict:
-    """Read a raw response's JSON body and hand its connection back to the pool."""
+def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:
+    """Read a raw response's JSON body within the size and depth caps; hand its connection back to the pool."""
     try:
-        return _json_body(resp.data, getattr(resp, "kfadapter_url", None))
+        value = json_answer(read_capped(resp, settings.kfp_max_response_bytes), settings.max_json_depth,
+                            url=getattr(resp, "kfadapter_url", None))
+        return value if isinstance(value, dict) else {"value": value}
     finally:
         # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
         # TCP connection to KFP.
         resp.release_conn()
 
 
-def _json_body(data: bytes | None, url: str | None = None) -> dict:
+def read_capped(resp: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
+    """Read a body of at most `max_bytes` (checked on Content-Length first, then while reading); 502 past it."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        resp.close()  # never read it: the connection cannot go back to the pool
+        raise _too_large(max_bytes)
+    parts, total = [], 0
+    while True:
+        try:
+            chunk = resp.read(_READ_CHUNK)
+        except urllib3.exceptions.HTTPError as exc:
+            raise translate_transport_error(exc, "reading KFP's answer") from None
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > max_bytes:
+            resp.close()
+            raise _too_large(max_bytes)
+        parts.append(chunk)
+
+
+def _too_large(max_bytes: int) -> KfpUnavailable:
+    return KfpUnavailable(f"KFP's answer is larger than KFADAPTER_KFP_MAX_RESPONSE_BYTES ({max_bytes} bytes)",
+                          code="kfp_answer_too_large",
+                          details={"limit": "KFADAPTER_KFP_MAX_RESPONSE_BYTES", "max": max_bytes})
+
+
+def json_answer(data: bytes | str | None, max_depth: int, what: str = "KFP's answer",
+                url: str | None = None) -> Any:
+    """Parse JSON from KFP after checking its depth; 502 when it is not JSON or nests too deep."""
     if not data:
         return {}
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    limit = max_depth + _KFP_WRAPPING
     try:
-        value = json.loads(data)
+        check_json_depth(raw, limit, f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own "
+                                     "levels around a package)")
+        return json.loads(raw)
+    except LimitExceeded as exc:
+        raise KfpUnavailable(f"{what} is refused: {exc.message}", code="kfp_answer_too_large",
+                             details=exc.details) from None
     except ValueError:
-        if data.lstrip()[:1] == b"<":  # an HTML page (a UI, a login page, a proxy): not the KFP API at all
+        if raw.lstrip()[:1] == b"<":  # an HTML page (a UI, a login page, a proxy): not the KFP API at all
             raise misconfigured(url, "an HTML page") from None
-        raise KfpUnavailable("KFP answered with a body that is not JSON") from None
-    return value if isinstance(value, dict) else {"value": value}
+        raise KfpUnavailable(f"{what} is not JSON") from None
+
+
+class _AnswerCap:
+    """Wrap urllib3's pool manager so no answer kfp-server-api preloads is read past a cap.
+
+    kfp-server-api builds its ApiException from `resp.data`, which would read any size: an error answer keeps
+    its first _ERROR_BODY_MAX bytes (only its message is used); a preloaded 2xx answer is read with the
+    response cap. Unpreloaded 2xx answers are left to `read_capped` and the artifact decoder.
+    """
+
+    def __init__(self, pool: urllib3.PoolManager, max_bytes: int) -> None:
+        self._pool, self._max = pool, max_bytes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        """Make the request; preload what kfp-server-api would preload, within the caps."""
+        resp = self._pool.request(method, url, **{**kwargs, "preload_content": False})
+        ok = 200 <= resp.status <= 299
+        if ok and not kwargs.get("preload_content", True):
+            return resp
+        if ok:
+            try:
+                body = read_capped(resp, self._max)
+            finally:
+                resp.release_conn()
+        else:
+            body = resp.read(_ERROR_BODY_MAX + 1)
+            if len(body) > _ERROR_BODY_MAX:
+                body = body[:_ERROR_BODY_MAX]
+                resp.close()  # the rest is never read: drop the connection
+            else:
+                resp.release_conn()  # read whole (the usual small 404 / 409): keep the connection
+        return urllib3.HTTPResponse(body=body, headers=resp.headers, status=resp.status, reason=resp.reason,
+                                    preload_content=True, request_method=method)
 
 
 def _kfp_message(exc: ApiException) -> str:
@@ -243,7 +322,7 @@ def _kfp_message(exc: ApiException) -> str:
         parsed = json.loads(body) if body else {}
         if isinstance(parsed, dict):
             message = str(parsed.get("message") or parsed.get("error_message") or parsed.get("error") or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile body nested past the interpreter's recursion limit
         message = body if body and len(body) < 300 and "\n" not in body.strip() else ""
     message = message.strip().splitlines()[0] if message.strip() else ""
     return message[:500] or (exc.reason or f"HTTP {exc.status}")

@@ -1,23 +1,22 @@
 """Pure, streaming decoding of stored run outputs: KFP's `{"data": base64}` answer → gzip → tar, with limits.
 
-Everything works on readers (`read(n)` → up to n bytes, b"" at the end) chained in stages, so an artifact of any
-size passes through in fixed-size chunks and nothing is written to disk. Hostile input (corrupt base64,
+Everything works on readers (`read(n)` → up to n bytes, b"" at the end) chained in stages (`streams`), so an
+artifact of any size passes through in fixed-size chunks and nothing is written to disk. Hostile input (corrupt base64,
 truncated or trailing gzip data, decompression bombs, tar members with absolute or `..` paths, links, devices,
 oversized extension headers, thousands of members) raises `Undecodable` (422) and never more than one chunk
 of it is held in memory.
 """
 from __future__ import annotations
 
-import binascii
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterator, Protocol
+from typing import Iterator
 
 from ..errors import NotFound, Undecodable
-
-CHUNK = 64 * 1024
+# The stages live in `streams`; they are part of this module's interface too.
+from .streams import (CHUNK, Base64Decode, Capped, Gunzip, JsonDataField, Limits, Peek, Reader,  # noqa: F401
+                      read_exact)
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENSION_HEADER = 1024 * 1024  # PAX / GNU long-name headers are kilobytes; more is an attack
@@ -26,220 +25,6 @@ _EXTENSION_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, t
                     tarfile.GNUTYPE_LONGLINK}
 _LINK_OR_DEVICE = {tarfile.LNKTYPE: "hard link", tarfile.SYMTYPE: "symbolic link", tarfile.CHRTYPE: "character device",
                    tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
-
-
-class Reader(Protocol):
-    """Anything with `read(n)` returning up to n bytes (b"" at the end)."""
-
-    def read(self, n: int) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one stored object may decode to."""
-
-    max_bytes: int = 1024 * 1024 * 1024  # decoded bytes of one object (the gzip-bomb cap)
-    max_members: int = 1000
-    max_prelude: int = 4096  # bytes of KFP's JSON answer before the "data" string starts
-
-
-# ---- stages ---------------------------------------------------------------------------------------------
-
-class _Stage:
-    """A reader that produces chunks from `_next()` and hands them out at most n bytes at a time."""
-
-    def __init__(self) -> None:
-        self._chunk = b""
-        self._pos = 0
-        self._eof = False
-
-    def _next(self) -> bytes:
-        raise NotImplementedError
-
-    def read(self, n: int = CHUNK) -> bytes:
-        """Return up to n bytes; b"" at the end."""
-        while self._pos >= len(self._chunk):
-            if self._eof:
-                return b""
-            self._chunk, self._pos = self._next(), 0
-            if not self._chunk:
-                self._eof = True
-                return b""
-        out = self._chunk[self._pos:self._pos + n]
-        self._pos += len(out)
-        return out
-
-
-class JsonDataField(_Stage):
-    """Stream the string value of `"data"` in KFP's artifact answer `{"data": "<base64>"}` without parsing it whole."""
-
-    def __init__(self, src: Reader, limits: Limits) -> None:
-        super().__init__()
-        self._src, self._limits = src, limits
-        self._started = False
-        self._done = False
-        self._carry = b""
-
-    def _start(self) -> None:
-        buf = b""
-        while True:
-            key = buf.find(b'"data"')
-            if key >= 0:
-                rest = buf[key + 6:].lstrip()
-                if rest.startswith(b":"):
-                    rest = rest[1:].lstrip()
-                    if rest.startswith(b'"'):
-                        self._carry = rest[1:]
-                        self._started = True
-                        return
-                    if rest:
-                        raise Undecodable("KFP's artifact answer has no base64 string in 'data'")
-            if len(buf) > self._limits.max_prelude:
-                raise Undecodable("KFP's artifact answer is not {\"data\": \"<base64>\"}")
-            more = self._src.read(CHUNK)
-            if not more:
-                raise Undecodable("KFP's artifact answer is not {\"data\": \"<base64>\"}")
-            buf += more
-
-    def _next(self) -> bytes:
-        if not self._started:
-            self._start()
-        while not self._done:
-            data = self._carry or self._src.read(CHUNK)
-            self._carry = b""
-            if not data:
-                raise Undecodable("KFP's artifact answer ends inside the data string")
-            end = data.find(b'"')
-            if end >= 0:
-                self._done = True
-                data = data[:end]
-            if data.endswith(b"\\") and not self._done:
-                data, self._carry = data[:-1], b"\\" + self._src.read(1)
-            if b"\\" in data:
-                data = data.replace(b"\\/", b"/")  # the only escape a JSON encoder may put into base64
-                if b"\\" in data:
-                    raise Undecodable("KFP's artifact data is not base64 (unexpected JSON escape)")
-            if data:
-                return data
-        return b""
-
-
-class Base64Decode(_Stage):
-    """Decode standard base64 incrementally and strictly: foreign characters or misplaced padding are errors."""
-
-    def __init__(self, src: Reader) -> None:
-        super().__init__()
-        self._src = src
-        self._pending = b""
-        self._padded = False
-
-    def _next(self) -> bytes:
-        while True:
-            chunk = self._src.read(CHUNK)
-            if not chunk:
-                if self._pending:
-                    raise Undecodable("corrupt base64: the data stops in the middle of a group")
-                return b""
-            data = self._pending + chunk
-            cut = len(data) - len(data) % 4
-            self._pending = data[cut:]
-            if not cut:
-                continue
-            if self._padded:
-                raise Undecodable("corrupt base64: data after the padding")
-            try:
-                out = binascii.a2b_base64(data[:cut], strict_mode=True)
-            except binascii.Error as exc:
-                raise Undecodable(f"corrupt base64: {exc}") from None
-            self._padded = data[cut - 1:cut] == b"="
-            if out:
-                return out
-
-
-class Gunzip(_Stage):
-    """Decompress gzip (also several concatenated members) in bounded steps; truncation and junk are errors."""
-
-    def __init__(self, src: Reader) -> None:
-        super().__init__()
-        self._src = src
-        self._d = zlib.decompressobj(wbits=31)
-
-    def _next(self) -> bytes:
-        while True:
-            if self._d.eof:
-                rest = self._d.unused_data or self._src.read(CHUNK)
-                if not rest:
-                    return b""
-                if rest[:1] != b"\x1f":
-                    raise Undecodable("corrupt gzip: data after the end of the compressed stream")
-                self._d = zlib.decompressobj(wbits=31)
-                data = rest
-            elif self._d.unconsumed_tail:
-                data = self._d.unconsumed_tail
-            else:
-                data = self._src.read(CHUNK)
-                if not data:
-                    raise Undecodable("truncated gzip: the compressed stream ends early")
-            try:
-                # max_length bounds each step's output, so a bomb never expands in one go.
-                out = self._d.decompress(data, CHUNK)
-            except zlib.error as exc:
-                raise Undecodable(f"corrupt gzip: {exc}") from None
-            if out:
-                return out
-
-
-class Capped(_Stage):
-    """Pass bytes through, raising Undecodable once more than `max_bytes` came out (the decompression cap)."""
-
-    def __init__(self, src: Reader, max_bytes: int) -> None:
-        super().__init__()
-        self._src, self._max = src, max_bytes
-        self.total = 0
-
-    def _next(self) -> bytes:
-        out = self._src.read(CHUNK)
-        self.total += len(out)
-        if self.total > self._max:
-            raise Undecodable(f"the artifact decodes to more than {self._max} bytes", code="artifact_too_large",
-                              details={"max_bytes": self._max})
-        return out
-
-
-class Peek(_Stage):
-    """A reader that can look at its first n bytes before handing them out."""
-
-    def __init__(self, src: Reader) -> None:
-        super().__init__()
-        self._src = src
-        self._head = b""
-
-    def peek(self, n: int) -> bytes:
-        """Return the first n bytes (fewer at the end) without consuming them."""
-        while len(self._head) < n:
-            more = self._src.read(n - len(self._head))
-            if not more:
-                break
-            self._head += more
-        return self._head[:n]
-
-    def _next(self) -> bytes:
-        if self._head:
-            out, self._head = self._head, b""
-            return out
-        return self._src.read(CHUNK)
-
-
-def read_exact(src: Reader, n: int) -> bytes:
-    """Read n bytes, fewer only at the end of the stream."""
-    parts, got = [], 0
-    while got < n:
-        more = src.read(n - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
 
 
 # ---- opening a stored object ----------------------------------------------------------------------------
@@ -347,6 +132,7 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
     """Yield each tar member with a reader of its data; unread data is skipped when the next one is asked for."""
     count = 0
     pending: dict[str, str] = {}
+    pending_bytes = 0  # extension headers of one member together stay under the cap, not each alone
     while True:
         block = read_exact(src, _BLOCK)
         if not block:
@@ -369,8 +155,12 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
         if size < 0:
             raise Undecodable("corrupt tar header: negative size")
         if info.type in _EXTENSION_TYPES:
-            if size > _MAX_EXTENSION_HEADER:
-                raise Undecodable("unsafe tar: oversized extension header", code="unsafe_archive")
+            # Checked from the 512-byte header, before a byte of the extension is read.
+            pending_bytes += size
+            if pending_bytes > _MAX_EXTENSION_HEADER:
+                raise Undecodable(f"unsafe tar: extension headers (PAX or GNU long name) of {pending_bytes} bytes, "
+                                  f"more than {_MAX_EXTENSION_HEADER}", code="unsafe_archive",
+                                  details={"max_extension_bytes": _MAX_EXTENSION_HEADER})
             data = read_exact(src, size + _padding(size))
             if len(data) < size + _padding(size):
                 raise Undecodable("truncated tar: an extension header stops early")
@@ -385,7 +175,7 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
                 size = int(pending["size"])
             except ValueError:
                 raise Undecodable("corrupt tar: malformed PAX size") from None
-        pending = {}
+        pending, pending_bytes = {}, 0
         name = safe_name(name)
         if info.type in _LINK_OR_DEVICE:
             raise Undecodable(f"unsafe tar member {name[:200]!r}: a {_LINK_OR_DEVICE[info.type]}",

@@ -65,7 +65,7 @@ def nodes_of(workflow: Mapping[str, Any], limits: archive.Limits | None = None) 
     raw = b"".join(iter(lambda: data.reader.read(archive.CHUNK), b""))
     try:
         nodes = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the interpreter's limit
         raise Undecodable("the workflow's compressedNodes are not JSON") from None
     if not isinstance(nodes, dict):
         raise Undecodable("the workflow's compressedNodes are not a JSON object")
@@ -82,7 +82,7 @@ def _component_outputs(template: Mapping[str, Any]) -> list[tuple[str, str | Non
     raw = ((template.get("metadata") or {}).get("annotations") or {}).get(COMPONENT_SPEC)
     try:
         spec = json.loads(raw) if raw else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         spec = {}
     outputs = spec.get("outputs") if isinstance(spec, dict) else None
     return [(o["name"], o.get("type") if isinstance(o.get("type"), str) else None)

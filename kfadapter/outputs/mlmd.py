@@ -24,8 +24,9 @@ SERVICE = "ml_metadata.MetadataStoreService"
 PIPELINE_RUN_TYPE = "system.PipelineRun"
 _PAGE = 100  # MLMD's default page is 20
 _MAX_PAGES = 1000
-# A page of executions with large output structs can pass gRPC's 4 MiB default; still bounded.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+# A page of executions with large output structs can pass gRPC's 4 MiB default; still bounded
+# (KFADAPTER_MLMD_MAX_MESSAGE_BYTES): gRPC refuses a larger answer before decoding it.
+_MAX_MESSAGE = 64 * 1024 * 1024
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {"int64": _F.TYPE_INT64, "int32": _F.TYPE_INT32, "string": _F.TYPE_STRING, "double": _F.TYPE_DOUBLE,
@@ -202,9 +203,10 @@ class MlmdExecution:
 class MlmdClient:
     """A minimal MLMD gRPC client: every call has a deadline; failures become NotFound / MlmdUnavailable."""
 
-    def __init__(self, endpoint: str, timeout: float) -> None:
+    def __init__(self, endpoint: str, timeout: float, max_message_bytes: int = _MAX_MESSAGE) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.max_message_bytes = max_message_bytes
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
 
@@ -212,13 +214,14 @@ class MlmdClient:
         req_cls, resp_cls = METHODS[method]
         with self._lock:  # creating a channel does no I/O; it connects on the first call
             if self._channel is None:
-                self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+                self._channel = grpc.insecure_channel(
+                    self.endpoint, options=[("grpc.max_receive_message_length", self.max_message_bytes)])
         stub = self._channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=req_cls.SerializeToString,
                                          response_deserializer=resp_cls.FromString)
         try:
             return stub(request, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise _translate(exc, method, self.endpoint) from None
+            raise _translate(exc, method, self.endpoint, self.max_message_bytes) from None
 
     def close(self) -> None:
         """Close the channel (a new one is made on the next call)."""
@@ -285,9 +288,13 @@ def _execution(e: Any) -> MlmdExecution:
         outputs=outputs if isinstance(outputs, dict) else {})
 
 
-def _translate(exc: grpc.RpcError, method: str, endpoint: str) -> Exception:
+def _translate(exc: grpc.RpcError, method: str, endpoint: str, max_bytes: int = _MAX_MESSAGE) -> Exception:
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     details = {"mlmd_endpoint": endpoint, "grpc_status": code.name if code else None}
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the answer passed max_receive_message_length
+        return MlmdUnavailable(f"ML Metadata {method}: the answer is larger than KFADAPTER_MLMD_MAX_MESSAGE_BYTES "
+                               f"({max_bytes} bytes)", code="mlmd_answer_too_large",
+                               details=details | {"limit": "KFADAPTER_MLMD_MAX_MESSAGE_BYTES", "max": max_bytes})
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(f"ML Metadata {method}: not found", code="run_not_in_mlmd", details=details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -81,7 +81,8 @@ class OutputsService:
     def __init__(self, settings: Any, kf: Any, *, mlmd: MlmdClient | None = None,
                  objects: ObjectStore | None = None) -> None:
         self.settings, self.kf = settings, kf
-        self.mlmd = mlmd or MlmdClient(settings.mlmd_endpoint, settings.mlmd_timeout)
+        self.mlmd = mlmd or MlmdClient(settings.mlmd_endpoint, settings.mlmd_timeout,
+                                       settings.mlmd_max_message_bytes)
         if objects is None and settings.object_store_endpoint:
             objects = ObjectStore(settings.object_store_endpoint, settings.object_store_access_key,
                                   settings.object_store_secret_key, region=settings.object_store_region,

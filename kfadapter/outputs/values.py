@@ -73,7 +73,7 @@ def from_bytes(data: bytes, declared: str | None) -> dict[str, Any]:
         return {"value": text, "encoding": "text" if kind is None else "json"}
     try:
         return {"value": _parse(text, kind), "encoding": "json"}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the interpreter's limit
         return {"value": text, "encoding": "text", "warning": f"the data is not a valid {declared} value"}
 
 
