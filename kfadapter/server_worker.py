@@ -1,0 +1,326 @@
+"""gunicorn worker: gthread whose event loop reads each whole request before a thread takes it.
+
+gunicorn's gthread worker hands a connection to a thread as soon as it is accepted (an idle one holds the thread
+for 5 s) and the thread then reads the request head and body with blocking reads: 64 clients sending a byte at a
+time hold 64 threads, and `/liveness` queues behind them. Here the worker's selector loop reads every request
+(head, then body by Content-Length or chunk framing) from non-blocking sockets into a spool (memory, then an
+anonymous temporary file) within deadlines, and submits the connection to the thread pool only when the request
+is complete. Threads therefore only ever run the application. `GET /liveness` has its own small pool, so the
+probe is never queued behind application work either. Requests this framer cannot delimit (malformed framing, a
+head or body over the limits) are handed over as they are, and gunicorn's parser answers them as before.
+"""
+from __future__ import annotations
+
+import errno
+import selectors
+import tempfile
+import time
+from concurrent import futures
+from functools import partial
+
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+_RECV = 256 * 1024
+_SPOOL_IN_MEMORY = 256 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PROBES = (b"/liveness",)
+
+
+def _timeout_answer() -> bytes:
+    body = (b'{"status": 408, "code": "request_timeout", "message": "the request was not received in time", '
+            b'"details": {}}')
+    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+class RequestFramer:
+    """Find where one HTTP/1.x request ends in the bytes a client sends."""
+
+    def __init__(self, max_head: int, max_body: int) -> None:
+        self.max_head = max_head
+        self.max_body = max_body
+        self.head = bytearray()
+        self.state = "head"  # head -> length | size | data | trailer -> done
+        self.remaining = 0
+        self.line = bytearray()
+        self.body_bytes = 0
+        self.expect_continue = False
+        self.probe = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the request is complete (or handed over as it is)."""
+        return self.state == "done"
+
+    def feed(self, data: bytes) -> int:
+        """Consume the bytes of this request from `data`; return how many belong to it."""
+        used = 0
+        while used < len(data) and self.state != "done":
+            used += getattr(self, "_" + self.state)(memoryview(data)[used:])
+        return used
+
+    def _pass_through(self, rest: memoryview) -> int:
+        # gunicorn's own parser decides about this request; everything received so far goes with it.
+        self.state = "done"
+        return len(rest)
+
+    def _head(self, data: memoryview) -> int:
+        start = max(0, len(self.head) - 3)
+        self.head += data
+        end = self.head.find(b"\r\n\r\n", start)
+        if end < 0:
+            if len(self.head) > self.max_head:
+                self.state = "done"
+            return len(data)
+        used = len(data) - (len(self.head) - end - 4)
+        del self.head[end + 4:]
+        self._framing(bytes(self.head[:end]))
+        return used
+
+    def _framing(self, head: bytes) -> None:
+        request_line, *lines = head.split(b"\r\n")
+        parts = request_line.split(b" ")
+        method, target, version = (parts + [b"", b"", b""])[:3]
+        self.probe = method == b"GET" and target.split(b"?")[0] in _PROBES
+        lengths, codings, expect = [], [], b""
+        for line in lines:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                lengths.append(value.strip())
+            elif name == b"transfer-encoding":
+                codings += [c.strip().lower() for c in value.split(b",")]
+            elif name == b"expect":
+                expect = value.strip().lower()
+        self.state = "done"  # no body, or framing gunicorn will refuse
+        if codings:
+            if codings[-1] == b"chunked" and not lengths:
+                self.state = "size"
+        elif len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) < 19:
+            self.remaining = int(lengths[0])
+            if self.remaining > self.max_body:
+                return  # the application refuses it (413) without reading it
+            if self.remaining:
+                self.state = "length"
+        elif lengths:
+            return
+        self.expect_continue = self.state != "done" and expect == b"100-continue" and version == b"HTTP/1.1"
+
+    def _length(self, data: memoryview) -> int:
+        used = min(len(data), self.remaining)
+        self.remaining -= used
+        if not self.remaining:
+            self.state = "done"
+        return used
+
+    def _size(self, data: memoryview) -> int:
+        used = self._line(data)
+        if self.state == "size" and self.line.endswith(b"\r\n"):
+            size = bytes(self.line[:-2]).split(b";")[0].strip()
+            self.line.clear()
+            try:
+                self.remaining = int(size, 16) + 2 if size else -1
+            except ValueError:
+                self.remaining = -1
+            if self.remaining < 0 or self.body_bytes + self.remaining > self.max_body:
+                return used + self._pass_through(data[used:])
+            self.body_bytes += self.remaining
+            self.state = "data" if self.remaining > 2 else "trailer"
+        return used
+
+    def _data(self, data: memoryview) -> int:
+        used = min(len(data), self.remaining)
+        self.remaining -= used
+        if not self.remaining:
+            self.state = "size"
+        return used
+
+    def _trailer(self, data: memoryview) -> int:
+        used = self._line(data)
+        if self.state == "trailer" and self.line.endswith(b"\r\n"):
+            self.state = "done" if self.line == b"\r\n" else "trailer"
+            self.line.clear()
+        return used
+
+    def _line(self, data: memoryview) -> int:
+        """Add bytes up to the next line end to `self.line`; hand over a line longer than 8 KiB."""
+        end = bytes(data[:8192]).find(b"\n")
+        used = len(data) if end < 0 else end + 1
+        self.line += data[:used]
+        if len(self.line) > 8192:
+            self.state = "done"
+        return used
+
+
+class _SpoolUnreader(SocketUnreader):
+    """gunicorn's socket reader, serving the spooled request first (then the socket, with a read timeout)."""
+
+    def __init__(self, sock, read_timeout: float) -> None:
+        super().__init__(sock)
+        self.read_timeout = read_timeout
+        self.spool = None
+
+    def chunk(self, size_hint=None):
+        if self.spool is not None:
+            data = self.spool.read(max(self.mxchunk, min(size_hint or 0, self.max_body_chunk)))
+            if data:
+                return data
+            self.release()
+        # Only a request handed over as it is reads on from the socket; never wait on it forever.
+        self.sock.settimeout(self.read_timeout)
+        return super().chunk(size_hint)
+
+    def release(self) -> None:
+        """Close the spool (its temporary file, if any, is anonymous)."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+class _Inbox:
+    """One request being received: its framer, its spool and its deadline."""
+
+    def __init__(self, framer: RequestFramer, deadline: float) -> None:
+        self.framer = framer
+        self.deadline = deadline
+        self.spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+        self.received = 0
+        self.continued = False
+
+
+class BufferedThreadWorker(ThreadWorker):
+    """gthread worker that reads requests in its event loop and gives threads only complete ones."""
+
+    header_timeout = 10.0  # from accept (or a kept-alive connection's next byte) to the end of the head
+    body_timeout = 120.0  # from the end of the head to the end of the body
+    max_body = 64 * 1024 * 1024  # larger bodies are handed over unread (the application answers 413)
+    probe_threads = 2
+
+    def init_process(self):
+        self.inboxes: dict[TConn, _Inbox] = {}
+        self.probe_pool = futures.ThreadPoolExecutor(self.probe_threads, thread_name_prefix="probe")
+        super().init_process()
+
+    def accept(self, listener):
+        """Accept a connection and start reading its first request in the event loop."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        self._receive(TConn(self.cfg, client_sock, client_addr, listener.getsockname()), b"")
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection sends its next request: read it in the event loop too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        conn.sock.setblocking(False)
+        self._receive(conn, b"")
+
+    def _receive(self, conn: TConn, carry: bytes) -> None:
+        cfg = self.cfg
+        max_head = cfg.limit_request_line + cfg.limit_request_fields * (cfg.limit_request_field_size + 2) + 4
+        inbox = _Inbox(RequestFramer(max_head, self.max_body), time.monotonic() + self.header_timeout)
+        self.inboxes[conn] = inbox
+        if carry and self._feed(conn, inbox, carry):
+            return
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, client) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif self._feed(conn, self.inboxes[conn], data):
+            self.poller.unregister(conn.sock)
+
+    def _feed(self, conn: TConn, inbox: _Inbox, data: bytes) -> bool:
+        """Spool this request's part of `data`; submit the connection once it is complete."""
+        framer = inbox.framer
+        in_head = framer.state == "head"
+        used = framer.feed(data)
+        inbox.spool.write(data[:used])
+        inbox.received += used
+        conn.carry = data[used:]  # a pipelined next request
+        if in_head and framer.state != "head":
+            inbox.deadline = time.monotonic() + self.body_timeout
+        if framer.expect_continue and not inbox.continued:
+            inbox.continued = True
+            self._send_quietly(conn, _CONTINUE)  # the client waits for it before sending the body
+        if not framer.done:
+            return False
+        del self.inboxes[conn]
+        inbox.spool.seek(0)
+        conn.init()
+        if not isinstance(conn.parser.unreader, _SpoolUnreader):
+            conn.parser.unreader = _SpoolUnreader(conn.sock, self.header_timeout)
+        conn.parser.unreader.spool = inbox.spool
+        conn.continued = inbox.continued
+        pool = self.probe_pool if framer.probe else self.tpool
+        fs = pool.submit(self.handle, conn)
+        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+        return True
+
+    def handle_request(self, req, conn):
+        """Run the application; gunicorn's own 100 Continue is not sent twice."""
+        if getattr(conn, "continued", False):
+            req._expected_100_continue = False
+        return super().handle_request(req, conn)
+
+    def finish_request(self, conn, fs):
+        """Finish as gthread does, free the spool, and read a pipelined next request at once."""
+        super().finish_request(conn, fs)
+        if conn.parser is not None and isinstance(conn.parser.unreader, _SpoolUnreader):
+            conn.parser.unreader.release()
+        carry, conn.carry = getattr(conn, "carry", b""), b""
+        if carry and conn in self.keepalived_conns:
+            self.poller.unregister(conn.sock)
+            self.keepalived_conns.remove(conn)
+            self._receive(conn, carry)
+
+    def murder_pending(self):
+        """Close connections whose request did not arrive in time (408 if they had started one)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, inbox in list(self.inboxes.items()):
+            if inbox.deadline <= now or (not self.alive and not inbox.received):
+                if inbox.received:
+                    self._send_quietly(conn, _timeout_answer())
+                self._drop(conn)
+
+    def _drop(self, conn: TConn) -> None:
+        inbox = self.inboxes.pop(conn, None)
+        if inbox is not None:
+            inbox.spool.close()
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    @staticmethod
+    def _send_quietly(conn: TConn, data: bytes) -> None:
+        try:
+            conn.sock.send(data)
+        except OSError:
+            pass  # the client is gone or not reading; the connection ends anyway
+
+    def handle_quit(self, sig, frame):
+        """Stop the probe pool with the thread pool."""
+        self.probe_pool.shutdown(wait=False)
+        super().handle_quit(sig, frame)
+
+
+def configured(header_timeout: float, body_timeout: float, max_body: int) -> type[BufferedThreadWorker]:
+    """Return the worker class with these deadlines and body limit (for gunicorn's `worker_class`)."""
+    return type("BufferedThreadWorker", (BufferedThreadWorker,),
+                {"header_timeout": header_timeout, "body_timeout": body_timeout, "max_body": max_body,
+                 "__module__": __name__})
