@@ -198,3 +198,12 @@ def test_a_head_not_finished_in_time_gets_408_and_an_idle_connection_is_closed(s
     assert time.monotonic() - started < 9  # KFADAPTER_GUNICORN_HEADER_TIMEOUT=2 (checked once a second)
     partial.close()
     idle.close()
+
+
+def test_a_large_body_is_spooled_and_answered(slow_service):
+    """5 MiB (past the in-memory spool, so through an anonymous temporary file) reaches the application whole."""
+    junk = b"\xff" * (5 * 1024 * 1024)  # not UTF-8: refused at once, without parsing
+    started = time.perf_counter()
+    resp = requests.post(f"{slow_service.url}/pipelineIds/large-body", files={"file": ("f.yaml", junk)}, timeout=60)
+    print(f"5 MiB upload answered {resp.status_code} in {time.perf_counter() - started:.2f} s")
+    assert resp.status_code == 400 and resp.json()["code"] == "invalid_package"
