@@ -162,7 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _exec_gunicorn(args)
     from .sandbox import SandboxServer
 
-    base = _sandbox_settings(load())
+    base = load()
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,

@@ -198,5 +198,5 @@ class _Reader:
             value = None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise checks.settings_error(name, raw, "a JSON object of parameter -> template strings")
-        checks.check_templates(name, value)
+        checks.check_templates(name, raw, value)
         return value

@@ -7,6 +7,7 @@ sandbox` and kfadapter/gunicorn_conf.py print it and exit with status 2 before a
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -39,14 +40,14 @@ _HOST = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})"  # a DNS name or an IPv4 addres
 _HOST_PORT = rf"(?:{_HOST}|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{{1,5}})"
 _URL = rf"https?://(?:{_HOST}|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?(?:/[^\s]*)?"
 _URL_ALLOWED = "an http:// or https:// URL (port 1-65535)"
-# Shapes of text settings: (pattern the whole value must match, what is allowed).
-TEXT: dict[str, tuple[str, str]] = {
+# Shapes of text settings: (pattern the whole value must match, or a predicate; what is allowed).
+TEXT: dict[str, tuple[str | Callable[[str], bool], str]] = {
     "KFADAPTER_KFP_ENDPOINT": (_URL, _URL_ALLOWED),
     "KFADAPTER_TM_URL": (_URL, _URL_ALLOWED),
     "KFADAPTER_OBJECT_STORE_ENDPOINT": (_URL, _URL_ALLOWED),
     "KUBEFLOW_HOST": (_HOST, "a host name or IPv4 address"),
     "TRAININGMGR_HOST": (_HOST, "a host name or IPv4 address"),
-    "KFADAPTER_HOST": (rf"{_HOST}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*", "a host name or IP address to listen on"),
+    "KFADAPTER_HOST": (lambda v: bool(re.fullmatch(_HOST, v)) or _is_ip(v), "a host name or IP address to listen on"),
     "KFADAPTER_MLMD_ENDPOINT": (_HOST_PORT, "host:port (port 1-65535)"),
     "KFADAPTER_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
     "KF_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
@@ -60,7 +61,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "KFADAPTER_API_TOKEN_FILE": (r"[^\x00-\x1f]+", "a file path"),
     "KFADAPTER_KFP_CA_CERT": (r"[^\x00-\x1f]+", "a file path"),
     "KFADAPTER_STORE_PATH": (r"[^\x00-\x1f]+", "a file path"),
-    "KFADAPTER_SANDBOX_WORKDIR": (r"[^\x00-\x1f]+", "a directory path"),
     "KFADAPTER_GUNICORN_BIND": (rf"{_HOST_PORT}|unix:/[^\x00-\x1f]+", "host:port (port 1-65535) or unix:/path"),
     "KFADAPTER_GUNICORN_ACCESSLOG": (r"-|/[^\x00-\x1f]+", "- (standard output) or an absolute file path"),
     "KFADAPTER_GUNICORN_WORKER_TMP_DIR": (r"/[^\x00-\x1f]*", "an absolute directory path"),
@@ -103,15 +103,27 @@ def text(name: str, raw: str) -> str:
     """Check the shape of a text setting; valid text is returned unchanged."""
     if name not in TEXT:
         return raw
-    pattern, allowed = TEXT[name]
-    match = re.fullmatch(pattern, raw)
+    rule, allowed = TEXT[name]
+    if callable(rule):
+        if not rule(raw):
+            raise settings_error(name, raw, allowed)
+        return raw
+    match = re.fullmatch(rule, raw)
     port = match.groupdict().get("port") if match else None
     if match is None or (port is not None and not PORT[0] <= int(port) <= PORT[1]):
         raise settings_error(name, raw, allowed)
     return raw
 
 
-def check_templates(name: str, mapping: Mapping[str, str]) -> None:
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_templates(name: str, raw: str, mapping: Mapping[str, str]) -> None:
     """Refuse a template that would fail when a run is started: each must format with plain field names."""
     for param, template in mapping.items():
         try:
@@ -120,8 +132,8 @@ def check_templates(name: str, mapping: Mapping[str, str]) -> None:
                 raise ValueError
             template.format_map({f: "x" for f in fields})
         except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-            raise settings_error(name, template, f"templates like \"{{featuregroup_name}}_{{trainingjob_id}}\" "
-                                             f"(parameter {param!r}: {{name}} fields only)") from None
+            raise settings_error(name, raw, f"templates of {{name}} fields like \"{{featuregroup_name}}_{{trainingjob_id}}\""
+                                        f" (parameter {param!r} has {template!r})") from None
 
 
 def readable_file(name: str, path: str) -> None:
@@ -135,15 +147,16 @@ def readable_file(name: str, path: str) -> None:
         raise settings_error(name, path, "a readable file (not a directory or device)")
 
 
-def writable_dir(name: str, path: str, create: bool) -> None:
-    """Refuse a directory this process cannot write in (created first when `create`)."""
+def writable_dir(name: str, path: str, create: bool, value: str | None = None) -> None:
+    """Refuse a directory this process cannot write in (created first when `create`); `value` is the setting's."""
     try:
         if create:
             os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
-        raise settings_error(name, path, f"a writable directory ({exc.strerror})") from None
+        what = "a writable directory" if value is None else "in a writable directory"
+        raise settings_error(name, path if value is None else value, f"{what} ({exc.strerror})") from None
 
 
 def check_files(settings, env: Mapping[str, str]) -> None:
@@ -159,9 +172,11 @@ def check_files(settings, env: Mapping[str, str]) -> None:
         source = "KFADAPTER_KFP_TOKEN_FILE" if env.get("KFADAPTER_KFP_TOKEN_FILE", "").strip() \
             else "KF_PIPELINES_SA_TOKEN_PATH"
         readable_file(source, settings.kfp_token_file)
+    if settings.sandbox_workdir:
+        writable_dir("KFADAPTER_SANDBOX_WORKDIR", settings.sandbox_workdir, create=True)
     store_path = getattr(settings, "store_path", None)
     if store_path:
-        writable_dir("KFADAPTER_STORE_PATH", os.path.dirname(os.path.abspath(store_path)), create=True)
+        writable_dir("KFADAPTER_STORE_PATH", os.path.dirname(os.path.abspath(store_path)), True, store_path)
         if os.path.exists(store_path) and not (os.path.isfile(store_path) and os.access(store_path, os.W_OK)):
             raise settings_error("KFADAPTER_STORE_PATH", store_path, "a writable file")
 
@@ -231,5 +246,5 @@ def gunicorn_options(env: Mapping[str, str] | None = None, check_dirs: bool = Fa
             if path:
                 writable_dir(name, path, create=False)
         if options.accesslog and options.accesslog != "-":
-            writable_dir("KFADAPTER_GUNICORN_ACCESSLOG", os.path.dirname(options.accesslog), create=False)
+            writable_dir("KFADAPTER_GUNICORN_ACCESSLOG", os.path.dirname(options.accesslog), False, options.accesslog)
     return options
