@@ -12,6 +12,7 @@ head or body over the limits) are handed over as they are, and gunicorn's parser
 from __future__ import annotations
 
 import errno
+import json
 import selectors
 import tempfile
 import time
@@ -22,23 +23,29 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 _RECV = 256 * 1024
-_SPOOL_IN_MEMORY = 256 * 1024
+_SPOOL_IN_MEMORY = 64 * 1024  # per connection; larger requests go to an anonymous temporary file
+_MAX_HEAD = 64 * 1024  # no client of this API sends more; bounds the memory of 1000 half-sent heads
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PROBES = (b"/liveness",)
 
 
-def _timeout_answer() -> bytes:
-    body = (b'{"status": 408, "code": "request_timeout", "message": "the request was not received in time", '
-            b'"details": {}}')
-    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+def _answer(status: int, reason: str, code: str, message: str) -> bytes:
+    """An error envelope answered from the event loop, closing the connection."""
+    body = json.dumps({"status": status, "code": code, "message": message, "details": {}}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+_TIMEOUT = _answer(408, "Request Timeout", "request_timeout", "the request was not received in time")
+_HEAD_TOO_LARGE = _answer(431, "Request Header Fields Too Large", "headers_too_large",
+                          f"the request line and headers exceed {_MAX_HEAD} bytes")
 
 
 class RequestFramer:
     """Find where one HTTP/1.x request ends in the bytes a client sends."""
 
     def __init__(self, max_head: int, max_body: int) -> None:
-        self.max_head = max_head
+        self.max_head = max_head  # past it, `too_large` is set and the request is handed over as it is
         self.max_body = max_body
         self.head = bytearray()
         self.state = "head"  # head -> length | size | data | trailer -> done
@@ -47,6 +54,7 @@ class RequestFramer:
         self.body_bytes = 0
         self.expect_continue = False
         self.probe = False
+        self.too_large = False
 
     @property
     def done(self) -> bool:
@@ -71,7 +79,7 @@ class RequestFramer:
         end = self.head.find(b"\r\n\r\n", start)
         if end < 0:
             if len(self.head) > self.max_head:
-                self.state = "done"
+                self.state, self.too_large = "done", True
             return len(data)
         used = len(data) - (len(self.head) - end - 4)
         del self.head[end + 4:]
@@ -161,6 +169,11 @@ class _SpoolUnreader(SocketUnreader):
         self.read_timeout = read_timeout
         self.spool = None
 
+    def attach(self, spool) -> None:
+        """Serve `spool` (one whole request) before reading the socket again."""
+        self.release()
+        self.spool = spool
+
     def chunk(self, size_hint=None):
         if self.spool is not None:
             data = self.spool.read(max(self.mxchunk, min(size_hint or 0, self.max_body_chunk)))
@@ -204,6 +217,8 @@ class BufferedThreadWorker(ThreadWorker):
 
     def accept(self, listener):
         """Accept a connection and start reading its first request in the event loop."""
+        if self.cfg.is_ssl:  # the event loop reads plain HTTP/1.x only; TLS keeps gthread's own path
+            return super().accept(listener)
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
@@ -215,19 +230,19 @@ class BufferedThreadWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection sends its next request: read it in the event loop too."""
+        if self.cfg.is_ssl:
+            return super().on_client_socket_readable(conn, client)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         conn.sock.setblocking(False)
         self._receive(conn, b"")
 
     def _receive(self, conn: TConn, carry: bytes) -> None:
-        cfg = self.cfg
-        max_head = cfg.limit_request_line + cfg.limit_request_fields * (cfg.limit_request_field_size + 2) + 4
-        inbox = _Inbox(RequestFramer(max_head, self.max_body), time.monotonic() + self.header_timeout)
+        inbox = _Inbox(RequestFramer(_MAX_HEAD, self.max_body), time.monotonic() + self.header_timeout)
         self.inboxes[conn] = inbox
-        if carry and self._feed(conn, inbox, carry):
-            return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if carry:
+            self._feed(conn, inbox, carry)
 
     def _on_readable(self, conn: TConn, client) -> None:
         try:
@@ -236,13 +251,13 @@ class BufferedThreadWorker(ThreadWorker):
             return
         except OSError:
             data = b""
-        if not data:
+        if data:
+            self._feed(conn, self.inboxes[conn], data)
+        else:
             self._drop(conn)
-        elif self._feed(conn, self.inboxes[conn], data):
-            self.poller.unregister(conn.sock)
 
-    def _feed(self, conn: TConn, inbox: _Inbox, data: bytes) -> bool:
-        """Spool this request's part of `data`; submit the connection once it is complete."""
+    def _feed(self, conn: TConn, inbox: _Inbox, data: bytes) -> None:
+        """Spool this request's part of `data`; submit the connection once the request is complete."""
         framer = inbox.framer
         in_head = framer.state == "head"
         used = framer.feed(data)
@@ -255,18 +270,22 @@ class BufferedThreadWorker(ThreadWorker):
             inbox.continued = True
             self._send_quietly(conn, _CONTINUE)  # the client waits for it before sending the body
         if not framer.done:
-            return False
+            return
+        if framer.too_large:
+            self._send_quietly(conn, _HEAD_TOO_LARGE)
+            self._drop(conn)
+            return
+        self.poller.unregister(conn.sock)
         del self.inboxes[conn]
         inbox.spool.seek(0)
         conn.init()
         if not isinstance(conn.parser.unreader, _SpoolUnreader):
             conn.parser.unreader = _SpoolUnreader(conn.sock, self.header_timeout)
-        conn.parser.unreader.spool = inbox.spool
+        conn.parser.unreader.attach(inbox.spool)
         conn.continued = inbox.continued
         pool = self.probe_pool if framer.probe else self.tpool
         fs = pool.submit(self.handle, conn)
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
-        return True
 
     def handle_request(self, req, conn):
         """Run the application; gunicorn's own 100 Continue is not sent twice."""
@@ -277,10 +296,12 @@ class BufferedThreadWorker(ThreadWorker):
     def finish_request(self, conn, fs):
         """Finish as gthread does, free the spool, and read a pipelined next request at once."""
         super().finish_request(conn, fs)
-        if conn.parser is not None and isinstance(conn.parser.unreader, _SpoolUnreader):
+        if conn not in self.keepalived_conns:
+            return  # closed (its spool goes with it), or back in a thread that reads on from the spool
+        if isinstance(conn.parser.unreader, _SpoolUnreader):
             conn.parser.unreader.release()
         carry, conn.carry = getattr(conn, "carry", b""), b""
-        if carry and conn in self.keepalived_conns:
+        if carry:
             self.poller.unregister(conn.sock)
             self.keepalived_conns.remove(conn)
             self._receive(conn, carry)
@@ -292,7 +313,7 @@ class BufferedThreadWorker(ThreadWorker):
         for conn, inbox in list(self.inboxes.items()):
             if inbox.deadline <= now or (not self.alive and not inbox.received):
                 if inbox.received:
-                    self._send_quietly(conn, _timeout_answer())
+                    self._send_quietly(conn, _TIMEOUT)
                 self._drop(conn)
 
     def _drop(self, conn: TConn) -> None:

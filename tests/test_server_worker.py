@@ -207,3 +207,10 @@ def test_a_large_body_is_spooled_and_answered(slow_service):
     resp = requests.post(f"{slow_service.url}/pipelineIds/large-body", files={"file": ("f.yaml", junk)}, timeout=60)
     print(f"5 MiB upload answered {resp.status_code} in {time.perf_counter() - started:.2f} s")
     assert resp.status_code == 400 and resp.json()["code"] == "invalid_package"
+
+
+def test_an_oversized_head_gets_431(slow_service):
+    sock = connect(slow_service, b"GET /liveness HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (70 * 1024))
+    answer = read_answer(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431") and b'"code": "headers_too_large"' in answer
