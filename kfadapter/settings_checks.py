@@ -132,8 +132,9 @@ def check_templates(name: str, raw: str, mapping: Mapping[str, str]) -> None:
                 raise ValueError
             template.format_map({f: "x" for f in fields})
         except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-            raise settings_error(name, raw, f"templates of {{name}} fields like \"{{featuregroup_name}}_{{trainingjob_id}}\""
-                                        f" (parameter {param!r} has {template!r})") from None
+            example = '"{featuregroup_name}_{trainingjob_id}"'
+            raise settings_error(name, raw, f"templates of {{name}} fields like {example} "
+                                            f"(parameter {param!r} has {template!r})") from None
 
 
 def readable_file(name: str, path: str) -> None:

@@ -113,7 +113,8 @@ def read_answer(sock: socket.socket) -> bytes:
             return out
         out += piece
         head, sep, body = out.partition(b"\r\n\r\n")
-        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length")]
         if sep and length and len(body) >= length[0]:
             return out
 
