@@ -6,7 +6,8 @@ time hold 64 threads, and `/liveness` queues behind them. Here the worker's sele
 (head, then body by Content-Length or chunk framing) from non-blocking sockets into a spool (memory, then an
 anonymous temporary file) within deadlines, and submits the connection to the thread pool only when the request
 is complete. Threads therefore only ever run the application. `GET /liveness` has its own small pool, so the
-probe is never queued behind application work either. Requests this framer cannot delimit (malformed framing, a
+probe is never queued behind application work either (`/readiness` stays with the application threads: it says
+whether KFP-backed requests can be served, and busy threads are part of that answer). Requests this framer cannot delimit (malformed framing, a
 head or body over the limits) are handed over as they are, and gunicorn's parser answers them as before.
 """
 from __future__ import annotations

@@ -215,3 +215,27 @@ def test_an_oversized_head_gets_431(slow_service):
     answer = read_answer(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 431") and b'"code": "headers_too_large"' in answer
+
+
+def test_liveness_is_not_queued_behind_busy_application_threads(slow_service, sandbox_server):
+    """Both application threads wait on a slow KFP, two more requests queue; /liveness is answered first."""
+    import threading
+
+    requests.post(f"{sandbox_server.url}/_sandbox/faults", json={"delay": 3, "times": 4,
+                                                                 "path_prefix": "/apis/v2beta1/pipelines"},
+                  timeout=5).raise_for_status()
+    finished: list[str] = []
+    try:
+        slow = [threading.Thread(target=lambda: (requests.get(f"{slow_service.url}/pipelineIds/slow-clients",
+                                                              timeout=30), finished.append("kfp")))
+                for _ in range(4)]
+        for t in slow:
+            t.start()
+        time.sleep(0.5)  # both threads are inside KFP calls now
+        assert requests.get(f"{slow_service.url}/liveness", timeout=10).status_code == 200
+        finished.append("liveness")
+        for t in slow:
+            t.join()
+    finally:
+        requests.delete(f"{sandbox_server.url}/_sandbox/faults", timeout=5)
+    assert finished[0] == "liveness" and finished.count("kfp") == 4
