@@ -244,6 +244,8 @@ class BufferedThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
         if carry:
             self._feed(conn, inbox, carry)
+        else:
+            self._on_readable(conn, conn.sock)  # often already there: saves a round through the selector
 
     def _on_readable(self, conn: TConn, client) -> None:
         try:
