@@ -56,6 +56,7 @@ class RequestFramer:
         self.expect_continue = False
         self.probe = False
         self.too_large = False
+        self.whole = False  # the request ended where its framing says (else: handed over as it is)
 
     @property
     def done(self) -> bool:
@@ -103,6 +104,7 @@ class RequestFramer:
             elif name == b"expect":
                 expect = value.strip().lower()
         self.state = "done"  # no body, or framing gunicorn will refuse
+        self.whole = not codings and not lengths
         if codings:
             if codings[-1] == b"chunked" and not lengths:
                 self.state = "size"
@@ -110,6 +112,7 @@ class RequestFramer:
             self.remaining = int(lengths[0])
             if self.remaining > self.max_body:
                 return  # the application refuses it (413) without reading it
+            self.whole = not self.remaining
             if self.remaining:
                 self.state = "length"
         elif lengths:
@@ -120,7 +123,7 @@ class RequestFramer:
         used = min(len(data), self.remaining)
         self.remaining -= used
         if not self.remaining:
-            self.state = "done"
+            self.state, self.whole = "done", True
         return used
 
     def _size(self, data: memoryview) -> int:
@@ -149,6 +152,7 @@ class RequestFramer:
         used = self._line(data)
         if self.state == "trailer" and self.line.endswith(b"\r\n"):
             self.state = "done" if self.line == b"\r\n" else "trailer"
+            self.whole = self.state == "done"
             self.line.clear()
         return used
 
@@ -285,15 +289,19 @@ class BufferedThreadWorker(ThreadWorker):
         if not isinstance(conn.parser.unreader, _SpoolUnreader):
             conn.parser.unreader = _SpoolUnreader(conn.sock, self.header_timeout)
         conn.parser.unreader.attach(inbox.spool)
-        conn.continued = inbox.continued
+        conn.continued, conn.whole = inbox.continued, framer.whole
         pool = self.probe_pool if framer.probe else self.tpool
         fs = pool.submit(self.handle, conn)
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
     def handle_request(self, req, conn):
-        """Run the application; gunicorn's own 100 Continue is not sent twice."""
+        """Run the application; no second 100 Continue; close after a request handed over unread."""
         if getattr(conn, "continued", False):
             req._expected_100_continue = False
+        if not getattr(conn, "whole", True):
+            # Its body is still on the socket (too large, or framing gunicorn refuses): closing beats a drain
+            # that would hold this thread for seconds.
+            req.must_close = True
         return super().handle_request(req, conn)
 
     def finish_request(self, conn, fs):
