@@ -7,8 +7,9 @@ time hold 64 threads, and `/liveness` queues behind them. Here the worker's sele
 anonymous temporary file) within deadlines, and submits the connection to the thread pool only when the request
 is complete. Threads therefore only ever run the application. `GET /liveness` has its own small pool, so the
 probe is never queued behind application work either (`/readiness` stays with the application threads: it says
-whether KFP-backed requests can be served, and busy threads are part of that answer). Requests this framer cannot delimit (malformed framing, a
-head or body over the limits) are handed over as they are, and gunicorn's parser answers them as before.
+whether KFP-backed requests can be served, and busy threads are part of that answer). A head over 64 KiB gets
+431 from the event loop. Requests this framer cannot delimit (malformed framing, a body over the limit) are
+handed over as they are, gunicorn's parser or the application answers them, and the connection is closed.
 """
 from __future__ import annotations
 
