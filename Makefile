@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench bench-outputs clean lock image-check
+.PHONY: run test sandbox bench bench-outputs bench-slow clean lock image-check
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -28,6 +28,10 @@ bench: $(STAMP)
 # Peak memory of the adapter while it streams a 50 MiB v1 artifact download (prints JSON).
 bench-outputs: $(STAMP)
 	$(BIN)/python bench/bench_outputs.py
+
+# /liveness and a KFP-backed request while 64 slow heads, 64 slow uploads and 300 idle connections press (JSON).
+bench-slow: $(STAMP)
+	$(BIN)/python bench/bench_slow_clients.py $(BENCH_ARGS)
 
 # requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
 # [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.

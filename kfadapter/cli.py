@@ -11,9 +11,8 @@ import sys
 
 from .observability import configure_logging
 from .settings import Settings, SettingsError
+from .settings_checks import gunicorn_options, load, writable_dir
 from .version import version
-
-
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
 
@@ -21,8 +20,8 @@ KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapt
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args)
     try:
+        _configure_logging(args)
         if args.command == "sandbox":
             return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
         if args.command == "outputs":
@@ -83,22 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(args: argparse.Namespace) -> None:
     # Sandbox and tool output is read in a terminal; the production server's goes to a log collector.
-    # (Read raw here: Settings validates these names again and stops start-up on a bad value.)
+    # Only these two are read here (checked the same way); the command checks the rest.
     default = "json" if args.command == "serve" and not args.sandbox else "text"
-    configure_logging(os.environ.get("KFADAPTER_LOG_FORMAT", default).lower(),
-                      os.environ.get("KFADAPTER_LOG_LEVEL", "INFO"))
+    given = {k: os.environ[k] for k in ("KFADAPTER_LOG_FORMAT", "KFADAPTER_LOG_LEVEL") if os.environ.get(k, "").strip()}
+    logs = Settings.from_env({"KFADAPTER_LOG_FORMAT": default} | given)
+    configure_logging(logs.log_format, logs.log_level)
 
 
 def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False,
                  kfp_version: str = "2.17") -> int:
     from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
-    settings = Settings.from_env()
+    settings = _sandbox_settings(load(files=False))
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
     serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
                   workdir=settings.sandbox_workdir, multi_user=multi_user, kfp_version=kfp_version)
     return 0
+
+
+def _sandbox_settings(settings: Settings) -> Settings:
+    """Check the sandbox's working directory (created if missing)."""
+    if settings.sandbox_workdir:
+        writable_dir("KFADAPTER_SANDBOX_WORKDIR", settings.sandbox_workdir, create=True)
+    return settings
 
 
 def _sigterm_stops() -> None:
@@ -183,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _exec_gunicorn(args)
     from .sandbox import SandboxServer
 
-    base = Settings.from_env()
+    base = load()
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
@@ -242,7 +249,8 @@ def _exec_gunicorn(args: argparse.Namespace) -> int:
         os.environ["KFADAPTER_HOST"] = args.host
     if args.port:
         os.environ["KFADAPTER_PORT"] = str(args.port)
-    settings = Settings.from_env()
+    settings = load()
+    gunicorn_options(check_dirs=True)
     if not settings.kfp_endpoint:
         raise SettingsError("set KFADAPTER_KFP_ENDPOINT (or KUBEFLOW_HOST and KUBEFLOW_PORT), or use --sandbox")
     logging.getLogger(__name__).info("starting gunicorn: %r", settings)

@@ -1,46 +1,53 @@
-"""gunicorn configuration: gthread workers, every knob overridable from the environment.
+"""gunicorn configuration: buffered gthread workers, every knob overridable from the environment.
 
 Used as `gunicorn -c python:kfadapter.gunicorn_conf kfadapter.wsgi:app` (what `kfadapter serve` runs).
 Each worker starts the run watcher after it has loaded the app; the store's lease lets only one of them poll.
+Every setting is checked here, in the master, before any worker starts: a bad value prints one line and exits 2.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 
-from kfadapter import tempdirs
-from kfadapter.settings import Settings
+from kfadapter import server_worker, tempdirs
+from kfadapter.settings import SettingsError
+from kfadapter.settings_checks import gunicorn_options, load
 
-_settings = Settings.from_env()
+try:
+    _settings = load()
+    _options = gunicorn_options(check_dirs=True)
+except SettingsError as exc:
+    print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)  # SystemExit passes through gunicorn's config loader (it catches Exception only)
 
 # Every worker writes its metrics here so /metrics, answered by any worker, covers all of them. Set before
 # the workers import prometheus_client; a fresh directory per server start drops stale worker files.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if not _options.metrics_dir:
     # Owned (locked) by this master and its workers, so the next start removes it after a kill -9.
     tempdirs.sweep("kfadapter-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempdirs.owned_dir("kfadapter-metrics-")
 
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-bind = os.environ.get("KFADAPTER_GUNICORN_BIND", f"{_settings.host}:{_settings.port}")
-worker_class = "gthread"
-workers = _env_int("KFADAPTER_GUNICORN_WORKERS", 2)
-# Threads mostly wait on KFP; enough of them keep probes answered while KFP is slow.
-threads = _env_int("KFADAPTER_GUNICORN_THREADS", 32)
+bind = _options.bind or f"{_settings.host}:{_settings.port}"
+# gthread whose event loop reads each whole request before a thread runs it (kfadapter/server_worker.py): slow
+# and idle clients cost a socket and a spool, never a thread, and /liveness has threads of its own.
+worker_class = server_worker.configured(header_timeout=_options.header_timeout, body_timeout=_options.body_timeout,
+                                        max_body=_settings.max_upload_bytes + 1024 * 1024)
+worker_connections = _options.worker_connections
+workers = _options.workers
+# Threads mostly wait on KFP; enough of them keep requests answered while KFP is slow.
+threads = _options.threads
 # Longer than the KFP upload timeout, so a slow upload is answered rather than the worker killed.
-timeout = _env_int("KFADAPTER_GUNICORN_TIMEOUT", int(_settings.kfp_upload_timeout) + 30)
-graceful_timeout = _env_int("KFADAPTER_GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _env_int("KFADAPTER_GUNICORN_KEEPALIVE", 5)
-max_requests = _env_int("KFADAPTER_GUNICORN_MAX_REQUESTS", 0)
+timeout = _options.timeout or int(_settings.kfp_upload_timeout) + 30
+graceful_timeout = _options.graceful_timeout
+keepalive = _options.keepalive
+max_requests = _options.max_requests
 # The app logs one JSON line per request (with its request id); gunicorn's access log is off by default.
-accesslog = os.environ.get("KFADAPTER_GUNICORN_ACCESSLOG") or None
-loglevel = os.environ.get("KFADAPTER_GUNICORN_LOGLEVEL", "info")
+accesslog = _options.accesslog
+loglevel = _options.loglevel
 logger_class = "kfadapter.gunicorn_logger.EscapingLogger"  # a client's %0A / %1B never reaches a log raw
 # Uploads are spooled to /tmp; keep gunicorn's heartbeat files off a read-only root.
-worker_tmp_dir = os.environ.get("KFADAPTER_GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+worker_tmp_dir = _options.worker_tmp_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
 def post_worker_init(worker) -> None:

@@ -1,7 +1,8 @@
 """Typed settings, read once from the environment.
 
 Precedence for each setting: the `KFADAPTER_*` name, then the O-RAN name (so an unchanged aimlfw-dep
-ConfigMap keeps working), then the default. Invalid values raise `SettingsError` naming the variable.
+ConfigMap keeps working), then the default. Invalid values raise `SettingsError` naming the variable, the value
+and what is allowed (ranges and shapes: kfadapter/settings_checks.py).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
+
+from . import settings_checks as checks
 
 # O-RAN's derivation (tm-contract.md, "Pipeline arguments"): applied only to parameters the pipeline
 # declares and the caller did not give; `{name}` refers to the caller's arguments (plus trainingjob_id).
@@ -148,9 +151,9 @@ def _api_token(r: "_Reader") -> str | None:
             with open(path, encoding="utf-8") as fh:
                 token = fh.read().strip()
         except OSError as exc:
-            raise SettingsError(f"KFADAPTER_API_TOKEN_FILE cannot be read: {exc.strerror}") from None
+            raise checks.settings_error("KFADAPTER_API_TOKEN_FILE", path, f"a readable file ({exc.strerror})") from None
     if token is not None and len(token) < 16:
-        raise SettingsError("KFADAPTER_API_TOKEN must be at least 16 characters")
+        raise checks.settings_error("KFADAPTER_API_TOKEN", token, "at least 16 characters")
     return token
 
 
@@ -171,31 +174,15 @@ class _Reader:
 
     def str(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
-        return value or None
+        return checks.text(name, value) if value else None
 
     def int(self, name: str, default: int) -> int:
         raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if value <= 0:
-            raise SettingsError(f"{name} must be positive, got {raw!r}")
-        return value
+        return default if raw is None else checks.number(name, raw, int)
 
     def float(self, name: str, default: float) -> float:
         raw = self.str(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not value > 0:
-            raise SettingsError(f"{name} must be positive, got {raw!r}")
-        return value
+        return default if raw is None else checks.number(name, raw, float)
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         raw = self.str(name)
@@ -204,7 +191,7 @@ class _Reader:
         for option in allowed:
             if raw.lower() == option.lower():
                 return option
-        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        raise checks.settings_error(name, raw, f"one of {', '.join(allowed)}")
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.str(name)
@@ -214,7 +201,7 @@ class _Reader:
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+        raise checks.settings_error(name, raw, "true or false")
 
     def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
         raw = self.str(name)
@@ -223,7 +210,8 @@ class _Reader:
         try:
             value: Any = json.loads(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a JSON object of parameter -> template") from None
+            value = None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise SettingsError(f"{name} must be a JSON object of parameter -> template strings")
+            raise checks.settings_error(name, raw, "a JSON object of parameter -> template strings")
+        checks.check_templates(name, raw, value)
         return value

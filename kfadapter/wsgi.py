@@ -1,8 +1,15 @@
-"""WSGI entry point for gunicorn: the app built from the environment, with the configured logging."""
+"""WSGI entry point for gunicorn: the app built from the checked environment, with the configured logging."""
+import sys
+
 from kfadapter.app import create_app
 from kfadapter.observability import configure_logging
-from kfadapter.settings import Settings
+from kfadapter.settings import SettingsError
+from kfadapter.settings_checks import load
 
-settings = Settings.from_env()
+try:
+    settings = load()
+except SettingsError as exc:  # only when gunicorn runs without kfadapter/gunicorn_conf.py, which checks first
+    print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
+    sys.exit(3)  # gunicorn's "worker failed to boot": the master stops instead of restarting workers forever
 configure_logging(settings.log_format, settings.log_level)
 app = create_app(settings)
