@@ -110,6 +110,10 @@ def client(app):
 @pytest.fixture
 def adapter_url(app):
     """Serve the adapter over real HTTP on 127.0.0.1 (for byte-exact header checks and concurrency)."""
+    yield from _serve_http(app)
+
+
+def _serve_http(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -137,12 +141,7 @@ def multi_user_app(multi_user_sandbox, tmp_path):
 @pytest.fixture
 def multi_user_adapter_url(multi_user_app):
     """The multi-user adapter over real HTTP on 127.0.0.1."""
-    server = make_server("127.0.0.1", 0, multi_user_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    yield from _serve_http(multi_user_app)
 
 
 @pytest.fixture
