@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench bench-outputs clean lock image-check
+.PHONY: run test sandbox bench bench-outputs clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -19,7 +19,15 @@ run: $(STAMP)
 sandbox: $(STAMP)
 	$(BIN)/kfadapter sandbox --port 8888
 
-test: $(STAMP)
+# The store's tests also run on a throwaway PostgreSQL started from the machine's server binaries (Debian's
+# postgresql package; installed here when missing, which needs root as on CI).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql package for the store's tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null; }
+
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     # Bodies above this are refused with 413 before they are read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_SLACK
     kf = kf or KfConnect(settings)
-    store = store or Store(settings.store_path)
+    store = store or Store(settings.store_url or settings.store_path)
     app.extensions["kfadapter.kf"] = kf
     app.extensions["kfadapter.store"] = store
     # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.

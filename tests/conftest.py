@@ -168,3 +168,27 @@ def tm_receiver():
     receiver = TmReceiver().start()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (the machine's server binaries; see tests/postgres.py)."""
+    from .postgres import PostgresServer, server_binaries
+
+    bindir = server_binaries()
+    if bindir is None:
+        message = "PostgreSQL server binaries missing: `make test` installs Debian's postgresql package"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bindir)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty store on each backend: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    return request.getfixturevalue("postgres_server").create_database()
