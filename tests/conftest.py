@@ -114,6 +114,8 @@ class TmReceiver:
     def __init__(self) -> None:
         self.received: list[dict] = []
         self.answer = 200
+        self.delay = 0.0  # seconds before each answer: a slow manager
+        self.on_receive = None  # called with each accepted body, before answering
         self.port = 0
         self._server = None
         self._thread = None
@@ -134,6 +136,12 @@ class TmReceiver:
                 if status == 200 or status == 500:
                     receiver.received.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
                                               "body": json.loads(body), "answered": status})
+                    if receiver.on_receive is not None:
+                        receiver.on_receive(json.loads(body))
+                if receiver.delay:
+                    import time
+
+                    time.sleep(receiver.delay)
                 reply = {"Message": "Training successful"} if status == 200 else {"Error": "Training Failed"}
                 data = json.dumps(reply).encode()
                 self.send_response(status)

@@ -94,3 +94,52 @@ def test_two_services_on_one_store_notify_each_run_once(services, sandbox, tm_re
     wait_for(lambda: len(tm_receiver.received) >= 40, "40 notifications")
     time.sleep(1.0)  # several more cycles of all four watchers
     assert sorted(tm_receiver.run_ids()) == sorted(run_ids)
+
+
+def test_kill_minus_9_during_40_parallel_executions_leaves_no_run_untracked(services, sandbox, tm_receiver,
+                                                                             service_env):
+    import threading
+
+    service_env["KFADAPTER_INTENT_GRACE"] = "3"
+    first = services()
+    requests.post(f"{first.url}/pipelineIds/p", files={"file": ("file", package("add_v2.yaml"))},
+                  data={"description": ""}, timeout=30).raise_for_status()
+    # Run creation takes 0.5 s and executions start 50 ms apart, so the kill lands while some are answered,
+    # some are between their intent and KFP's answer, and some have not begun.
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"delay": 0.5, "status": None, "method": "POST",
+                                                          "path_prefix": "/apis/v2beta1/runs"},
+                  timeout=5).raise_for_status()
+    answers: list[int] = []
+
+    def execute(i: int) -> None:
+        time.sleep(i * 0.05)
+        try:
+            answers.append(requests.post(f"{first.url}/trainingjobs/tj-{i}/execution", timeout=30, json={
+                "pipeline_name": "p", "experiment_name": "Default", "arguments": {}}).status_code)
+        except requests.RequestException:  # the server died mid-answer
+            answers.append(0)
+
+    threads = [threading.Thread(target=execute, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(1.2)
+    first.kill9()
+    for t in threads:
+        t.join(30)
+    time.sleep(1.0)  # KFP finishes the creates it had received
+    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+    kfp_runs = {r["run_id"] for r in requests.get(f"{sandbox.url}/apis/v2beta1/runs?page_size=200",
+                                                  timeout=5).json().get("runs", [])}
+    assert answers.count(200) < len(kfp_runs) <= 40  # some runs started without an answer
+    store = Store(service_env["KFADAPTER_STORE_PATH"])
+    assert len(store.tracked()) < len(kfp_runs) and store.intents()  # the gap the intents close
+
+    services()
+    wait_for(lambda: {t.run_id for t in store.tracked()} == kfp_runs, "every KFP run tracked")
+    wait_for(lambda: not store.intents(), "intents without a run dropped after the grace period")
+    _set_state(sandbox, kfp_runs, "SUCCEEDED")
+    wait_for(lambda: len(tm_receiver.received) >= len(kfp_runs), "every run notified")
+    time.sleep(0.5)
+    assert sorted(tm_receiver.run_ids()) == sorted(kfp_runs)  # each once
+    print(f"\n40 executions, kill -9 after 1.2 s: {answers.count(200)} answered, {len(kfp_runs)} runs in KFP, "
+          f"all {len(kfp_runs)} tracked and notified once after the restart")

@@ -7,6 +7,7 @@ from flask import Blueprint
 
 from ..errors import BadRequest
 from ..kfconnect import UNFINISHED_TIME
+from ..watch import intents
 from .common import check_name, json_body, json_response, kf, optional_str, required_str, store
 
 bp = Blueprint("runs", __name__)
@@ -24,10 +25,9 @@ def execute(trainingjob_id: str):
     if not isinstance(arguments, dict):
         raise BadRequest("'arguments' must be a JSON object of name -> value", code="invalid_field",
                          details={"field": "arguments"})
-    result = kf().execute(trainingjob_id, pipeline_name, version, experiment, arguments)
-    store().track(result["run_id"], trainingjob_id, pipeline_name=pipeline_name,
-                  experiment_id=result["experiment_id"])
-    return json_response(result)
+    # Intent first: KFP is asked only once the store holds it, and the answer waits for the run id to be stored.
+    return json_response(intents.execute(kf(), store(), trainingjob_id, pipeline_name, version, experiment,
+                                         arguments))
 
 
 @bp.get("/runs")

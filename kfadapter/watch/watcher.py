@@ -20,6 +20,7 @@ from ..errors import StoreUnavailable
 from ..kfconnect import KfConnect
 from ..settings import Settings
 from .delivery import DeliveryResult, LeaseRef, deliver_due
+from .intents import ReconcileResult, reconcile
 from .poller import PollResult, poll_once
 from .store import Store
 
@@ -33,6 +34,7 @@ class Cycle:
     """The outcome of one watcher cycle."""
 
     leader: bool
+    intents: ReconcileResult | None = None
     poll: PollResult | None = None
     delivery: DeliveryResult | None = None
 
@@ -62,6 +64,8 @@ class Watcher:
         if not self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now):
             cycle = Cycle(leader=False)
         else:
+            # Intents first (the first cycle after a start-up included), so the runs they find are polled now.
+            found = reconcile(self.kf, self.store, now, self.settings.intent_grace)
             poll = poll_once(self.kf, self.store, now)
             delivery = None
             if self.settings.tm_url:
@@ -74,7 +78,7 @@ class Watcher:
             self.store.prune_delivered(now - self.settings.history_days * 86400.0)
             if poll.error is None:
                 self.store.mark_cycle(now)
-            cycle = Cycle(leader=True, poll=poll, delivery=delivery)
+            cycle = Cycle(leader=True, intents=found, poll=poll, delivery=delivery)
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle
 
