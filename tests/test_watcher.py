@@ -261,3 +261,30 @@ def test_slow_manager_two_watchers_each_run_notified_once(wsettings, store, make
             w.stop()
     assert watchers[0].lease_ttl < 12 * 0.3
     assert sorted(tm_receiver.run_ids()) == sorted(ids)  # each once, none twice
+
+
+def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, make_runs, sandbox, tm_receiver, store, client,
+                                                         wsettings):
+    ids = make_runs(3)
+    for run_id in ids[:2]:  # the same training job ran three times
+        store.track(run_id, "tj-2", now=1.0 + ids.index(run_id))
+    set_state(sandbox, ids[:2], "SUCCEEDED")
+    set_state(sandbox, [ids[2]], "RUNNING")
+    watcher.poll_once(now=1000.0)
+    done = client.get(f"/runs/{ids[0]}").json
+    assert done["trainingjob_id"] == "tj-2" and done["tracked"] is False
+    assert done["notification"]["status"] == "delivered" and done["notification"]["notified_at"] == 1000.0
+    listing = client.get("/trainingjobs/tj-2/runs")
+    assert listing.status_code == 200 and listing.headers["Content-Type"] == "application/json"
+    runs = listing.json["runs"]
+    assert [r["run_id"] for r in runs] == [ids[2], ids[1], ids[0]]  # newest first
+    assert [r["state"] for r in runs] == ["RUNNING", "SUCCEEDED", "SUCCEEDED"]
+    assert [r["notification"]["status"] for r in runs] == ["waiting_for_run", "delivered", "delivered"]
+    assert runs[1]["notification"]["answer"] == '{"Message": "Training successful"}'
+    assert runs[1]["notification"]["attempts"] == 1 and runs[1]["notification"]["last_status"] == 200
+    assert client.get("/trainingjobs/nobody/runs").json == {"trainingjob_id": "nobody", "runs": []}
+    # History goes after KFADAPTER_HISTORY_DAYS (30 by default).
+    watcher.poll_once(now=1000.0 + 30 * 86400.0 - 1)
+    assert len(client.get("/trainingjobs/tj-2/runs").json["runs"]) == 3
+    watcher.poll_once(now=1000.0 + 30 * 86400.0 + 1)
+    assert [r["run_id"] for r in client.get("/trainingjobs/tj-2/runs").json["runs"]] == [ids[2]]

@@ -57,9 +57,10 @@ def list_runs():
 def get_run(run_id: str):
     """Return one run's name, state, experiment, pipeline, times and error."""
     run = kf().get_run(run_id)
-    tracked = store().get(run_id)
-    return json_response(_run_view(run) | {"trainingjob_id": tracked.trainingjob_id if tracked else None,
-                                           "tracked": tracked is not None})
+    known = store().history(run_id)  # tracked, or finished and kept for KFADAPTER_HISTORY_DAYS
+    return json_response(_run_view(run) | {"trainingjob_id": known["trainingjob_id"] if known else None,
+                                           "tracked": bool(known and known["tracked"]),
+                                           "notification": known["notification"] if known else None})
 
 
 @bp.delete("/runs/<run_id>")
