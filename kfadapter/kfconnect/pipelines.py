@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterable
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Iterable
 
 from .. import pipelines as pl
 from ..errors import Conflict, KfpRejected, NotFound
@@ -12,6 +13,9 @@ from .transport import Transport, equals_filter, upload_result
 
 class PipelineCalls(Transport):
     """Pipelines, their versions and experiments."""
+
+    # Set by create_app to the store's per-name lock; without one, KFP's 409 alone arbitrates.
+    name_lock: Callable[[str], ContextManager[Any]] = staticmethod(lambda name: nullcontext())
 
     # ---- pipelines ----------------------------------------------------------------------------------------
 
@@ -101,14 +105,16 @@ class PipelineCalls(Transport):
             path = os.path.join(tmp, "pipeline" + package.suffix)
             with open(path, "wb") as fh:
                 fh.write(data)
-            try:
-                pipeline = self.find_pipeline(name)
-            except NotFound:
-                created = self._upload_new_pipeline(name, path, description)
-                if created is not None:
-                    return created
-                pipeline = self.find_pipeline(name)  # another upload created it first
-            return self._upload_next_version(pipeline, path, description)
+            # One upload per name at a time picks the next number (in-process and store lock, see watch/locks.py).
+            with self.name_lock(name):
+                try:
+                    pipeline = self.find_pipeline(name)
+                except NotFound:
+                    created = self._upload_new_pipeline(name, path, description)
+                    if created is not None:
+                        return created
+                    pipeline = self.find_pipeline(name)  # another upload created it first
+                return self._upload_next_version(pipeline, path, description)
 
     def _upload_new_pipeline(self, name: str, path: str, description: str | None) -> dict | None:
         api = self.client._upload_api
