@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench bench-outputs clean lock image-check postgres
+.PHONY: run test sandbox bench bench-outputs bench-store clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # Peak memory of the adapter while it streams a 50 MiB v1 artifact download (prints JSON).
 bench-outputs: $(STAMP)
 	$(BIN)/python bench/bench_outputs.py
+
+# The store on SQLite and PostgreSQL: watcher cycle over 1,000 runs, execution overhead, exactly-once with a slow
+# training manager (two servers, 200 runs), kill -9 of the lease holder (prints JSON; ~10 min; --quick: ~3).
+bench-store: $(STAMP) postgres
+	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
 
 # requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
 # [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.

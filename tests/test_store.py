@@ -187,3 +187,11 @@ def test_a_full_store_answers_store_unavailable(tmp_path):
             limited.track(f"x{i}" * 50, "tj")
     assert caught.value.status == 503 and "full" in caught.value.message
     assert limited.get("r1") is not None  # reads still work
+
+
+def test_threads_of_one_process_open_a_fresh_store_at_once(store_url):
+    # Alembic's module-level proxies are not thread-safe: the Store serializes its migrations.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        stores = list(pool.map(lambda _: Store(store_url), range(6)))
+    stores[0].track("r1", "tj")
+    assert all(s.get("r1") is not None for s in stores)

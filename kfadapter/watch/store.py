@@ -8,6 +8,7 @@ WHERE, a DELETE … RETURNING), so it is atomic on both backends without table l
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from .schema import intents, lease, meta, outbox, tracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
 _MIGRATION_LOCK = 0x6B666164  # pg_advisory_xact_lock key: one replica migrates, the others wait
+# Alembic's `op` and `context` are module-level proxies: two threads of one process must not migrate at once.
+_MIGRATING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class Store:
     def _migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", "kfadapter.watch:migrations")
-        with self.db.write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock, both serialize
+        with _MIGRATING, self.db.write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock
             if self.backend == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             cfg.attributes["connection"] = conn
