@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench bench-outputs bench-slow clean lock image-check
+.PHONY: run test sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -19,7 +19,15 @@ run: $(STAMP)
 sandbox: $(STAMP)
 	$(BIN)/kfadapter sandbox --port 8888
 
-test: $(STAMP)
+# The store's tests also run on a throwaway PostgreSQL started from the machine's server binaries (Debian's
+# postgresql package; installed here when missing, which needs root as on CI).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql package for the store's tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null; }
+
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -32,6 +40,11 @@ bench-outputs: $(STAMP)
 # /liveness and a KFP-backed request while 64 slow heads, 64 slow uploads and 300 idle connections press (JSON).
 bench-slow: $(STAMP)
 	$(BIN)/python bench/bench_slow_clients.py $(BENCH_ARGS)
+
+# The store on SQLite and PostgreSQL: watcher cycle over 1,000 runs, execution overhead, exactly-once with a slow
+# training manager (two servers, 200 runs), kill -9 of the lease holder (prints JSON; ~10 min; --quick: ~3).
+bench-store: $(STAMP) postgres
+	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
 
 # requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
 # [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.

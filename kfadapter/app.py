@@ -9,6 +9,7 @@ from . import api, tempdirs
 from .kfconnect import KfConnect
 from .outputs.service import OutputsService
 from .settings import Settings
+from .watch.locks import NameLocks
 from .watch.store import Store
 from .watch.watcher import Watcher
 
@@ -42,7 +43,11 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     # Bodies above this are refused with 413 before they are read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_SLACK
     kf = kf or KfConnect(settings)
-    store = store or Store(settings.store_path)
+    store = store or Store(settings.store_url or settings.store_path)
+    # Uploads to one name wait for each other (store lease across workers and replicas); a lock outlives a
+    # stalled upload by one upload timeout, then expires.
+    kf.name_lock = NameLocks(store, ttl=2 * settings.kfp_upload_timeout + 60,
+                             wait=2 * settings.kfp_upload_timeout + 60).hold
     app.extensions["kfadapter.kf"] = kf
     app.extensions["kfadapter.store"] = store
     # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.

@@ -207,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
           f"{kfp.mlmd_endpoint} --object-store-endpoint {kfp.object_store_endpoint}", flush=True)
     settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
                                    **({"port": args.port} if args.port else {}))
-    if not os.environ.get("KFADAPTER_STORE_PATH", "").strip():
+    if not any(os.environ.get(k, "").strip() for k in ("KFADAPTER_STORE_PATH", "KFADAPTER_STORE_URL")):
         # The sandbox starts empty: a store kept from an earlier start would only hold runs it no longer
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
         settings = dataclasses.replace(settings, store_path=str(kfp.executor.root / "store.sqlite"))

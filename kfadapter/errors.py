@@ -92,6 +92,13 @@ class NotReady(AdapterError):
     code = "not_ready"
 
 
+class StoreUnavailable(AdapterError):
+    """The adapter's own store cannot be read or written (disk full, read-only, database down): 503."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "store_unavailable"
+
+
 class Undecodable(AdapterError):
     """Run output data that cannot be decoded safely: corrupt, truncated, too large or hostile (422)."""
 

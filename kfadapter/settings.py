@@ -44,6 +44,9 @@ class Settings:
     kfp_read_timeout: float = 30.0
     kfp_upload_timeout: float = 120.0
     store_path: str = "var/kfadapter.sqlite"
+    store_url: str | None = field(default=None, repr=False)  # postgresql://… or sqlite:///…; wins over store_path
+    history_days: float = 30.0
+    intent_grace: float = 300.0
     argument_mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ARGUMENT_MAPPING))
     upload_attempts: int = 40
     max_upload_bytes: int = 32 * 1024 * 1024
@@ -82,7 +85,8 @@ class Settings:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("kfp_token", "api_token", "object_store_access_key", "object_store_secret_key") and value:
+            if f.name in ("kfp_token", "api_token", "object_store_access_key", "object_store_secret_key",
+                          "store_url") and value:
                 value = "***"
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
@@ -110,6 +114,9 @@ class Settings:
             kfp_read_timeout=r.float("KFADAPTER_KFP_TIMEOUT", 30.0),
             kfp_upload_timeout=r.float("KFADAPTER_KFP_UPLOAD_TIMEOUT", 120.0),
             store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
+            store_url=_store_url(r),
+            history_days=r.float("KFADAPTER_HISTORY_DAYS", 30.0),
+            intent_grace=r.float("KFADAPTER_INTENT_GRACE", 300.0),
             argument_mapping=r.mapping("KFADAPTER_ARGUMENT_MAPPING", DEFAULT_ARGUMENT_MAPPING),
             upload_attempts=r.int("KFADAPTER_UPLOAD_ATTEMPTS", 40),
             tm_url=_tm_url(r),
@@ -155,6 +162,15 @@ def _api_token(r: "_Reader") -> str | None:
     if token is not None and len(token) < 16:
         raise checks.settings_error("KFADAPTER_API_TOKEN", token, "at least 16 characters")
     return token
+
+
+def _store_url(r: "_Reader") -> str | None:
+    url = r.str("KFADAPTER_STORE_URL")
+    if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        # The URL may hold a password: name the scheme only.
+        raise SettingsError(f"KFADAPTER_STORE_URL must start with postgresql:// or sqlite:///, got "
+                            f"{url.split(':', 1)[0]!r}")
+    return url
 
 
 def _tm_url(r: "_Reader") -> str | None:

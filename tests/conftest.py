@@ -182,6 +182,8 @@ class TmReceiver:
     def __init__(self) -> None:
         self.received: list[dict] = []
         self.answer = 200
+        self.delay = 0.0  # seconds before each answer: a slow manager
+        self.on_receive = None  # called with each accepted body, before answering
         self.port = 0
         self._server = None
         self._thread = None
@@ -202,6 +204,12 @@ class TmReceiver:
                 if status == 200 or status == 500:
                     receiver.received.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
                                               "body": json.loads(body), "answered": status})
+                    if receiver.on_receive is not None:
+                        receiver.on_receive(json.loads(body))
+                if receiver.delay:
+                    import time
+
+                    time.sleep(receiver.delay)
                 reply = {"Message": "Training successful"} if status == 200 else {"Error": "Training Failed"}
                 data = json.dumps(reply).encode()
                 self.send_response(status)
@@ -236,3 +244,27 @@ def tm_receiver():
     receiver = TmReceiver().start()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (the machine's server binaries; see tests/postgres.py)."""
+    from .postgres import PostgresServer, server_binaries
+
+    bindir = server_binaries()
+    if bindir is None:
+        message = "PostgreSQL server binaries missing: `make test` installs Debian's postgresql package"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bindir)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty store on each backend: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    return request.getfixturevalue("postgres_server").create_database()

@@ -160,6 +160,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sha256sum": lambda s: hashlib.sha256(s.encode()).hexdigest(),
     "eq": lambda a, *b: any(a == x for x in b),
     "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "int": lambda a: int(a or 0),
     "not": lambda a: not _truth(a),
     "and": _and,
     "or": _or,
@@ -575,6 +577,9 @@ def test_values_validate_against_the_schema():
 
 @pytest.mark.parametrize("override", [
     {"replicaCount": 2},                                          # one SQLite store, one pod
+    {"persistence": {"accessModes": ["ReadWriteMany"]}},          # SQLite's WAL on network storage
+    {"replicaCount": 3, "persistence": {"accessModes": ["ReadWriteMany"]}},
+    {"store": {"url": "mysql://db/kf"}},                          # PostgreSQL or nothing
     {"config": {"KFADAPTER_KFP_TOKEN": "secret"}},                # a secret never goes into a ConfigMap
     {"config": {"KFADAPTER_API_TOKEN": "0123456789abcdef"}},
     {"config": {"KFADAPTER_OBJECT_STORE_SECRET_KEY": "minio123"}},
@@ -785,6 +790,54 @@ def test_writable_paths_are_volumes():
     assert env_of(c)["TMPDIR"]["value"] == "/tmp"
 
 
+def test_several_replicas_only_with_postgresql():
+    values = default_values()
+    jsonschema.validate(merge(values, {"replicaCount": 3, "store": {"url": "postgresql://u:p@db:5432/kf"}}),
+                        schema())
+    jsonschema.validate(merge(values, {"replicaCount": 2, "store": {"existingSecret": "kf-store"}}), schema())
+    aimlfw = yaml.safe_load((CHART / "values-aimlfw-postgresql.yaml").read_text())
+    jsonschema.validate(merge(values, aimlfw), schema())
+    assert aimlfw["replicaCount"] > 1
+
+
+def test_sqlite_store_renders_one_recreated_pod_without_pdb():
+    manifests = render()
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not by_kind(manifests, "PodDisruptionBudget") and not by_kind(manifests, "Secret")
+    assert "KFADAPTER_STORE_URL" not in env_of(container(manifests))
+
+
+def test_postgresql_store_from_the_chart_secret():
+    url = "postgresql://kf:s3cret@tm-db-postgresql.traininghost:5432/kfadapter"
+    manifests = render({"replicaCount": 3, "store": {"url": url}})
+    secret = one(manifests, "Secret")
+    assert secret["metadata"]["name"] == "kfadapter-store" and secret["stringData"] == {"url": url}
+    ref = env_of(container(manifests))["KFADAPTER_STORE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "kfadapter-store", "key": "url"}
+    assert "s3cret" not in json.dumps(one(manifests, "ConfigMap"))
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert "checksum/store" in deployment["spec"]["template"]["metadata"]["annotations"]
+    pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    # No PVC: every replica reaches the same database, and /data is scratch.
+    assert not by_kind(manifests, "PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_postgresql_store_from_an_existing_secret_with_one_replica():
+    manifests = render({"store": {"existingSecret": "kfadapter-store", "secretKey": "dsn"}})
+    assert not by_kind(manifests, "Secret") and not by_kind(manifests, "PodDisruptionBudget")
+    ref = env_of(container(manifests))["KFADAPTER_STORE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "kfadapter-store", "key": "dsn"}
+    assert one(manifests, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
 def test_persistence_variants():
     disabled = render({"persistence": {"enabled": False}})
     assert not by_kind(disabled, "PersistentVolumeClaim")
@@ -871,6 +924,7 @@ def test_network_policy_admits_only_the_training_manager():
      "networkPolicy": {"enabled": True, "trainingManager": {"namespaceSelector": {"matchLabels": {"a": "b"}}}},
      "persistence": {"storageClass": "-"}, "tmp": {"medium": "Memory"}},
     {"persistence": {"enabled": False}, "serviceAccount": {"create": False}},
+    {"replicaCount": 2, "store": {"url": "postgresql://kf:pw@db:5432/kf"}},
 ])
 def test_manifests_fit_the_kubernetes_api(overrides):
     """Every object survives a round trip through the Kubernetes client's models: no unknown or mistyped field."""

@@ -58,3 +58,20 @@ def test_training_manager_url_from_oran_names_or_full_url():
     assert Settings.from_env({}).tm_url is None and Settings.from_env({}).poll_interval == 10.0
     with pytest.raises(SettingsError, match="KFADAPTER_WATCH"):
         Settings.from_env({"KFADAPTER_WATCH": "maybe"})
+
+
+def test_store_settings():
+    s = Settings.from_env({})
+    assert (s.store_url, s.history_days, s.intent_grace) == (None, 30.0, 300.0)
+    url = "postgresql://kf:pa55word@db:5432/kfadapter"
+    s = Settings.from_env({"KFADAPTER_STORE_URL": url, "KFADAPTER_HISTORY_DAYS": "7",
+                           "KFADAPTER_INTENT_GRACE": "60"})
+    assert (s.store_url, s.history_days, s.intent_grace) == (url, 7.0, 60.0)
+    assert "pa55word" not in repr(s)  # the URL may carry the database password
+    assert Settings.from_env({"KFADAPTER_STORE_URL": "sqlite:////data/s.sqlite"}).store_url == "sqlite:////data/s.sqlite"
+    with pytest.raises(SettingsError, match="KFADAPTER_STORE_URL") as caught:
+        Settings.from_env({"KFADAPTER_STORE_URL": "mysql://kf:pa55word@db/kf"})
+    assert "pa55word" not in str(caught.value)
+    for name in ("KFADAPTER_HISTORY_DAYS", "KFADAPTER_INTENT_GRACE"):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: "0"})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
 import pytest
@@ -228,3 +229,66 @@ def test_watches_route_lists_tracked_runs(client, make_runs):
     view = client.get("/watches").json
     assert sorted(t["run_id"] for t in view["tracked"]) == sorted(ids)
     assert view["pending"] == []
+
+
+def test_a_pass_stops_as_soon_as_its_lease_is_lost(watcher, make_runs, sandbox, tm_receiver, store):
+    ids = make_runs(5)
+    set_state(sandbox, ids, "SUCCEEDED")
+
+    def steal(_body):  # while the first notification is on its way, another process takes the lease
+        store.release_lease(LEASE_NAME, watcher.holder)
+        assert store.acquire_lease(LEASE_NAME, "thief", 60.0, 1000.0)
+
+    tm_receiver.on_receive = steal
+    cycle = watcher.poll_once(now=1000.0)
+    assert cycle.delivery.lease_lost and len(cycle.delivery.delivered) == 1
+    assert len(tm_receiver.received) == 1 and len(store.pending()) == 4
+    note = store.notification(tm_receiver.run_ids()[0])
+    assert note.delivered_at == 1000.0 and note.tm_answer == '{"Message": "Training successful"}'
+
+
+def test_slow_manager_two_watchers_each_run_notified_once(wsettings, store, make_runs, sandbox, tm_receiver):
+    # A pass (12 x 0.3 s) outlasts the lease (ttl 2.2 s): the holder renews it before each notification,
+    # so the other watcher, polling all the while on the real clock, never takes over mid-pass.
+    fast = dataclasses.replace(wsettings, lease_ttl=0.5, notify_timeout=0.6, poll_interval=0.05)
+    ids = make_runs(12)
+    set_state(sandbox, ids, "SUCCEEDED")
+    tm_receiver.delay = 0.3
+    watchers = [Watcher(KfConnect(fast), store, fast, holder=h).start() for h in ("a", "b")]
+    try:
+        deadline = time.monotonic() + 60
+        while len(tm_receiver.received) < 12 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        for w in watchers:
+            w.stop()
+    assert watchers[0].lease_ttl < 12 * 0.3
+    assert sorted(tm_receiver.run_ids()) == sorted(ids)  # each once, none twice
+
+
+def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, make_runs, sandbox, tm_receiver, store, client,
+                                                         wsettings):
+    ids = make_runs(3)
+    for run_id in ids[:2]:  # the same training job ran three times
+        store.track(run_id, "tj-2", now=1.0 + ids.index(run_id))
+    set_state(sandbox, ids[:2], "SUCCEEDED")
+    set_state(sandbox, [ids[2]], "RUNNING")
+    watcher.poll_once(now=1000.0)
+    done = client.get(f"/runs/{ids[0]}").json
+    assert done["trainingjob_id"] == "tj-2" and done["tracked"] is False
+    assert done["notification"]["status"] == "delivered" and done["notification"]["notified_at"] == 1000.0
+    listing = client.get("/trainingjobs/tj-2/runs")
+    assert listing.status_code == 200 and listing.headers["Content-Type"] == "application/json"
+    runs = listing.json["runs"]
+    assert [r["run_id"] for r in runs] == [ids[2], ids[1], ids[0]]  # newest first
+    assert [r["state"] for r in runs] == ["RUNNING", "SUCCEEDED", "SUCCEEDED"]
+    assert [r["notification"]["status"] for r in runs] == ["waiting_for_run", "delivered", "delivered"]
+    assert runs[1]["notification"]["answer"] == '{"Message": "Training successful"}'
+    assert runs[1]["notification"]["attempts"] == 1 and runs[1]["notification"]["last_status"] == 200
+    assert client.get("/trainingjobs/nobody/runs").json == {"trainingjob_id": "nobody", "runs": []}
+    # History goes after KFADAPTER_HISTORY_DAYS (30 by default).
+    watcher.poll_once(now=1000.0 + 30 * 86400.0 - 1)
+    assert len(client.get("/trainingjobs/tj-2/runs").json["runs"]) == 3
+    watcher.poll_once(now=1000.0 + 30 * 86400.0 + 1)
+    assert [r["run_id"] for r in client.get("/trainingjobs/tj-2/runs").json["runs"]] == [ids[2]]

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from flask import Blueprint, Response
 
-from .common import json_response, kf
+from .common import json_response, kf, store
 
 bp = Blueprint("health", __name__)
 
@@ -20,7 +20,8 @@ def liveness():
 
 @bp.get("/readiness")
 def readiness():
-    """Answer 200 when KFP's healthz answers; the error envelope (502/504) when it does not."""
+    """Answer 200 when the store and KFP's healthz answer; the error envelope (503/502/504) when not."""
+    store().ping()  # 503 store_unavailable while the database is down or restarting
     health = kf().health()
     return json_response({"status": "ready", "kfp": {k: health.get(k) for k in ("tag_name", "multi_user")}})
 

@@ -8,6 +8,7 @@ from flask import Blueprint
 from .. import runinfo
 from ..errors import BadRequest
 from ..kfconnect import UNFINISHED_TIME
+from ..watch import intents
 from .common import check_name, json_body, json_response, kf, optional_str, required_str, store
 
 bp = Blueprint("runs", __name__)
@@ -25,10 +26,9 @@ def execute(trainingjob_id: str):
     if not isinstance(arguments, dict):
         raise BadRequest("'arguments' must be a JSON object of name -> value", code="invalid_field",
                          details={"field": "arguments"})
-    result = kf().execute(trainingjob_id, pipeline_name, version, experiment, arguments)
-    store().track(result["run_id"], trainingjob_id, pipeline_name=pipeline_name,
-                  experiment_id=result["experiment_id"])
-    return json_response(result)
+    # Intent first: KFP is asked only once the store holds it, and the answer waits for the run id to be stored.
+    return json_response(intents.execute(kf(), store(), trainingjob_id, pipeline_name, version, experiment,
+                                         arguments))
 
 
 @bp.get("/runs")
@@ -58,9 +58,10 @@ def list_runs():
 def get_run(run_id: str):
     """Return one run's name, state, experiment, pipeline, times, tasks and, when FAILED, why."""
     run = kf().describe_run(run_id)
-    tracked = store().get(run_id)
-    return json_response(_run_view(run) | {"trainingjob_id": tracked.trainingjob_id if tracked else None,
-                                           "tracked": tracked is not None})
+    known = store().history(run_id)  # tracked, or finished and kept for KFADAPTER_HISTORY_DAYS
+    return json_response(_run_view(run) | {"trainingjob_id": known["trainingjob_id"] if known else None,
+                                           "tracked": bool(known and known["tracked"]),
+                                           "notification": known["notification"] if known else None})
 
 
 @bp.delete("/runs/<run_id>")

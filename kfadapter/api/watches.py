@@ -21,6 +21,7 @@ def watches():
     return json_response({
         "tracked": [asdict(t) for t in db.tracked()],
         "pending": [_note(n) for n in db.pending()],
+        "intents": [asdict(i) for i in db.intents()],  # executions whose run id is not stored yet
         "recent_deliveries": [_note(n) for n in db.recent_deliveries()],
         "lease": {"holder": lease[0], "expires_at": lease[1]} if lease else None,
         "training_manager_url": watcher.settings.tm_url,

@@ -1,7 +1,8 @@
 """KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
 from __future__ import annotations
 
-from typing import Iterable
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Iterable
 
 from .. import pipelines as pl
 from .. import tempdirs
@@ -13,6 +14,9 @@ DEFAULT_EXPERIMENT = "Default"
 
 class PipelineCalls(Transport):
     """Pipelines, their versions and experiments."""
+
+    # Set by create_app to the store's per-name lock; without one, KFP's 409 alone arbitrates.
+    name_lock: Callable[[str], ContextManager[Any]] = staticmethod(lambda name: nullcontext())
 
     # ---- pipelines ----------------------------------------------------------------------------------------
 
@@ -133,14 +137,16 @@ class PipelineCalls(Transport):
         # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
         package, data, _ = self.server_profile().fit_upload(package, data)
         with tempdirs.package_file(data, package.suffix) as path:  # gone even after kill -9 (tempdirs)
-            try:
-                pipeline = self._exact(name, self._pipeline_by_name(name))
-            except NotFound:
-                created = self._upload_new_pipeline(name, path, description)
-                if created is not None:
-                    return created
-                pipeline = self._exact(name, self._pipeline_by_name(name))  # another upload created it first
-            return self._upload_next_version(pipeline, path, description)
+            # One upload per name at a time picks the next number (in-process and store lock, see watch/locks.py).
+            with self.name_lock(name):
+                try:
+                    pipeline = self._exact(name, self._pipeline_by_name(name))
+                except NotFound:
+                    created = self._upload_new_pipeline(name, path, description)
+                    if created is not None:
+                        return created
+                    pipeline = self._exact(name, self._pipeline_by_name(name))  # another upload created it first
+                return self._upload_next_version(pipeline, path, description)
 
     @staticmethod
     def _exact(name: str, pipeline: dict) -> dict:

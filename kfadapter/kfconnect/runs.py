@@ -24,7 +24,7 @@ class RunCalls(PipelineCalls):
     # ---- runs ---------------------------------------------------------------------------------------------
 
     def execute(self, trainingjob_id: str, pipeline_name: str, version_name: str | None, experiment_name: str,
-                arguments: dict[str, Any]) -> dict:
+                arguments: dict[str, Any], run_name: str | None = None) -> dict:
         """Start a training run of a pipeline version with arguments mapped onto its parameters."""
         pipeline = self.find_pipeline(pipeline_name)
         version = self.find_version(pipeline, version_name)
@@ -35,7 +35,7 @@ class RunCalls(PipelineCalls):
         # Multi-user KFP has no Default experiment until someone creates it in the namespace.
         experiment = (self.default_experiment() if experiment_name == DEFAULT_EXPERIMENT
                       else self.find_experiment(experiment_name))
-        run_name = f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+        run_name = run_name or f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
         description = f"training job {trainingjob_id}"
         if kind == pl.V1:
             run_id = self._create_v1_run(run_name, description, experiment["experiment_id"],
@@ -112,6 +112,17 @@ class RunCalls(PipelineCalls):
             chunk = ids[start:start + PAGE_SIZE]
             found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
                                         filter=in_filter("run_id", chunk), what="list runs by id"))
+        return found
+
+    def runs_by_names(self, names: Iterable[str]) -> list[dict]:
+        """Return the runs whose display name is among `names`, one list call per 200 names."""
+        api = self.client._run_api
+        wanted = list(dict.fromkeys(names))
+        found: list[dict] = []
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start:start + PAGE_SIZE]
+            found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
+                                        filter=in_filter("display_name", chunk), what="list runs by name"))
         return found
 
     def describe_run(self, run_id: str) -> dict:

@@ -213,8 +213,7 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    # Run ids hold no '%' or '+', so KFP's second decoding changes nothing: no need for a longer URL.
-    return json.dumps({"predicates": [{"operation": "IN", "key": key, "string_values": {"values": values}}]})
+    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:

@@ -1,50 +1,31 @@
-"""SQLite store for state that must survive a restart: tracked runs, the notification outbox and the lease.
+"""The store for state that must survive a restart: tracked runs, execution intents, the notification outbox
+(which keeps finished runs as history), and named leases.
 
-One connection per thread and process keeps it safe across threads and forked gunicorn workers; WAL mode lets
-readers and one writer share the file.
+SQLite (a file, the embedded default) or PostgreSQL (several replicas), through SQLAlchemy Core; the schema
+is versioned with Alembic and migrated when a Store opens, so a store made by an older version keeps its data.
+Every statement that decides between concurrent writers is a single conditional statement (an upsert with a
+WHERE, a DELETE … RETURNING), so it is atomic on both backends without table locks.
 """
 from __future__ import annotations
 
-import os
-import random
-import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tracked_runs (
-    run_id          TEXT PRIMARY KEY,
-    trainingjob_id  TEXT NOT NULL,
-    pipeline_name   TEXT,
-    experiment_id   TEXT,
-    created_at      REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    run_id          TEXT PRIMARY KEY,
-    trainingjob_id  TEXT NOT NULL,
-    run_status      TEXT NOT NULL,
-    created_at      REAL NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_attempt_at REAL,
-    last_status     INTEGER,
-    last_error      TEXT,
-    delivered_at    REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, next_attempt_at);
-CREATE TABLE IF NOT EXISTS meta (
-    key    TEXT PRIMARY KEY,
-    value  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS lease (
-    name        TEXT PRIMARY KEY,
-    holder      TEXT NOT NULL,
-    expires_at  REAL NOT NULL
-);
-"""
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import and_, delete, func, inspect, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .db import Database
+from .schema import intents, lease, meta, outbox, tracked_runs
+
+ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
+_MIGRATION_LOCK = 0x6B666164  # pg_advisory_xact_lock key: one replica migrates, the others wait
+# Alembic's `op` and `context` are module-level proxies: two threads of one process must not migrate at once.
+_MIGRATING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -61,14 +42,17 @@ class Notification:
     last_status: int | None
     last_error: str | None
     delivered_at: float | None
+    pipeline_name: str | None = None
+    experiment_id: str | None = None
+    tracked_at: float | None = None
+    tm_answer: str | None = None
 
     def payload(self) -> dict[str, str]:
         """Return the body the training manager expects."""
         return {"run_id": self.run_id, "run_status": self.run_status, "trainingjob_id": self.trainingjob_id}
 
 
-_NOTIFICATION_COLUMNS = ("run_id, trainingjob_id, run_status, created_at, attempts, next_attempt_at, "
-                         "last_attempt_at, last_status, last_error, delivered_at")
+_NOTE_COLUMNS = [outbox.c[name] for name in Notification.__dataclass_fields__]
 
 
 @dataclass(frozen=True)
@@ -82,176 +66,261 @@ class TrackedRun:
     created_at: float
 
 
+_TRACKED_COLUMNS = [tracked_runs.c[name] for name in TrackedRun.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """An execution about to ask KFP for a run: the run will carry `run_name`, which holds the token."""
+
+    token: str
+    trainingjob_id: str
+    pipeline_name: str
+    run_name: str
+    created_at: float
+
+
 class Store:
-    """Tracked runs in a SQLite file (WAL)."""
+    """Tracked runs, intents, outbox/history and leases in SQLite or PostgreSQL."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._initialise()
+    def __init__(self, path_or_url: str) -> None:
+        self.db = Database(path_or_url)
+        self.backend = self.db.backend
+        self._migrate()
 
-    def _initialise(self, attempts: int = 100) -> None:
-        # Gunicorn workers open a new store at the same moment; switching a fresh file to WAL answers
-        # "database is locked" at once instead of waiting on the busy timeout, so retry for a few seconds.
-        for attempt in range(attempts):
-            try:
-                with self._connect() as db:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == attempts - 1:
-                    raise
-                time.sleep(0.05 + random.random() * 0.05)
+    def _migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", "kfadapter.watch:migrations")
+        with _MIGRATING, self.db.write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock
+            if self.backend == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            cfg.attributes["connection"] = conn
+            tables = set(inspect(conn).get_table_names())
+            if "tracked_runs" in tables and "alembic_version" not in tables:
+                command.stamp(cfg, "0001")  # made by the landed version, which had no version table
+            command.upgrade(cfg, "head")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One connection per thread and process, reused: opening one costs more than most queries here.
-        # A forked gunicorn worker must not share its parent's connection, hence the pid check.
-        db = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db, self._local.pid = db, os.getpid()
-        yield db
+    def _insert(self, table):  # noqa: ANN001, ANN202
+        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers a query."""
+        with self.db.read() as conn:
+            conn.execute(select(1))
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.db.dispose()
+
+    # ---- tracked runs -------------------------------------------------------------------------------------
 
     def track(self, run_id: str, trainingjob_id: str, *, pipeline_name: str | None = None,
-              experiment_id: str | None = None) -> None:
+              experiment_id: str | None = None, now: float | None = None) -> None:
         """Start tracking a run (idempotent)."""
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO tracked_runs (run_id, trainingjob_id, pipeline_name, experiment_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET trainingjob_id = excluded.trainingjob_id",
-                (run_id, trainingjob_id, pipeline_name, experiment_id, time.time()))
+        with self.db.write() as conn:
+            self._track(conn, run_id, trainingjob_id, pipeline_name, experiment_id, now)
+
+    def _track(self, conn, run_id, trainingjob_id, pipeline_name, experiment_id, now) -> None:  # noqa: ANN001
+        stmt = self._insert(tracked_runs).values(run_id=run_id, trainingjob_id=trainingjob_id,
+                                                 pipeline_name=pipeline_name, experiment_id=experiment_id,
+                                                 created_at=time.time() if now is None else now)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id"],
+                                                set_={"trainingjob_id": stmt.excluded.trainingjob_id}))
 
     def untrack(self, run_id: str) -> bool:
         """Stop tracking a run; tell whether it was tracked."""
-        with self._connect() as db:
-            return db.execute("DELETE FROM tracked_runs WHERE run_id = ?", (run_id,)).rowcount > 0
+        with self.db.write() as conn:
+            return conn.execute(delete(tracked_runs).where(tracked_runs.c.run_id == run_id)).rowcount > 0
 
     def get(self, run_id: str) -> TrackedRun | None:
         """Return one tracked run, or None."""
-        with self._connect() as db:
-            row = db.execute("SELECT run_id, trainingjob_id, pipeline_name, experiment_id, created_at"
-                             " FROM tracked_runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self.db.read() as conn:
+            row = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.run_id == run_id)).first()
         return TrackedRun(*row) if row else None
 
     def tracked(self) -> list[TrackedRun]:
         """Return every tracked run, oldest first."""
-        with self._connect() as db:
-            rows = db.execute("SELECT run_id, trainingjob_id, pipeline_name, experiment_id, created_at"
-                              " FROM tracked_runs ORDER BY created_at, run_id").fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(select(*_TRACKED_COLUMNS).order_by(tracked_runs.c.created_at,
+                                                                    tracked_runs.c.run_id)).all()
         return [TrackedRun(*r) for r in rows]
 
-    # ---- outbox -------------------------------------------------------------------------------------------
+    # ---- intents ------------------------------------------------------------------------------------------
+
+    def add_intent(self, token: str, trainingjob_id: str, pipeline_name: str, run_name: str, now: float) -> None:
+        """Record an execution before KFP is asked for its run (raises StoreUnavailable if it cannot)."""
+        with self.db.write() as conn:
+            conn.execute(intents.insert().values(token=token, trainingjob_id=trainingjob_id,
+                                                 pipeline_name=pipeline_name, run_name=run_name, created_at=now))
+
+    def bind_intent(self, token: str, run_id: str, trainingjob_id: str, *, pipeline_name: str | None,
+                    experiment_id: str | None, now: float) -> None:
+        """Track the run an intent started and drop the intent, in one transaction (idempotent)."""
+        with self.db.write() as conn:
+            self._track(conn, run_id, trainingjob_id, pipeline_name, experiment_id, now)
+            conn.execute(delete(intents).where(intents.c.token == token))
+
+    def drop_intent(self, token: str) -> bool:
+        """Forget an intent whose run KFP never started; tell whether it was there."""
+        with self.db.write() as conn:
+            return conn.execute(delete(intents).where(intents.c.token == token)).rowcount > 0
+
+    def intents(self) -> list[Intent]:
+        """Return every intent still waiting for its run id, oldest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(intents.c.token, intents.c.trainingjob_id, intents.c.pipeline_name,
+                                       intents.c.run_name, intents.c.created_at)
+                                .order_by(intents.c.created_at)).all()
+        return [Intent(*r) for r in rows]
+
+    # ---- outbox and history -------------------------------------------------------------------------------
 
     def finish(self, run_id: str, run_status: str, now: float) -> bool:
         """Move a tracked run to the outbox in one transaction; tell whether it was still tracked."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT trainingjob_id FROM tracked_runs WHERE run_id = ?", (run_id,)).fetchone()
-                if row is None:
-                    db.execute("ROLLBACK")
-                    return False
-                db.execute("DELETE FROM tracked_runs WHERE run_id = ?", (run_id,))
-                db.execute("INSERT OR IGNORE INTO outbox (run_id, trainingjob_id, run_status, created_at,"
-                           " next_attempt_at) VALUES (?, ?, ?, ?, ?)", (run_id, row[0], run_status, now, now))
-                db.execute("COMMIT")
-                return True
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.db.write() as conn:
+            # DELETE … RETURNING: of two concurrent finishers exactly one gets the row.
+            row = conn.execute(delete(tracked_runs).where(tracked_runs.c.run_id == run_id)
+                               .returning(*_TRACKED_COLUMNS)).first()
+            if row is None:
+                return False
+            run = TrackedRun(*row)
+            conn.execute(self._insert(outbox).values(
+                run_id=run_id, trainingjob_id=run.trainingjob_id, run_status=run_status, created_at=now,
+                attempts=0, next_attempt_at=now, pipeline_name=run.pipeline_name,
+                experiment_id=run.experiment_id, tracked_at=run.created_at).on_conflict_do_nothing())
+            return True
 
     def due(self, now: float, limit: int = 100) -> list[Notification]:
         """Return undelivered notifications whose next attempt is due, oldest first."""
-        with self._connect() as db:
-            rows = db.execute(f"SELECT {_NOTIFICATION_COLUMNS} FROM outbox WHERE delivered_at IS NULL"
-                              " AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?",
-                              (now, limit)).fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_(None),
+                                                             outbox.c.next_attempt_at <= now)
+                                .order_by(outbox.c.next_attempt_at, outbox.c.created_at).limit(limit)).all()
         return [Notification(*r) for r in rows]
 
     def pending(self) -> list[Notification]:
         """Return every undelivered notification."""
-        with self._connect() as db:
-            rows = db.execute(f"SELECT {_NOTIFICATION_COLUMNS} FROM outbox WHERE delivered_at IS NULL"
-                              " ORDER BY created_at, run_id").fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_(None))
+                                .order_by(outbox.c.created_at, outbox.c.run_id)).all()
         return [Notification(*r) for r in rows]
 
     def notification(self, run_id: str) -> Notification | None:
         """Return the notification of one run, delivered or not."""
-        with self._connect() as db:
-            row = db.execute(f"SELECT {_NOTIFICATION_COLUMNS} FROM outbox WHERE run_id = ?", (run_id,)).fetchone()
+        with self.db.read() as conn:
+            row = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.run_id == run_id)).first()
         return Notification(*row) if row else None
 
     def recent_deliveries(self, limit: int = 50) -> list[Notification]:
         """Return the most recently delivered notifications."""
-        with self._connect() as db:
-            rows = db.execute(f"SELECT {_NOTIFICATION_COLUMNS} FROM outbox WHERE delivered_at IS NOT NULL"
-                              " ORDER BY delivered_at DESC LIMIT ?", (limit,)).fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_not(None))
+                                .order_by(outbox.c.delivered_at.desc()).limit(limit)).all()
         return [Notification(*r) for r in rows]
 
+    def claim(self, run_id: str, lease_name: str, holder: str, ttl: float, now: float) -> tuple[bool, bool]:
+        """Renew the lease and check the notification is still undelivered, in one transaction.
+
+        Returns (lease held, still to deliver): a pass stops as soon as the first is False.
+        """
+        with self.db.write() as conn:
+            if not self._acquire(conn, lease_name, holder, ttl, now):
+                return False, False
+            row = conn.execute(select(outbox.c.delivered_at).where(outbox.c.run_id == run_id)).first()
+            return True, row is not None and row[0] is None
+
     def record_attempt(self, run_id: str, *, now: float, status: int | None, error: str | None,
-                       delivered: bool, retry_at: float | None = None) -> None:
-        """Record one delivery attempt: delivered, or due again at `retry_at`."""
-        with self._connect() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?, last_status = ?,"
-                       " last_error = ?, delivered_at = ?, next_attempt_at = COALESCE(?, next_attempt_at)"
-                       " WHERE run_id = ?",
-                       (now, status, error, now if delivered else None, retry_at, run_id))
+                       delivered: bool, retry_at: float | None = None, answer: str | None = None) -> None:
+        """Record one delivery attempt and the manager's answer: delivered, or due again at `retry_at`."""
+        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_attempt_at": now, "last_status": status,
+                                  "last_error": error, "delivered_at": now if delivered else None,
+                                  "tm_answer": answer[:ANSWER_CHARS] if answer is not None else None}
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        with self.db.write() as conn:
+            conn.execute(update(outbox).where(outbox.c.run_id == run_id).values(**values))
 
     def prune_delivered(self, older_than: float) -> int:
-        """Forget delivered notifications older than a cutoff; return how many."""
-        with self._connect() as db:
-            return db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                              (older_than,)).rowcount
+        """Forget delivered notifications (history) older than a cutoff; return how many."""
+        with self.db.write() as conn:
+            return conn.execute(delete(outbox).where(outbox.c.delivered_at.is_not(None),
+                                                     outbox.c.delivered_at < older_than)).rowcount
 
-    # ---- lease --------------------------------------------------------------------------------------------
+    def history(self, run_id: str) -> dict | None:
+        """Return what the store knows of one run (tracked, or finished and kept as history), or None."""
+        tracked = self.get(run_id)
+        if tracked is not None:
+            return _tracked_view(tracked)
+        note = self.notification(run_id)
+        return _finished_view(note) if note else None
+
+    def runs_of(self, trainingjob_id: str) -> list[dict]:
+        """Return a training job's runs (tracked and finished), newest first."""
+        with self.db.read() as conn:
+            live = conn.execute(select(*_TRACKED_COLUMNS)
+                                .where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
+            done = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.trainingjob_id == trainingjob_id)).all()
+        views = [_tracked_view(TrackedRun(*r)) for r in live] + [_finished_view(Notification(*r)) for r in done]
+        return sorted(views, key=lambda v: (v["tracked_at"] or v["finished_at"] or 0.0, v["run_id"]), reverse=True)
+
+    # ---- leases -------------------------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew the named lease for `ttl` seconds unless another live holder has it."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # one writer decides, so two processes cannot both win
-            try:
-                row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
-                if row is not None and row[0] != holder and row[1] > now:
-                    db.execute("ROLLBACK")
-                    return False
-                db.execute("INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name)"
-                           " DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-                           (name, holder, now + ttl))
-                db.execute("COMMIT")
-                return True
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.db.write() as conn:
+            return self._acquire(conn, name, holder, ttl, now)
+
+    def _acquire(self, conn, name: str, holder: str, ttl: float, now: float) -> bool:  # noqa: ANN001
+        stmt = self._insert(lease).values(name=name, holder=holder, expires_at=now + ttl)
+        # One statement: PostgreSQL locks the conflicting row, SQLite holds the write lock, so two
+        # contenders cannot both see the lease as free.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+            where=or_(lease.c.holder == holder, lease.c.expires_at <= now)).returning(lease.c.holder)
+        return conn.execute(stmt).first() is not None
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give up the lease if this holder has it, so another process can take over at once."""
-        with self._connect() as db:
-            db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", (name, holder))
+        with self.db.write() as conn:
+            conn.execute(delete(lease).where(and_(lease.c.name == name, lease.c.holder == holder)))
 
     def lease(self, name: str) -> tuple[str, float] | None:
         """Return (holder, expires_at) of the named lease, or None."""
-        with self._connect() as db:
-            row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
+        with self.db.read() as conn:
+            row = conn.execute(select(lease.c.holder, lease.c.expires_at).where(lease.c.name == name)).first()
         return (row[0], row[1]) if row else None
 
     # ---- watcher status -----------------------------------------------------------------------------------
 
     def mark_cycle(self, now: float) -> None:
         """Record that the lease holder completed a cycle at `now`."""
-        with self._connect() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES ('last_cycle_at', ?)"
-                       " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (now,))
+        stmt = self._insert(meta).values(key="last_cycle_at", value=now)
+        with self.db.write() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
 
     def stats(self) -> dict[str, float | int | None]:
-        """Return counts of tracked runs and pending notifications, and the last cycle's time."""
-        with self._connect() as db:
-            tracked = db.execute("SELECT COUNT(*) FROM tracked_runs").fetchone()[0]
-            pending = db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
-            row = db.execute("SELECT value FROM meta WHERE key = 'last_cycle_at'").fetchone()
-        return {"tracked": tracked, "pending": pending, "last_cycle_at": row[0] if row else None}
+        """Return counts of tracked runs, pending notifications and intents, and the last cycle's time."""
+        with self.db.read() as conn:
+            tracked = conn.execute(select(func.count()).select_from(tracked_runs)).scalar_one()
+            pending = conn.execute(select(func.count()).select_from(outbox)
+                                   .where(outbox.c.delivered_at.is_(None))).scalar_one()
+            waiting = conn.execute(select(func.count()).select_from(intents)).scalar_one()
+            last = conn.execute(select(meta.c.value).where(meta.c.key == "last_cycle_at")).scalar_one_or_none()
+        return {"tracked": tracked, "pending": pending, "intents": waiting, "last_cycle_at": last}
+
+
+def _tracked_view(run: TrackedRun) -> dict:
+    return {"run_id": run.run_id, "trainingjob_id": run.trainingjob_id, "pipeline_name": run.pipeline_name,
+            "experiment_id": run.experiment_id, "tracked": True, "tracked_at": run.created_at, "state": None,
+            "finished_at": None,
+            "notification": {"status": "waiting_for_run", "attempts": 0, "notified_at": None,
+                             "last_status": None, "last_error": None, "answer": None}}
+
+
+def _finished_view(n: Notification) -> dict:
+    return {"run_id": n.run_id, "trainingjob_id": n.trainingjob_id, "pipeline_name": n.pipeline_name,
+            "experiment_id": n.experiment_id, "tracked": False, "tracked_at": n.tracked_at, "state": n.run_status,
+            "finished_at": n.created_at,
+            "notification": {"status": "delivered" if n.delivered_at is not None else "pending",
+                             "attempts": n.attempts, "notified_at": n.delivered_at, "last_status": n.last_status,
+                             "last_error": n.last_error, "answer": n.tm_answer}}

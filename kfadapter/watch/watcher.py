@@ -16,16 +16,17 @@ from typing import Callable
 
 import requests
 
+from ..errors import StoreUnavailable
 from ..kfconnect import KfConnect
 from ..settings import Settings
-from .delivery import DeliveryResult, deliver_due
+from .delivery import DeliveryResult, LeaseRef, deliver_due
+from .intents import ReconcileResult, reconcile
 from .poller import PollResult, poll_once
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "run-watcher"
-_DELIVERED_RETENTION = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Cycle:
     """The outcome of one watcher cycle."""
 
     leader: bool
+    intents: ReconcileResult | None = None
     poll: PollResult | None = None
     delivery: DeliveryResult | None = None
 
@@ -45,9 +47,10 @@ class Watcher:
         self.kf, self.store, self.settings, self.clock = kf, store, settings, clock
         self._auto_holder = holder is None
         self.holder = holder or _new_holder()
-        # A leader that stops renewing (killed, hung) is replaced once its lease runs out; it renews every
-        # cycle, so the lease must outlast one interval.
-        self.lease_ttl = max(settings.lease_ttl, 2 * settings.poll_interval)
+        # A leader that stops renewing (killed, hung) is replaced once its lease runs out. It renews every
+        # cycle and before each notification, so the lease must outlast one interval and one POST to the
+        # manager: then no other process can take over while a notification is on its way.
+        self.lease_ttl = max(settings.lease_ttl, 2 * settings.poll_interval, 2 * settings.notify_timeout + 1)
         self._session = requests.Session()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,22 +59,26 @@ class Watcher:
 
     def poll_once(self, now: float | None = None) -> Cycle:
         """Run one cycle: take or renew the lease, poll KFP, deliver due notifications."""
-        now = self.clock() if now is None else now
+        clock = self.clock if now is None else (lambda: now)  # an explicit `now` (tests) is the whole clock
+        now = clock()
         if not self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now):
             cycle = Cycle(leader=False)
         else:
+            # Intents first (the first cycle after a start-up included), so the runs they find are polled now.
+            found = reconcile(self.kf, self.store, now, self.settings.intent_grace)
             poll = poll_once(self.kf, self.store, now)
             delivery = None
-            # Renew before delivering: if polling outlasted the lease, another process may lead by now.
-            if self.settings.tm_url and self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl,
-                                                                  self.clock() if now is None else now):
+            if self.settings.tm_url:
+                # The pass renews the lease before each notification and stops when it cannot.
                 delivery = deliver_due(self.store, self._session, self.settings.tm_url, now=now,
                                        timeout=self.settings.notify_timeout,
-                                       max_backoff=self.settings.notify_max_backoff)
-            self.store.prune_delivered(now - _DELIVERED_RETENTION)
+                                       max_backoff=self.settings.notify_max_backoff,
+                                       lease=LeaseRef(LEASE_NAME, self.holder, self.lease_ttl), clock=clock,
+                                       should_stop=self._stop.is_set)
+            self.store.prune_delivered(now - self.settings.history_days * 86400.0)
             if poll.error is None:
                 self.store.mark_cycle(now)
-            cycle = Cycle(leader=True, poll=poll, delivery=delivery)
+            cycle = Cycle(leader=True, intents=found, poll=poll, delivery=delivery)
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle
 
@@ -87,19 +94,28 @@ class Watcher:
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the loop promptly and hand the lease over."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            # A pass stops between notifications: wait for the one on its way, then hand the lease over.
+            self._thread.join(self.settings.notify_timeout + 5.0 if timeout is None else timeout)
+            alive = self._thread.is_alive()
             self._thread = None
-        self.store.release_lease(LEASE_NAME, self.holder)
+            if alive:
+                return  # still posting: keep the lease, which then runs out, rather than risk a duplicate
+        try:
+            self.store.release_lease(LEASE_NAME, self.holder)
+        except StoreUnavailable:
+            log.warning("watcher: store unavailable at stop; the lease runs out by itself")
         self._session.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.poll_once()
+            except StoreUnavailable as exc:  # a database restart: nothing is lost, the next cycle goes on
+                log.warning("watcher cycle skipped: %s", exc.message)
             except Exception:  # noqa: BLE001 - the loop must survive anything one cycle throws
                 log.exception("watcher cycle failed")
             self._stop.wait(self.settings.poll_interval)

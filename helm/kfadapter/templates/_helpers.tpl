@@ -66,3 +66,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kfadapter.tokenSecretName" -}}
 {{- default (printf "%s-kfp-token" (include "kfadapter.fullname" .)) .Values.kubeflow.token.existingSecret }}
 {{- end }}
+
+{{/* "true" when the store is PostgreSQL (a URL or an existing Secret holding one), else "" (SQLite). */}}
+{{- define "kfadapter.postgres" -}}
+{{- if or .Values.store.url .Values.store.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the store's PostgreSQL URL: the existing one, else the chart's own. */}}
+{{- define "kfadapter.storeSecretName" -}}
+{{- default (printf "%s-store" (include "kfadapter.fullname" .)) .Values.store.existingSecret }}
+{{- end }}

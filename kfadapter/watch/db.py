@@ -1,0 +1,137 @@
+"""The store's database engine: a SQLite file (embedded default) or PostgreSQL, chosen by URL.
+
+SQLAlchemy Core with the psycopg 3 driver; every database failure leaves here as `StoreUnavailable` (503), so a
+route never answers 500 because the store's disk is full or its server is restarting.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ..errors import StoreUnavailable
+
+SQLITE_BUSY_MS = 10_000
+PG_CONNECT_TIMEOUT = 5  # seconds; a stopped server must not hang a request
+PG_STATEMENT_TIMEOUT_MS = 15_000
+
+
+def store_url(path_or_url: str) -> str:
+    """Return a SQLAlchemy URL for a file path, a `sqlite:///path` URL or a `postgresql://` URL."""
+    if "://" not in path_or_url:
+        return f"sqlite:///{os.path.abspath(path_or_url)}"
+    scheme, rest = path_or_url.split("://", 1)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme == "sqlite":
+        return path_or_url
+    raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite:///path or postgresql://")
+
+
+def make_engine(path_or_url: str) -> Engine:
+    """Create the engine; for SQLite also create the file's directory and set WAL and busy timeouts."""
+    url = make_url(store_url(path_or_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+                               pool_size=8, max_overflow=32)
+        _sqlite_transactions(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=20, pool_timeout=10,
+                         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT,
+                                       "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"})
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and never takes the write lock up front; a read that
+    # later writes can then fail at once with "database is locked". Writers here begin IMMEDIATE instead.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+class Database:
+    """An engine plus transactions that turn database failures into `StoreUnavailable`."""
+
+    def __init__(self, path_or_url: str) -> None:
+        self.engine = make_engine(path_or_url)
+        self.backend = self.engine.dialect.name  # "sqlite" or "postgresql"
+        self._pid = os.getpid()
+        # Pooled connections are closed when the Database goes, not left to the garbage collector.
+        weakref.finalize(self, self.engine.dispose)
+        if self.backend == "sqlite":
+            self._wal()
+
+    def _wal(self, attempts: int = 100) -> None:
+        # Gunicorn workers open a new store at the same moment; switching a fresh file to WAL answers
+        # "database is locked" at once instead of waiting on the busy timeout, so retry for a few seconds.
+        # The switch cannot happen inside a transaction, hence the bare driver connection.
+        for attempt in range(attempts):
+            try:
+                with self._translate(), self.engine.connect() as conn:
+                    conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except StoreUnavailable as exc:
+                orig = getattr(exc.__cause__, "orig", None)
+                if not isinstance(orig, sqlite3.OperationalError) or "locked" not in str(orig) \
+                        or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 + random.random() * 0.05)
+
+    def _engine(self) -> Engine:
+        # A forked gunicorn worker must not use its parent's pooled connections.
+        if self._pid != os.getpid():
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+        return self.engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """Run a read-write transaction (IMMEDIATE on SQLite), committed on exit."""
+        with self._translate(), self._engine().connect().execution_options(write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Run a read-only transaction."""
+        with self._translate(), self._engine().connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"the store cannot be used: {_reason(exc)}",
+                                   details={"backend": self.backend}) from exc
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the store cannot be used: {type(exc).__name__}",
+                                   details={"backend": self.backend}) from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def _reason(exc: DBAPIError) -> str:
+    # The driver's first line names the cause ("database or disk is full", "connection refused") without the
+    # statement or its parameters.
+    text = str(exc.orig).strip().splitlines()
+    return text[0][:200] if text else type(exc.orig).__name__

@@ -1,0 +1,97 @@
+"""Intent before action: an execution is written to the store before KFP is asked for the run, so a run KFP
+started is never left untracked, whatever dies when.
+
+The intent carries a unique token that becomes part of the run's display name. An execution that dies between
+KFP's answer and the store's (kill -9, store down) leaves its intent behind; `reconcile` finds the run by that
+name and tracks it, or drops the intent once KFP still has no such run after the grace period.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..errors import AdapterError, StoreUnavailable
+from ..kfconnect import KfConnect
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def run_name_for(trainingjob_id: str, token: str) -> str:
+    """Return the display name of the run an intent starts: training job, UTC time, token."""
+    return f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{token}"
+
+
+def execute(kf: KfConnect, store: Store, trainingjob_id: str, pipeline_name: str, version: str | None,
+            experiment: str, arguments: dict[str, Any], *, clock: Callable[[], float] = time.time) -> dict:
+    """Write the intent, start the run, track its id; raise StoreUnavailable (KFP untouched) if the store fails."""
+    token = uuid.uuid4().hex[:16]
+    run_name = run_name_for(trainingjob_id, token)
+    store.add_intent(token, trainingjob_id, pipeline_name, run_name, clock())
+    try:
+        result = kf.execute(trainingjob_id, pipeline_name, version, experiment, arguments, run_name=run_name)
+    except AdapterError as exc:
+        if exc.status < 500:  # KFP refused: no run exists. A 5xx or timeout may hide one: reconcile decides.
+            _drop(store, token)
+        raise
+    try:
+        store.bind_intent(token, result["run_id"], trainingjob_id, pipeline_name=pipeline_name,
+                          experiment_id=result["experiment_id"], now=clock())
+    except StoreUnavailable as exc:
+        # The run exists: its intent stays, and the watcher tracks it once the store is back.
+        raise StoreUnavailable(f"run {result['run_id']} was started but the store cannot record it yet; it is "
+                               "tracked and notified once the store is back",
+                               details={"run_id": result["run_id"], "run_name": run_name}) from exc
+    return result
+
+
+def _drop(store: Store, token: str) -> None:
+    try:
+        store.drop_intent(token)
+    except StoreUnavailable:
+        pass  # reconcile drops it after the grace period
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconciliation did."""
+
+    found: dict[str, str] = field(default_factory=dict)  # token -> run id now tracked
+    dropped: list[str] = field(default_factory=list)
+    waiting: int = 0
+    error: str | None = None
+
+
+def reconcile(kf: KfConnect, store: Store, now: float, grace: float) -> ReconcileResult:
+    """Track the run of every intent KFP has; drop intents still without a run after `grace` seconds."""
+    result = ReconcileResult()
+    pending = store.intents()
+    if not pending:
+        return result
+    try:
+        runs = kf.runs_by_names([i.run_name for i in pending])  # one list call per 200 intents
+    except AdapterError as exc:
+        log.warning("watcher: cannot look up intents in KFP: %s", exc.message)
+        result.error = exc.message
+        return result
+    by_name = {r.get("display_name"): r for r in runs}
+    for intent in pending:
+        run = by_name.get(intent.run_name)
+        if run is not None:
+            store.bind_intent(intent.token, run["run_id"], intent.trainingjob_id,
+                              pipeline_name=intent.pipeline_name, experiment_id=run.get("experiment_id"), now=now)
+            result.found[intent.token] = run["run_id"]
+            log.info("watcher: run %s of training job %s found by its intent; tracked", run["run_id"],
+                     intent.trainingjob_id)
+        elif now - intent.created_at > grace:
+            store.drop_intent(intent.token)
+            result.dropped.append(intent.token)
+            log.info("watcher: intent %s of training job %s has no run in KFP after %.0f s; dropped",
+                     intent.token, intent.trainingjob_id, grace)
+        else:
+            result.waiting += 1
+    return result
