@@ -167,9 +167,8 @@ def _api_token(r: "_Reader") -> str | None:
 def _store_url(r: "_Reader") -> str | None:
     url = r.str("KFADAPTER_STORE_URL")
     if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        # The URL may hold a password: name the scheme only.
-        raise SettingsError(f"KFADAPTER_STORE_URL must start with postgresql:// or sqlite:///, got "
-                            f"{url.split(':', 1)[0]!r}")
+        # The URL may hold a password: it is a secret, shown as (hidden).
+        raise checks.settings_error("KFADAPTER_STORE_URL", url, "a URL starting with postgresql:// or sqlite:///")
     return url
 
 

@@ -35,7 +35,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "KFADAPTER_GUNICORN_BODY_TIMEOUT": (1, 86400),
 }
 SECRETS = ("KFADAPTER_KFP_TOKEN", "KFADAPTER_API_TOKEN", "KFADAPTER_OBJECT_STORE_ACCESS_KEY",
-           "KFADAPTER_OBJECT_STORE_SECRET_KEY")
+           "KFADAPTER_OBJECT_STORE_SECRET_KEY", "KFADAPTER_STORE_URL")  # the store URL may hold a password
 _HOST = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})"  # a DNS name or an IPv4 address
 _HOST_PORT = rf"(?:{_HOST}|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{{1,5}})"
 _URL = rf"https?://(?:{_HOST}|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?(?:/[^\s]*)?"

@@ -35,6 +35,7 @@ BAD: dict[str, list[str]] = {
     "KF_PIPELINES_SA_TOKEN_PATH": [f"{MISSING_DIR}/token"],
     "KFADAPTER_KFP_CA_CERT": [f"{MISSING_DIR}/ca.pem", "{dir}", "{not_pem}"],
     "KFADAPTER_STORE_PATH": ["{file}/store.sqlite"],
+    "KFADAPTER_STORE_URL": ["mysql://u:secret@db/kf", "store.sqlite"],
     "KFADAPTER_ARGUMENT_MAPPING": ["{", "[1]", '{"a": 1}', '{"a": "{x"}', '{"a": "x}"}', '{"a": "{0}"}',
                                    '{"a": "{}"}', '{"a": "{x.y}"}', '{"a": "{x:d}"}', '{"a": "{x!z}"}', '{"": "x"}'],
     "KFADAPTER_TM_URL": ["tm:32002", "http://tm:0/x"],
