@@ -277,7 +277,7 @@ class RunExecutor:
         tasks = []
         for task in result.get("tasks") or []:
             arts = []
-            salt = uuid.uuid4().hex[:12]  # KFP's per-execution random URI segment (from 2.5)
+            salt = str(uuid.uuid4())  # KFP's per-execution random URI segment (driver: uuid.NewString(), from 2.5)
             outputs = list(task.get("artifacts") or [])
             if version.executor_logs and task.get("log"):
                 # From 2.5 the launcher uploads each task's log as its output artifact `executor-logs`.
