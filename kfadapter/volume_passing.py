@@ -22,30 +22,42 @@ Choices (the README's "Volume data passing" says the same):
 - A second rewrite with the same volume and prefix is a no-op (same bytes out); with another volume or
   prefix it is refused, because silently keeping the first volume would ignore the request.
 
+Three modules, one direction of imports (`volume_passing` -> `volume_rewrite` -> `volume_checks`):
+
+- `volume_passing` (this one): the public entry points every caller imports from here: the `data_passing`
+  and `volume` arguments, volume validation, `rewrite_workflow`/`rewrite_package` and the YAML output;
+- `volume_rewrite`: the Argo rewrite itself (mounts, `-subpath` parameters, the marker annotation);
+- `volume_checks`: the refusals, everything that stops a faithful rewrite, found before anything changes.
+
 Pure: no Flask, no kfp, no I/O. Every refusal is a `BadRequest` with a machine code.
 """
 from __future__ import annotations
 
 import copy
 import json
-import posixpath
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import yaml
 
 from .errors import BadRequest
 from .pipelines import V1, Package
+from .volume_checks import UNSUPPORTED
+from .volume_rewrite import ANNOTATION, SUBPATH_SUFFIX, _rewrite
+
+# ANNOTATION, SUBPATH_SUFFIX and UNSUPPORTED live in the lower modules and are re-exported here.
+__all__ = [
+    "ANNOTATION", "ARTIFACT", "DEFAULT_PATH_PREFIX", "DEFAULT_VOLUME_NAME", "METHODS", "SUBPATH_SUFFIX",
+    "UNSUPPORTED", "V2_MESSAGE", "VOLUME", "apply_data_passing", "check_method", "check_volume", "claim_volume",
+    "dump_workflow", "parse_volume", "rewrite_package", "rewrite_workflow",
+]
 
 ARTIFACT = "artifact"  # Argo artifacts through the artifact repository: the package is uploaded as it is
 VOLUME = "volume"
 METHODS = (ARTIFACT, VOLUME)
 DEFAULT_VOLUME_NAME = "data-storage"
 DEFAULT_PATH_PREFIX = "artifact_data"
-SUBPATH_SUFFIX = "-subpath"
-ANNOTATION = "kfadapter/volume-data-passing"
 
-UNSUPPORTED = "volume_passing_unsupported"
 V2_MESSAGE = "v2 pipelines pass data through the pipeline root; volume passing applies to v1 workflows"
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -62,13 +74,6 @@ _UNSHARED_SOURCES = {
     "configMap": "is read-only", "secret": "is read-only", "downwardAPI": "is read-only",
     "projected": "is read-only", "gitRepo": "is a per-pod clone", "image": "is read-only",
 }
-# Where an artifact can get its content from other than a producing step: a constant (raw) or a location.
-_ARTIFACT_SOURCES = ("raw", "s3", "http", "git", "gcs", "oss", "hdfs", "artifactory", "azure")
-# One reference to a producer's or the template's own input artifact, the only `from` kfp 1.x writes.
-_FROM = re.compile(r"\{\{\s*((?:tasks|steps)\.([^.{}\s]+)\.outputs|inputs)\.artifacts\.([^.{}\s]+)\s*\}\}")
-_LEFTOVER = re.compile(r"\{\{[^{}]*\b(?:inputs|outputs)\.artifacts\b[^{}]*\}\}")
-_POD_KINDS = ("container", "script")
-_GRAPH_KINDS = ("dag", "steps")
 
 
 def check_method(method: str | None) -> str:
@@ -196,43 +201,6 @@ def rewrite_workflow(workflow: Mapping, volume: Mapping, *, path_prefix: str = D
                          "well-formed Argo workflow", code="invalid_package") from None
 
 
-def _rewrite(wf: dict, volume: dict, prefix: str) -> dict:
-    spec = wf["spec"]
-    marker = {"path_prefix": prefix, "volume": volume["name"]}
-    done = _marker_of(wf)
-    if done is not None:
-        used = next((v for v in spec.get("volumes") or [] if isinstance(v, Mapping)
-                     and v.get("name") == done.get("volume")), None)
-        if done == marker and used == volume:
-            return wf  # already rewritten exactly so: a no-op keeps the rewrite idempotent
-        raise BadRequest("the workflow already passes data through volume "
-                         f"{done.get('volume')!r} (prefix {done.get('path_prefix')!r}); rewrite the original "
-                         "workflow instead", code="already_rewritten", details={"rewritten_with": done})
-    templates = spec.get("templates")
-    if not isinstance(templates, list) or not all(isinstance(t, dict) for t in templates):
-        raise BadRequest("the workflow has no list of templates", code=UNSUPPORTED)
-    _check_volume_name_free(spec, templates, volume["name"])
-
-    problems = _problems(spec, templates)
-    if problems:
-        raise BadRequest("cannot pass data through a volume: " + "; ".join(problems), code=UNSUPPORTED,
-                         details={"problems": problems})
-    for template in templates:
-        if _kind(template) in _POD_KINDS:
-            _rewrite_pod(template, volume["name"], prefix)
-        elif _kind(template) in _GRAPH_KINDS:
-            _rewrite_graph(template)
-    leftovers = sorted({m.group(0) for t in templates
-                        for m in _LEFTOVER.finditer(json.dumps(_without_meta(t), default=str))})
-    if leftovers:
-        # Argo would reject (or fail on) a reference to an artifact that no longer exists.
-        raise BadRequest("cannot pass data through a volume: the workflow still refers to artifacts: "
-                         + ", ".join(leftovers), code=UNSUPPORTED, details={"problems": leftovers})
-    spec.setdefault("volumes", []).append(volume)
-    annotations = wf.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations[ANNOTATION] = json.dumps(marker, sort_keys=True)
-    return wf
-
 
 def _check_prefix(prefix: str) -> str:
     parts = prefix.strip("/").split("/") if isinstance(prefix, str) else []
@@ -241,289 +209,3 @@ def _check_prefix(prefix: str) -> str:
         raise BadRequest(f"the path prefix must be a relative path inside the volume, got {prefix!r}",
                          code="invalid_volume", details={"field": "path_prefix"})
     return "/".join(parts)
-
-
-def _marker_of(wf: Mapping) -> dict | None:
-    raw = ((wf.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
-    if raw is None:
-        return None
-    try:
-        marker = json.loads(raw)
-    except (TypeError, ValueError):
-        marker = None
-    return marker if isinstance(marker, dict) else {"volume": None, "path_prefix": None}
-
-
-def _check_volume_name_free(spec: Mapping, templates: list[dict], name: str) -> None:
-    taken = [v.get("name") for v in spec.get("volumes") or [] if isinstance(v, Mapping)]
-    taken += [v.get("name") for t in templates for v in t.get("volumes") or [] if isinstance(v, Mapping)]
-    taken += [(c.get("metadata") or {}).get("name") for c in spec.get("volumeClaimTemplates") or []
-              if isinstance(c, Mapping)]
-    if name in taken:
-        raise BadRequest(f"the workflow already has a volume named {name!r}; give the data volume another "
-                         "name", code="invalid_volume", details={"field": "volume", "name": name})
-
-
-def _kind(template: Mapping) -> str | None:
-    return next((k for k in (*_POD_KINDS, *_GRAPH_KINDS) if isinstance(template.get(k), (dict, list))), None)
-
-
-def _artifacts(template: Mapping, side: str) -> list:
-    return ((template.get(side) or {}).get("artifacts")) or []
-
-
-def _tasks(template: Mapping) -> Iterator[dict]:
-    """Yield a DAG template's tasks, or a steps template's steps (a list of parallel groups)."""
-    if isinstance(template.get("dag"), Mapping):
-        yield from (t for t in template["dag"].get("tasks") or [] if isinstance(t, dict))
-    for group in template.get("steps") or []:
-        yield from (s for s in (group if isinstance(group, list) else [group]) if isinstance(s, dict))
-
-
-def _without_meta(template: Mapping) -> dict:
-    # Template metadata holds kfp's component_spec annotation: JSON text, not Argo expressions.
-    return {k: v for k, v in template.items() if k != "metadata"}
-
-
-def _problems(spec: Mapping, templates: list[dict]) -> list[str]:
-    """List everything that stops a faithful rewrite (empty: the rewrite is safe)."""
-    problems: list[str] = []
-    for art in (spec.get("arguments") or {}).get("artifacts") or []:
-        problems.append(f"workflow argument artifact {_name(art)!r} is a constant artifact argument; only "
-                        "outputs of earlier steps can be passed through the volume")
-    by_name = {t.get("name"): t for t in templates}
-    for template in templates:
-        tname, kind = template.get("name"), _kind(template)
-        if kind is None:
-            if _artifacts(template, "inputs") or _artifacts(template, "outputs"):
-                problems.append(f"template {tname!r} has artifacts but is not a container, script, DAG or "
-                                "steps template")
-            continue
-        for side in ("inputs", "outputs"):
-            for art in _artifacts(template, side):
-                problems += _artifact_problems(template, side, art)
-        if kind in _POD_KINDS:
-            problems += _mount_problems(template)
-            continue
-        for art in _artifacts(template, "outputs"):
-            if isinstance(art, Mapping) and isinstance(art.get("name"), str):
-                problems += _ref_problems(template, art.get("from"),
-                                          f"output artifact {art['name']!r} of template {tname!r}")
-        for task in _tasks(template):
-            if "templateRef" in task:
-                problems.append(f"task {task.get('name')!r} of {tname!r} uses templateRef; templates outside "
-                                "this workflow cannot be rewritten")
-            elif task.get("template") not in by_name and task.get("inline") is None:
-                problems.append(f"task {task.get('name')!r} of {tname!r} calls unknown template "
-                                f"{task.get('template')!r}")
-            for art in (task.get("arguments") or {}).get("artifacts") or []:
-                problems += _argument_problems(template, task, art)
-            if task.get("inline") is not None:
-                problems.append(f"task {task.get('name')!r} of {tname!r} uses an inline template")
-    if not problems:
-        problems += _file_name_problems(templates, by_name)
-    return problems
-
-
-def _name(art: Any) -> Any:
-    return art.get("name") if isinstance(art, Mapping) else art
-
-
-def _artifact_problems(template: Mapping, side: str, art: Any) -> list[str]:
-    tname, kind = template.get("name"), _kind(template)
-    where = f"{side[:-1]} artifact {_name(art)!r} of template {tname!r}"
-    if not isinstance(art, Mapping) or not isinstance(art.get("name"), str) or not art["name"]:
-        return [f"template {tname!r} has an {side[:-1]} artifact without a name"]
-    out = []
-    sources = [s for s in _ARTIFACT_SOURCES if s in art]
-    if sources:
-        out.append(f"{where} takes a constant or external value ({sources[0]}); only outputs of earlier "
-                   "steps can be passed through the volume")
-    if art.get("globalName"):
-        out.append(f"{where} is exported as global artifact {art['globalName']!r}")
-    if "fromExpression" in art:
-        out.append(f"{where} uses fromExpression")
-    if kind in _POD_KINDS:
-        path = art.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            out.append(f"{where} has no absolute path")
-        elif posixpath.dirname(posixpath.normpath(path)) == "/":
-            out.append(f"{where} sits directly in / ({path}); its directory cannot be a mount point")
-    return out
-
-
-def _mount_problems(template: Mapping) -> list[str]:
-    body = template[_kind(template)]
-    seen = {m.get("mountPath"): f"volume mount {m.get('name')!r}" for m in body.get("volumeMounts") or []
-            if isinstance(m, Mapping)}
-    out = []
-    for side in ("inputs", "outputs"):
-        for art in _artifacts(template, side):
-            path = art.get("path") if isinstance(art, Mapping) else None
-            if not isinstance(path, str) or not path.startswith("/"):
-                continue
-            directory = posixpath.dirname(posixpath.normpath(path))
-            if directory in seen:
-                # One directory can hold one mount, so two artifacts there cannot get separate subPaths.
-                out.append(f"{side[:-1]} artifact {art['name']!r} of template {template.get('name')!r} shares "
-                           f"directory {directory} with {seen[directory]}")
-            seen[directory] = f"{side[:-1]} artifact {art['name']!r}"
-    return out
-
-
-def _argument_problems(template: Mapping, task: Mapping, art: Any) -> list[str]:
-    where = f"argument {_name(art)!r} of task {task.get('name')!r} in {template.get('name')!r}"
-    if not isinstance(art, Mapping) or not isinstance(art.get("name"), str):
-        return [f"task {task.get('name')!r} in {template.get('name')!r} has an artifact argument without a name"]
-    if "from" not in art:
-        return [f"{where} is a constant artifact argument (raw or external data); only outputs of earlier "
-                "steps can be passed through the volume"]
-    return _ref_problems(template, art["from"], where)
-
-
-def _ref_problems(template: Mapping, ref: Any, where: str) -> list[str]:
-    match = _FROM.fullmatch(ref) if isinstance(ref, str) else None
-    if match is None:
-        return [f"{where} comes from {ref!r}; only one task's or step's output artifact, or an input artifact "
-                "of the template, can be passed"]
-    producer, artifact = match.group(2), match.group(3)
-    if producer is None:
-        if artifact not in {_name(a) for a in _artifacts(template, "inputs")}:
-            return [f"{where} refers to undeclared input artifact {artifact!r}"]
-    elif producer not in {t.get("name") for t in _tasks(template)}:
-        return [f"{where} refers to unknown task or step {producer!r}"]
-    return []
-
-
-def _file_name_problems(templates: list[dict], by_name: Mapping[Any, dict]) -> list[str]:
-    """Follow every artifact edge and list consumers that would open another file name than was written."""
-    # flow[(side, template, artifact)] = {(file name, "producer-template/artifact"), ...}, grown to a
-    # fixpoint so nested DAGs and recursion carry names through any number of hops.
-    flow: dict[tuple, set] = {}
-    edges: list[tuple[tuple, tuple]] = []
-    for template in templates:
-        tname = template.get("name")
-        if _kind(template) in _POD_KINDS:
-            for art in _artifacts(template, "outputs"):
-                flow[("outputs", tname, art["name"])] = {(posixpath.basename(art["path"]),
-                                                          f"{tname}/{art['name']}")}
-            continue
-        if _kind(template) not in _GRAPH_KINDS:
-            continue
-        callee = {t.get("name"): t.get("template") for t in _tasks(template)}
-        for art in _artifacts(template, "outputs"):
-            edges.append((_source(_FROM.fullmatch(str(art["from"])), tname, callee), ("outputs", tname, art["name"])))
-        for task in _tasks(template):
-            for art in (task.get("arguments") or {}).get("artifacts") or []:
-                edges.append((_source(_FROM.fullmatch(str(art["from"])), tname, callee),
-                              ("inputs", task.get("template"), art["name"])))
-    changed = True
-    while changed:
-        changed = False
-        for source, target in edges:
-            new = flow.get(source, set()) - flow.get(target, set())
-            if new:
-                flow.setdefault(target, set()).update(new)
-                changed = True
-    out = []
-    for template in templates:
-        if _kind(template) not in _POD_KINDS:
-            continue
-        for art in _artifacts(template, "inputs"):
-            wanted = posixpath.basename(art["path"])
-            for written, producer in sorted(flow.get(("inputs", template.get("name"), art["name"]), ())):
-                if written != wanted:
-                    out.append(f"template {template.get('name')!r} reads input artifact {art['name']!r} as file "
-                               f"{wanted!r} but {producer} writes {written!r}; a consumer mounts its producer's "
-                               "directory, so both must use one file name")
-    return out
-
-
-def _source(match: re.Match, tname: Any, callee: Mapping) -> tuple:
-    scope, producer, artifact = match.groups()
-    if producer is None:
-        return ("inputs", tname, artifact)
-    return ("outputs", callee.get(producer), artifact)
-
-
-def _param_ref(match: re.Match) -> str:
-    return "{{" + match.group(1) + ".parameters." + match.group(3) + SUBPATH_SUFFIX + "}}"
-
-
-def _add_parameters(holder: dict, items: list[dict], where: str) -> None:
-    params = holder.setdefault("parameters", [])
-    names = {p.get("name") for p in params if isinstance(p, Mapping)}
-    for item in items:
-        if item["name"] in names:
-            raise BadRequest(f"cannot pass data through a volume: {where} already has a parameter named "
-                             f"{item['name']!r}", code=UNSUPPORTED)
-        params.append(item)
-        names.add(item["name"])
-
-
-def _rewrite_pod(template: dict, volume_name: str, prefix: str) -> None:
-    inputs, outputs = _artifacts(template, "inputs"), _artifacts(template, "outputs")
-    if not inputs and not outputs:
-        return
-    tname = template.get("name")
-    body = template[_kind(template)]
-    mounts = body.setdefault("volumeMounts", [])
-    in_params, out_params = [], []
-    paths = {}
-    for art in inputs:
-        param = art["name"] + SUBPATH_SUFFIX
-        in_params.append({"name": param})
-        mounts.append({"name": volume_name, "mountPath": posixpath.dirname(posixpath.normpath(art["path"])),
-                       "subPath": "{{inputs.parameters." + param + "}}", "readOnly": True})
-        paths["{{inputs.artifacts." + art["name"] + ".path}}"] = art["path"]
-    for art in outputs:
-        # {{pod.name}} differs per execution (loop iteration, retry), {{workflow.uid}} per run: no two
-        # executions share a directory, and one run's data can be removed as one tree.
-        sub_path = f"{prefix}/{{{{workflow.uid}}}}/{{{{pod.name}}}}/{art['name']}"
-        out_params.append({"name": art["name"] + SUBPATH_SUFFIX, "value": sub_path})
-        mounts.append({"name": volume_name, "mountPath": posixpath.dirname(posixpath.normpath(art["path"])),
-                       "subPath": sub_path})
-        paths["{{outputs.artifacts." + art["name"] + ".path}}"] = art["path"]
-    if inputs:
-        del template["inputs"]["artifacts"]
-        _add_parameters(template["inputs"], in_params, f"template {tname!r} inputs")
-    if outputs:
-        del template["outputs"]["artifacts"]
-        _add_parameters(template["outputs"], out_params, f"template {tname!r} outputs")
-    # Argo fills {{inputs.artifacts.X.path}} only while X is an artifact; the path itself stays valid.
-    template[_kind(template)] = _replace_in_strings(body, paths)
-
-
-def _rewrite_graph(template: dict) -> None:
-    tname = template.get("name")
-    inputs, outputs = _artifacts(template, "inputs"), _artifacts(template, "outputs")
-    if inputs:
-        del template["inputs"]["artifacts"]
-        _add_parameters(template["inputs"], [{"name": a["name"] + SUBPATH_SUFFIX} for a in inputs],
-                        f"template {tname!r} inputs")
-    if outputs:
-        del template["outputs"]["artifacts"]
-        _add_parameters(template["outputs"],
-                        [{"name": a["name"] + SUBPATH_SUFFIX,
-                          "valueFrom": {"parameter": _param_ref(_FROM.fullmatch(str(a["from"])))}}
-                         for a in outputs], f"template {tname!r} outputs")
-    for task in _tasks(template):
-        args = (task.get("arguments") or {}).get("artifacts")
-        if not args:
-            continue
-        del task["arguments"]["artifacts"]
-        _add_parameters(task["arguments"],
-                        [{"name": a["name"] + SUBPATH_SUFFIX, "value": _param_ref(_FROM.fullmatch(str(a["from"])))}
-                         for a in args], f"task {task.get('name')!r} of {tname!r} arguments")
-
-
-def _replace_in_strings(value: Any, replacements: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        for old, new in replacements.items():
-            value = value.replace(old, new)
-        return value
-    if isinstance(value, list):
-        return [_replace_in_strings(v, replacements) for v in value]
-    if isinstance(value, dict):
-        return {k: _replace_in_strings(v, replacements) for k, v in value.items()}
-    return value
