@@ -248,11 +248,13 @@ class Store:
 
     def history(self, run_id: str) -> dict | None:
         """Return what the store knows of one run (tracked, or finished and kept as history), or None."""
-        tracked = self.get(run_id)
-        if tracked is not None:
-            return _tracked_view(tracked)
-        note = self.notification(run_id)
-        return _finished_view(note) if note else None
+        # One read transaction for both tables: this is on every GET /runs/<id>.
+        with self.db.read() as conn:
+            row = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.run_id == run_id)).first()
+            if row is not None:
+                return _tracked_view(TrackedRun(*row))
+            note = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.run_id == run_id)).first()
+        return _finished_view(Notification(*note)) if note else None
 
     def runs_of(self, trainingjob_id: str) -> list[dict]:
         """Return a training job's runs (tracked and finished), newest first."""
