@@ -21,6 +21,7 @@ import time
 from concurrent import futures
 from functools import partial
 
+from gunicorn.http import errors as http_errors
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -41,6 +42,17 @@ def _answer(status: int, reason: str, code: str, message: str) -> bytes:
 _TIMEOUT = _answer(408, "Request Timeout", "request_timeout", "the request was not received in time")
 _HEAD_TOO_LARGE = _answer(431, "Request Header Fields Too Large", "headers_too_large",
                           f"the request line and headers exceed {_MAX_HEAD} bytes")
+
+
+# gunicorn's status for its own parse errors (others: 400); answered as JSON by BufferedThreadWorker.handle_error.
+_PARSE_STATUS = {
+    http_errors.LimitRequestLine: (414, "URI Too Long"),
+    http_errors.LimitRequestHeaders: (431, "Request Header Fields Too Large"),
+    http_errors.ExpectationFailed: (417, "Expectation Failed"),
+    http_errors.UnsupportedTransferCoding: (501, "Not Implemented"),
+    http_errors.ForbiddenProxyRequest: (403, "Forbidden"),
+    http_errors.ConfigurationProblem: (500, "Internal Server Error"),
+}
 
 
 class RequestFramer:
@@ -345,6 +357,18 @@ class BufferedThreadWorker(ThreadWorker):
             conn.sock.send(data)
         except OSError:
             pass  # the client is gone or not reading; the connection ends anyway
+
+    def handle_error(self, req, client, addr, exc):
+        """Answer a request gunicorn cannot parse with the JSON envelope, never gunicorn's HTML page."""
+        response_fault = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
+        if not isinstance(exc, http_errors.ParseException) or isinstance(exc, response_fault):
+            return super().handle_error(req, client, addr, exc)  # the application's fault: logged, plain 500
+        status, reason = _PARSE_STATUS.get(type(exc), (400, "Bad Request"))
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        try:
+            client.sendall(_answer(status, reason, "malformed_request", f"the HTTP request is malformed: {exc}"))
+        except OSError:
+            pass  # the client is gone
 
     def handle_quit(self, sig, frame):
         """Stop the probe pool with the thread pool."""

@@ -1,6 +1,7 @@
 """The buffered gthread worker: requests are read in the event loop, so slow and idle clients hold no thread."""
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -215,6 +216,22 @@ def test_an_oversized_head_gets_431(slow_service):
     answer = read_answer(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 431") and b'"code": "headers_too_large"' in answer
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /liveness HTTP/1.1\r\nHost: t\r\nX-Forged: a\x01b\r\n\r\n",  # a control character in a header value
+    b"GET /liveness HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n",
+    b"GET /liveness HTTP/9.9\r\nHost: t\r\n\r\n",
+])
+def test_a_request_gunicorn_cannot_parse_gets_the_json_envelope(slow_service, head):
+    sock = connect(slow_service, head)
+    answer = read_answer(sock)
+    sock.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status_line.split()[1].startswith(b"4"), answer
+    assert b"Content-Type: application/json\r\n" in headers + b"\r\n" and b"<html" not in answer.lower()
+    assert json.loads(body)["code"] == "malformed_request"
 
 
 def test_liveness_is_not_queued_behind_busy_application_threads(slow_service, sandbox_server):
