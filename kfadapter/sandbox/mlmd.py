@@ -20,6 +20,7 @@ import grpc
 
 from ..outputs import mlmd as m
 from ..outputs.objectstore import parse_uri
+from . import versions
 from .errors import ApiError
 
 _DEFAULT_PAGE = 20  # MLMD's default max_result_size
@@ -30,8 +31,8 @@ _TYPE_IDS = {"system.PipelineRun": 12, "system.ContainerExecution": 13, "system.
 # ---- records (control API) ------------------------------------------------------------------------------
 
 def artifact_uri(pipeline: str, run_id: str, task: str, output: str) -> str:
-    """Where KFP >= 2.5 puts a task's output: a fresh random segment (a UUID in 2.17) before the output name."""
-    return f"minio://mlpipeline/v2/artifacts/{pipeline or 'pipeline'}/{run_id}/{task}/{uuid.uuid4()}/{output}"
+    """Where the KFP version played puts a task's output (from 2.5 with a random segment, a UUID in 2.17)."""
+    return versions.active().artifact_uri(pipeline or "pipeline", run_id, task, output, str(uuid.uuid4()))
 
 
 def _new_id(store: dict) -> int:

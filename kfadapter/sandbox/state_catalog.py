@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from . import listing, packages, views
+from . import listing, packages, versions, views
 from .errors import ApiError, not_found
 from .state_base import (DEFAULT_EXPERIMENT, EXPERIMENTS, PIPELINES, VERSIONS, StateBase, _new_id,
                          _seed_package)
@@ -15,7 +13,6 @@ PIPELINE_NAME_MAX = 128
 VERSION_NAME_MAX = 127
 EXPERIMENT_NAME_MAX = 128
 NAMESPACE_MAX = 63
-IR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
 
 def _same(a: str, b: str) -> bool:
@@ -39,7 +36,7 @@ def check_ir_name(package: packages.Package) -> None:
         raise ApiError(3, "Invalid input error: pipeline's name cannot be empty")
     if len(name.encode()) > 128:
         raise ApiError(3, "Invalid input error: pipeline's name must contain no more than 128 characters")
-    if not IR_NAME_PATTERN.match(name):
+    if not versions.IR_NAME_PATTERN.match(name):
         raise ApiError(3, "Invalid input error: pipeline's name must contain only lowercase alphanumeric "
                           "characters or '-' and must start with alphanumeric characters")
 

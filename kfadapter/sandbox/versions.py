@@ -17,7 +17,7 @@ SCHEMA_VERSION = "2.1.0"  # the only IR schema every version accepts (template/v
 # template/v2_template.go's check is unanchored (any lowercase letter or digit passes); common/utils.go's
 # ValidatePipelineName, applied to every v2 upload, is the strict one.
 _NAME_SOME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_NAME_STRICT = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+IR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")  # common/utils.go ValidatePipelineName
 _SPEC_FIELDS = {"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion", "sdk_version",
                 "schemaVersion", "schema_version", "components", "root", "defaultPipelineRoot",
                 "default_pipeline_root"}
@@ -142,7 +142,7 @@ class KfpVersion:
             return "invalid v2 pipeline spec: root component is empty"
         if len(name) > 128:
             return "pipeline's name must contain no more than 128 characters"
-        if not _NAME_STRICT.match(name):
+        if not IR_NAME_PATTERN.match(name):
             return ("pipeline's name must contain only lowercase alphanumeric characters or '-' and must start "
                     "with alphanumeric characters")
         return None
