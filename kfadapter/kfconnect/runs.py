@@ -105,24 +105,20 @@ class RunCalls(PipelineCalls):
 
     def runs_by_ids(self, run_ids: Iterable[str]) -> list[dict]:
         """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
-        api = self.client._run_api
-        ids = list(dict.fromkeys(run_ids))
-        found: list[dict] = []
-        for start in range(0, len(ids), PAGE_SIZE):
-            chunk = ids[start:start + PAGE_SIZE]
-            found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
-                                        filter=in_filter("run_id", chunk), what="list runs by id"))
-        return found
+        return self._runs_where("run_id", run_ids, "list runs by id")
 
     def runs_by_names(self, names: Iterable[str]) -> list[dict]:
         """Return the runs whose display name is among `names`, one list call per 200 names."""
+        return self._runs_where("display_name", names, "list runs by name")
+
+    def _runs_where(self, key: str, values: Iterable[str], what: str) -> list[dict]:
         api = self.client._run_api
-        wanted = list(dict.fromkeys(names))
+        wanted = list(dict.fromkeys(values))
         found: list[dict] = []
-        for start in range(0, len(wanted), PAGE_SIZE):
+        for start in range(0, len(wanted), PAGE_SIZE):  # an IN filter of at most one page's worth
             chunk = wanted[start:start + PAGE_SIZE]
             found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
-                                        filter=in_filter("display_name", chunk), what="list runs by name"))
+                                        filter=in_filter(key, chunk), what=what))
         return found
 
     def describe_run(self, run_id: str) -> dict:
