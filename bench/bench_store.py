@@ -14,7 +14,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,42 +23,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.receiver import Receiver  # noqa: E402
 from bench.run import PIPELINE, Sandbox  # noqa: E402
 from tests.postgres import PostgresServer, server_binaries  # noqa: E402
 from tests.support import Service, clean_env, wait_for  # noqa: E402
-
-
-class SlowReceiver:
-    """A training manager that answers 200 after `delay` seconds and counts every notification per run."""
-
-    def __init__(self, delay: float) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.delay, self.received = delay, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                outer.received.append(body["run_id"])
-                time.sleep(outer.delay)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/trainingjob/pipelineNotification"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def duplicates(self) -> int:
-        return len(self.received) - len(set(self.received))
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _store_env(backend: str, workdir: Path, postgres: PostgresServer, tag: str) -> dict[str, str]:
@@ -86,7 +53,7 @@ def bench_watcher_cycle(sandbox: Sandbox, store_env: dict[str, str]) -> dict:
     from kfadapter.settings import Settings
     from kfadapter.watch.watcher import Watcher
 
-    receiver = SlowReceiver(0.0)
+    receiver = Receiver(0.0)
     settings = Settings(kfp_endpoint=sandbox.url, store_path=store_env.get("KFADAPTER_STORE_PATH", "unused"),
                         store_url=store_env.get("KFADAPTER_STORE_URL"), tm_url=receiver.url, poll_interval=3600)
     store = _store(store_env)
@@ -137,13 +104,10 @@ def bench_execution(sandbox: Sandbox, store_env: dict[str, str], workdir: Path, 
 
 def bench_exactly_once(sandbox: Sandbox, store_env: dict[str, str], workdir: Path, runs: int, delay: float) -> dict:
     """Two servers on one store, `runs` runs finishing together, a manager answering after `delay` s."""
-    receiver = SlowReceiver(delay)
+    receiver = Receiver(delay)
     env = clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_TM_URL=receiver.url, KFADAPTER_POLL_INTERVAL="1",
                     KFADAPTER_NOTIFY_TIMEOUT=str(delay + 3), KFADAPTER_LOG_LEVEL="WARNING", **store_env)
-    store = _store(store_env)
-    ids = _runs(sandbox, runs)
-    for i, run_id in enumerate(ids):
-        store.track(run_id, f"tj-{i}")
+    store, ids = _tracked_runs(sandbox, store_env, runs)
     servers = [Service(env, workdir / f"once-{time.time_ns()}.log") for _ in range(2)]
     try:
         start = time.monotonic()
@@ -157,6 +121,15 @@ def bench_exactly_once(sandbox: Sandbox, store_env: dict[str, str], workdir: Pat
         receiver.stop()
     return {"runs": runs, "manager_delay_s": delay, "received": len(receiver.received),
             "distinct": len(set(receiver.received)), "duplicates": receiver.duplicates(), "seconds": round(took, 1)}
+
+
+def _tracked_runs(sandbox: Sandbox, store_env: dict[str, str], runs: int):
+    """`runs` fresh sandbox runs, each tracked in the store under its own training job."""
+    store = _store(store_env)
+    ids = _runs(sandbox, runs)
+    for i, run_id in enumerate(ids):
+        store.track(run_id, f"tj-{i}")
+    return store, ids
 
 
 def _holder_pid(store) -> int | None:
@@ -173,13 +146,10 @@ def _parent(pid: int) -> int:
 
 def bench_kill_holder(sandbox: Sandbox, store_env: dict[str, str], workdir: Path, runs: int, kills: int) -> dict:
     """kill -9 the server whose worker holds the lease, mid-delivery, `kills` times; count duplicates."""
-    receiver = SlowReceiver(0.5)
+    receiver = Receiver(0.5)
     env = clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_TM_URL=receiver.url, KFADAPTER_POLL_INTERVAL="0.5",
                     KFADAPTER_LEASE_TTL="2", KFADAPTER_NOTIFY_TIMEOUT="1", KFADAPTER_LOG_LEVEL="WARNING", **store_env)
-    store = _store(store_env)
-    ids = _runs(sandbox, runs)
-    for i, run_id in enumerate(ids):
-        store.track(run_id, f"tj-{i}")
+    store, ids = _tracked_runs(sandbox, store_env, runs)
     servers = [Service(env, workdir / f"kill-{time.time_ns()}.log") for _ in range(2)]
     try:
         sandbox.control("POST", "runs/state", json={"run_ids": ids, "state": "SUCCEEDED"})

@@ -11,7 +11,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.receiver import Receiver  # noqa: E402
 from tests.support import Service, clean_env, free_port, wait_for  # noqa: E402
 
 PIPELINE = (ROOT / "tests/fixtures/pipelines/add_v2.yaml").read_bytes()
@@ -194,7 +194,7 @@ def bench_watcher(sandbox: Sandbox, workdir: Path) -> dict:
     from kfadapter.watch.watcher import Watcher
 
     sandbox.control("POST", "reset")
-    receiver = _Receiver().start()
+    receiver = Receiver()
     settings = Settings(kfp_endpoint=sandbox.url, store_path=str(workdir / "watch.sqlite"), tm_url=receiver.url,
                         poll_interval=3600)
     store = Store(settings.store_path)
@@ -212,40 +212,8 @@ def bench_watcher(sandbox: Sandbox, workdir: Path) -> dict:
     elapsed = time.perf_counter() - start
     calls = sandbox.control("GET", "requests")["total"]
     receiver.stop()
-    return {"tracked": 1000, "finished": len(cycle.poll.finished), "notified": receiver.count,
+    return {"tracked": 1000, "finished": len(cycle.poll.finished), "notified": len(receiver.received),
             "cycle_s": round(elapsed, 3), "kfp_calls": calls}
-
-
-class _Receiver:
-    """A minimal training-manager stand-in that counts notifications."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def start(self) -> "_Receiver":
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.count += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/trainingjob/pipelineNotification"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def main() -> int:

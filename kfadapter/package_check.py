@@ -9,14 +9,13 @@ value the newer one is left out, else a 400 names the field and the KFP version.
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any, Iterator
 
+from . import pipelines as pl
 from .errors import BadRequest
-from .names import IR_NAME_PATTERN
+from .names import check_ir_name
 
 SCHEMA_VERSION = "2.1.0"  # the only IR schema KFP accepts
-NAME_PATTERN = re.compile(IR_NAME_PATTERN)  # common/utils.go ValidatePipelineName
 _SPEC_FIELDS = frozenset({"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion",
                           "sdk_version", "schemaVersion", "schema_version", "components", "root",
                           "defaultPipelineRoot", "default_pipeline_root"})
@@ -32,19 +31,23 @@ def _invalid(message: str, field: str) -> BadRequest:
     return BadRequest(f"invalid KFP v2 package: {message}", code="invalid_package", details={"field": field})
 
 
+def ir_of(package: pl.Package) -> dict:
+    """Return a v2 package's pipeline spec (unwrapped from `{pipeline_spec, platform_spec}`)."""
+    wrapped = isinstance(package.spec.get("pipeline_spec"), dict)
+    return package.spec["pipeline_spec"] if wrapped else package.spec
+
+
 def validate_ir(ir: dict) -> None:
     """Raise BadRequest naming the first thing KFP's upload would refuse in this pipeline spec."""
+    info = ir.get("pipelineInfo", ir.get("pipeline_info"))
+    name = info.get("name") if isinstance(info, dict) else None
+    check_ir_name(name if isinstance(name, str) else None)  # common/utils.go ValidatePipelineName (names.py)
     for key in ir:
         if key not in _SPEC_FIELDS:
             raise _invalid(f"unknown top-level field {key!r}", key)
     version = ir.get("schemaVersion", ir.get("schema_version"))
     if version != SCHEMA_VERSION:
         raise _invalid(f"schemaVersion is {version!r}; KFP accepts only {SCHEMA_VERSION!r}", "schemaVersion")
-    info = ir.get("pipelineInfo", ir.get("pipeline_info"))
-    name = info.get("name") if isinstance(info, dict) else None
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise _invalid(f"pipelineInfo.name {name!r} must match {NAME_PATTERN.pattern} (lowercase letters, digits "
-                       "and '-', starting with a letter or digit, at most 128 characters)", "pipelineInfo.name")
     root = ir.get("root")
     if not isinstance(root, dict) or not ({"dag", "executorLabel", "executor_label"} & root.keys()):
         raise _invalid("root must be a component with a dag or an executorLabel", "root")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from .. import names
+from .. import names, package_check
 from .. import pipelines as pl
 from .. import volume_passing as vp
 from ..errors import BadRequest, NotFound, PayloadTooLarge
@@ -36,7 +36,8 @@ def upload(pipeline_name: str):
     description = request.form.get("description") or None
     package = pl.load_package(data, Limits.of(current_app.config["KFADAPTER_SETTINGS"]))
     if package.kind == pl.V2:
-        names.check_ir_name(package.name)  # KFP refuses the upload otherwise; say which name and which rule
+        # Before any KFP call: KFP < 2.17 answers an invalid package with 500 (package_check.py).
+        package_check.validate_ir(package_check.ir_of(package))
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
     package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
                                           request.args.get("volume"))

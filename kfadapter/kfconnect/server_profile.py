@@ -94,12 +94,11 @@ class ServerProfile:
     # ---- applying the differences ------------------------------------------------------------------------
 
     def fit_upload(self, package: pl.Package, data: bytes) -> tuple[pl.Package, bytes, list[str]]:
-        """Check a package and make it fit this server; returns (package, bytes to send, fields left out)."""
+        """Make a (checked) package fit this server; returns (package, bytes to send, fields left out)."""
         if package.kind != pl.V2:
             return package, data, []
         wrapped = isinstance(package.spec.get("pipeline_spec"), dict)
-        ir = package.spec["pipeline_spec"] if wrapped else package.spec
-        package_check.validate_ir(ir)
+        ir = package_check.ir_of(package)
         fitted, dropped = package_check.fit_ir(ir, self.unknown_ir_fields, self.label)
         if not dropped:
             return package, data, []
