@@ -4,13 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
+.PHONY: run test test-fast lint sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -29,6 +29,13 @@ postgres:
 
 test: $(STAMP) postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint and format), mypy, and the layer contracts of docs/ARCHITECTURE.md (import-linter); CI runs it.
+lint: $(STAMP)
+	$(BIN)/ruff check kfadapter
+	$(BIN)/ruff format --check kfadapter
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

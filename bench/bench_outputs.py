@@ -90,7 +90,7 @@ def main() -> None:
             procs.append(subprocess.Popen([sys.executable, "-m", "kfadapter.cli", "sandbox", "--port", str(kfp_port)],
                                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             _wait(f"{kfp_url}/apis/v2beta1/healthz")
-            procs.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.gunicorn_conf",
+            procs.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.server.gunicorn_conf",
                                            "kfadapter.wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
             _wait(f"{url}/liveness")

@@ -7,7 +7,7 @@ prober sends `GET /liveness` and `GET /pipelineIds/<name>` (one KFP call behind 
 came within 1 s. Prints JSON (and writes bench/slow_clients.json); asserts nothing.
 
 `GUNICORN_CMD_ARGS="--worker-class gthread" python bench/bench_slow_clients.py` measures gunicorn's own gthread
-worker for comparison (the command line wins over kfadapter/gunicorn_conf.py).
+worker for comparison (the command line wins over kfadapter/server/gunicorn_conf.py).
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def main() -> int:
         sandbox.stop()
     import os
 
-    text = json.dumps({"worker": os.environ.get("GUNICORN_CMD_ARGS") or "kfadapter/gunicorn_conf.py",
+    text = json.dumps({"worker": os.environ.get("GUNICORN_CMD_ARGS") or "kfadapter/server/gunicorn_conf.py",
                        "seconds_per_phase": seconds, "phases": runs}, indent=2)
     print(text)
     (ROOT / "bench" / "slow_clients.json").write_text(text + "\n")

@@ -1,17 +1,19 @@
 """Application factory: wiring only, no network I/O (the kfp.Client is built on first use)."""
+
 from __future__ import annotations
 
 from typing import IO, Any
 
 from flask import Flask, Request
 
-from . import api, tempdirs
-from .kfconnect import KfConnect
-from .outputs.service import OutputsService
-from .settings import Settings
-from .watch.locks import NameLocks
-from .watch.store import Store
-from .watch.watcher import Watcher
+from kfadapter import api
+from kfadapter.core import tempdirs
+from kfadapter.kfconnect import KfConnect
+from kfadapter.outputs.service import OutputsService
+from kfadapter.settings import Settings
+from kfadapter.watch.locks import NameLocks
+from kfadapter.watch.store import Store
+from kfadapter.watch.watcher import Watcher
 
 _MULTIPART_SLACK = 1024 * 1024  # form fields and boundaries around a package of the maximum size
 
@@ -32,8 +34,7 @@ class AdapterRequest(Request):
             stream.close()
 
 
-def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
-               store: Store | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None, store: Store | None = None) -> Flask:
     """Build the Flask app from settings (default: the environment)."""
     settings = settings or Settings.from_env()
     tempdirs.sweep(tempdirs.UPLOAD_PREFIX)  # upload files of processes killed with -9
@@ -46,8 +47,9 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     store = store or Store(settings.store_url or settings.store_path)
     # Uploads to one name wait for each other (store lease across workers and replicas); a lock outlives a
     # stalled upload by one upload timeout, then expires.
-    kf.name_lock = NameLocks(store, ttl=2 * settings.kfp_upload_timeout + 60,
-                             wait=2 * settings.kfp_upload_timeout + 60).hold
+    kf.name_lock = NameLocks(
+        store, ttl=2 * settings.kfp_upload_timeout + 60, wait=2 * settings.kfp_upload_timeout + 60
+    ).hold
     app.extensions["kfadapter.kf"] = kf
     app.extensions["kfadapter.store"] = store
     # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.

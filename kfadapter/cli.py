@@ -1,5 +1,6 @@
 """Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter outputs RUN_ID` and
 `kfadapter rewrite-volume IN OUT --claim NAME`."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,10 @@ import logging
 import os
 import sys
 
-from .observability import configure_logging
-from .settings import Settings, SettingsError
-from .settings_checks import gunicorn_options, load, writable_dir
-from .version import version
+from kfadapter.core.observability import configure_logging
+from kfadapter.core.version import version
+from kfadapter.settings import Settings, SettingsError, load
+from kfadapter.settings.checks import gunicorn_options, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
 
@@ -37,37 +38,60 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line parser (every option has a help text; tests/test_cli.py checks it)."""
     parser = argparse.ArgumentParser(prog="kfadapter", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"kfadapter {version()}",
-                        help="print the installed version and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"kfadapter {version()}", help="print the installed version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the adapter")
     serve.add_argument("--host", help="listen address (default KFADAPTER_HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default KFADAPTER_PORT / KF_ADAPTER_PORT or 5001)")
-    serve.add_argument("--sandbox", action="store_true",
-                       help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)")
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)",
+    )
     serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
-    serve.add_argument("--multi-user", action="store_true",
-                       help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)")
-    serve.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
-                       help="KFP API server version the sandbox plays (with --sandbox)")
+    serve.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="with --sandbox: the sandbox KFP runs in multi-user mode (namespaces, no Default experiment)",
+    )
+    serve.add_argument(
+        "--kfp-version",
+        choices=KFP_VERSIONS,
+        default="2.17",
+        help="KFP API server version the sandbox plays (with --sandbox)",
+    )
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
     sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
-    sandbox.add_argument("--execute", action="store_true",
-                         help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)")
-    sandbox.add_argument("--multi-user", action="store_true",
-                         help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment")
-    sandbox.add_argument("--kfp-version", choices=KFP_VERSIONS, default="2.17",
-                         help="KFP API server version to play (error bodies, fields, status codes, object store)")
+    sandbox.add_argument(
+        "--execute",
+        action="store_true",
+        help="really execute v2 runs with kfp.local (KFADAPTER_SANDBOX_WORKERS at a time)",
+    )
+    sandbox.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment",
+    )
+    sandbox.add_argument(
+        "--kfp-version",
+        choices=KFP_VERSIONS,
+        default="2.17",
+        help="KFP API server version to play (error bodies, fields, status codes, object store)",
+    )
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
     outputs.add_argument("--mlmd-endpoint", help="ML Metadata gRPC host:port (default KFADAPTER_MLMD_ENDPOINT)")
-    outputs.add_argument("--object-store-endpoint",
-                         help="S3-style object store URL for v2 artifact contents (default "
-                              "KFADAPTER_OBJECT_STORE_ENDPOINT); its credentials come from the environment: "
-                              "KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY")
+    outputs.add_argument(
+        "--object-store-endpoint",
+        help="S3-style object store URL for v2 artifact contents (default "
+        "KFADAPTER_OBJECT_STORE_ENDPOINT); its credentials come from the environment: "
+        "KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY",
+    )
     outputs.add_argument("--task", help="only this task (id or name)")
     outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
     rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
@@ -89,15 +113,24 @@ def _configure_logging(args: argparse.Namespace) -> None:
     configure_logging(logs.log_format, logs.log_level)
 
 
-def _run_sandbox(host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False,
-                 kfp_version: str = "2.17") -> int:
-    from .sandbox import serve_forever  # the sandbox is only ever imported here and in tests
+def _run_sandbox(
+    host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False, kfp_version: str = "2.17"
+) -> int:
+    from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
     settings = _sandbox_settings(load(files=False))
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
-    serve_forever(host, port, mlmd_port, execute=execute, workers=settings.sandbox_workers,
-                  workdir=settings.sandbox_workdir, multi_user=multi_user, kfp_version=kfp_version)
+    serve_forever(
+        host,
+        port,
+        mlmd_port,
+        execute=execute,
+        workers=settings.sandbox_workers,
+        workdir=settings.sandbox_workdir,
+        multi_user=multi_user,
+        kfp_version=kfp_version,
+    )
     return 0
 
 
@@ -120,13 +153,20 @@ def _sigterm_stops() -> None:
 
 def _outputs(args: argparse.Namespace) -> int:
     """Print a run's outputs as the JSON of GET /runs/<id>/outputs; an error envelope on stderr and exit 1."""
-    from .errors import AdapterError
-    from .kfconnect import KfConnect
-    from .outputs.service import OutputsService
+    from kfadapter.core.errors import AdapterError
+    from kfadapter.kfconnect import KfConnect
+    from kfadapter.outputs.service import OutputsService
 
     # Credentials stay in the environment (never on a command line, where `ps` shows them).
-    overrides = {k: v for k, v in (("kfp_endpoint", args.kfp_endpoint), ("mlmd_endpoint", args.mlmd_endpoint),
-                                   ("object_store_endpoint", args.object_store_endpoint)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("kfp_endpoint", args.kfp_endpoint),
+            ("mlmd_endpoint", args.mlmd_endpoint),
+            ("object_store_endpoint", args.object_store_endpoint),
+        )
+        if v
+    }
     settings = dataclasses.replace(Settings.from_env(), **overrides)
     if not settings.kfp_endpoint:
         raise SettingsError("set KFADAPTER_KFP_ENDPOINT or pass --kfp-endpoint")
@@ -144,15 +184,19 @@ def _outputs(args: argparse.Namespace) -> int:
 
 def _rewrite_volume(args: argparse.Namespace) -> int:
     """Write the volume-passing rewrite of a v1 package; an error envelope on stderr and exit 1."""
-    from . import pipelines, volume_passing
-    from .errors import AdapterError
+    from kfadapter.core.errors import AdapterError
+    from kfadapter.packages import parsing as pipelines
+    from kfadapter.packages import volume_passing
 
     try:
         with open(args.input, "rb") as fh:
             data = fh.read()
         # --claim is always a claim name; --volume always JSON (a claim name there would be ambiguous).
-        volume = (volume_passing.claim_volume(args.claim) if args.claim is not None
-                  else volume_passing.check_volume(_json_arg(args.volume)))
+        volume = (
+            volume_passing.claim_volume(args.claim)
+            if args.claim is not None
+            else volume_passing.check_volume(_json_arg(args.volume))
+        )
         _, out = volume_passing.rewrite_package(pipelines.load_package(data), volume, path_prefix=args.path_prefix)
     except AdapterError as exc:
         print(json.dumps(exc.to_dict()), file=sys.stderr)
@@ -173,13 +217,14 @@ def _rewrite_volume(args: argparse.Namespace) -> int:
 
 
 def _json_arg(text: str) -> object:
-    from .errors import BadRequest
+    from kfadapter.core.errors import BadRequest
 
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise BadRequest(f"--volume is not valid JSON: {exc}", code="invalid_volume",
-                         details={"field": "volume"}) from None
+        raise BadRequest(
+            f"--volume is not valid JSON: {exc}", code="invalid_volume", details={"field": "volume"}
+        ) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -188,25 +233,42 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not args.sandbox:
         return _exec_gunicorn(args)
-    from .sandbox import SandboxServer
+    from kfadapter.sandbox import SandboxServer
 
     base = load()
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
-    kfp = SandboxServer(host="127.0.0.1", port=args.sandbox_port, execute=True, workers=base.sandbox_workers,
-                        workdir=base.sandbox_workdir, multi_user=args.multi_user, kfp_version=args.kfp_version).start()
-    print(f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
-          "kfp.local "
-          f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})", flush=True)
+    kfp = SandboxServer(
+        host="127.0.0.1",
+        port=args.sandbox_port,
+        execute=True,
+        workers=base.sandbox_workers,
+        workdir=base.sandbox_workdir,
+        multi_user=args.multi_user,
+        kfp_version=args.kfp_version,
+    ).start()
+    print(
+        f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
+        "kfp.local "
+        f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})",
+        flush=True,
+    )
     print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
     access_key, secret_key = kfp.object_store_keys
-    print(f"sandbox object store on {kfp.object_store_endpoint} (S3 with SigV4; access key {access_key}, secret key "
-          f"{secret_key})", flush=True)
-    print(f"  e.g. KFADAPTER_OBJECT_STORE_ACCESS_KEY={access_key} KFADAPTER_OBJECT_STORE_SECRET_KEY="
-          f"{secret_key} kfadapter outputs RUN_ID --kfp-endpoint {kfp.url} --mlmd-endpoint "
-          f"{kfp.mlmd_endpoint} --object-store-endpoint {kfp.object_store_endpoint}", flush=True)
-    settings = dataclasses.replace(base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url,
-                                   **({"port": args.port} if args.port else {}))
+    print(
+        f"sandbox object store on {kfp.object_store_endpoint} (S3 with SigV4; access key {access_key}, secret key "
+        f"{secret_key})",
+        flush=True,
+    )
+    print(
+        f"  e.g. KFADAPTER_OBJECT_STORE_ACCESS_KEY={access_key} KFADAPTER_OBJECT_STORE_SECRET_KEY="
+        f"{secret_key} kfadapter outputs RUN_ID --kfp-endpoint {kfp.url} --mlmd-endpoint "
+        f"{kfp.mlmd_endpoint} --object-store-endpoint {kfp.object_store_endpoint}",
+        flush=True,
+    )
+    settings = dataclasses.replace(
+        base, host=args.host or "127.0.0.1", kfp_endpoint=kfp.url, **({"port": args.port} if args.port else {})
+    )
     if not any(os.environ.get(k, "").strip() for k in ("KFADAPTER_STORE_PATH", "KFADAPTER_STORE_URL")):
         # The sandbox starts empty: a store kept from an earlier start would only hold runs it no longer
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
@@ -217,15 +279,18 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.tm_url:
         # No training manager: the sandbox's own receiver takes the notifications (GET /_sandbox/notifications).
         settings = dataclasses.replace(settings, tm_url=f"{kfp.url}/_sandbox/notifications")
-        print(f"no training manager configured: notifications go to {settings.tm_url} "
-              "(GET it to see them)", flush=True)
+        print(f"no training manager configured: notifications go to {settings.tm_url} (GET it to see them)", flush=True)
     # The sandbox also plays ML Metadata (gRPC) and the object store (S3, SigV4-checked against its own keys).
-    settings = dataclasses.replace(settings, mlmd_endpoint=kfp.mlmd_endpoint,
-                                   object_store_endpoint=kfp.object_store_endpoint,
-                                   object_store_access_key=access_key, object_store_secret_key=secret_key)
+    settings = dataclasses.replace(
+        settings,
+        mlmd_endpoint=kfp.mlmd_endpoint,
+        object_store_endpoint=kfp.object_store_endpoint,
+        object_store_access_key=access_key,
+        object_store_secret_key=secret_key,
+    )
     from werkzeug.serving import make_server
 
-    from .app import create_app
+    from kfadapter.app import create_app
 
     app = create_app(settings)
     # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
@@ -254,7 +319,7 @@ def _exec_gunicorn(args: argparse.Namespace) -> int:
     if not settings.kfp_endpoint:
         raise SettingsError("set KFADAPTER_KFP_ENDPOINT (or KUBEFLOW_HOST and KUBEFLOW_PORT), or use --sandbox")
     logging.getLogger(__name__).info("starting gunicorn: %r", settings)
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.gunicorn_conf", "kfadapter.wsgi:app"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.server.gunicorn_conf", "kfadapter.wsgi:app"]
     os.execv(sys.executable, argv)
     return 0  # not reached
 

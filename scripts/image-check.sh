@@ -53,8 +53,8 @@ run() {
 # The console script the image's ENTRYPOINT names.
 run "$venv/bin/kfadapter" --help >/dev/null
 conf=""
-if run "$venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("kfadapter.gunicorn_conf") is None)'; then
-  conf="-c python:kfadapter.gunicorn_conf"
+if run "$venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("kfadapter.server.gunicorn_conf") is None)'; then
+  conf="-c python:kfadapter.server.gunicorn_conf"
 fi
 echo "image-check: gunicorn --check-config $conf kfadapter.wsgi:app"
 # shellcheck disable=SC2086

@@ -249,7 +249,7 @@ def tm_receiver():
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL server for the session (the machine's server binaries; see tests/postgres.py)."""
-    from .postgres import PostgresServer, server_binaries
+    from tests.postgres import PostgresServer, server_binaries
 
     bindir = server_binaries()
     if bindir is None:

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import uuid
 
-from .support import free_port
+from tests.support import free_port
 
 
 def server_binaries() -> str | None:

@@ -15,12 +15,12 @@ import urllib3
 import yaml
 
 from kfadapter.app import create_app
-from kfadapter.errors import BadRequest
+from kfadapter.core.errors import BadRequest
 from kfadapter.kfconnect import KfConnect
 from kfadapter.watch.poller import poll_once
 from kfadapter.watch.store import Store
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 V2 = package("qoe_train_v2.yaml")
 TM_ARGS = {"epochs": "1", "trainingjob_id": "tj", "featuregroup_name": "fg", "modelName": "m", "modelVersion": "1"}

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from .conftest import across_versions, package, upload
+from tests.conftest import across_versions, package, upload
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 

@@ -12,7 +12,7 @@ import requests
 from kfadapter.sandbox.workflow import ExecutedWorkflow, TaskRun
 from kfadapter.watch.store import Store
 
-from .conftest import across_versions, package, upload
+from tests.conftest import across_versions, package, upload
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 

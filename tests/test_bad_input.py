@@ -10,7 +10,7 @@ import requests
 
 from kfadapter.app import create_app
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 V2 = package("qoe_train_v2.yaml")
 MISSING_ID = "00000000-0000-0000-0000-000000000000"

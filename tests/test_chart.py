@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "kfadapter"
 TEMPLATES = CHART / "templates"
-SETTINGS_SOURCES = [ROOT / "kfadapter" / f for f in ("settings.py", "settings_checks.py", "gunicorn_conf.py")]
+SETTINGS_SOURCES = [ROOT / "kfadapter" / f for f in ("settings/model.py", "settings/checks.py", "server/gunicorn_conf.py")]
 ENV_NAME = re.compile(r"""["']((?:KFADAPTER|KF|KUBEFLOW|TRAININGMGR)_[A-Z0-9_]+)["']""")
 TOKEN_FILE = "/var/run/secrets/kubeflow/pipelines/token"
 

@@ -13,8 +13,8 @@ import requests
 
 from kfadapter import cli
 
-from .conftest import PIPELINES
-from .support import SandboxService, clean_env, wait_for
+from tests.conftest import PIPELINES
+from tests.support import SandboxService, clean_env, wait_for
 
 
 def _commands(parser: argparse.ArgumentParser, path: str = "kfadapter"):

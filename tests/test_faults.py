@@ -14,9 +14,9 @@ from kfadapter.kfconnect import KfConnect
 from kfadapter.watch.store import Store
 from kfadapter.watch.watcher import Watcher
 
-from .conftest import package, upload
-from .support import Service, clean_env
-from .test_bad_input import assert_envelope
+from tests.conftest import package, upload
+from tests.support import Service, clean_env
+from tests.test_bad_input import assert_envelope
 
 READ_TIMEOUT = 0.4
 

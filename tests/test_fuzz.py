@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from kfadapter.app import create_app
 from kfadapter.settings import Settings
 
-from .conftest import package
+from tests.conftest import package
 
 MAX_EXAMPLES = 60
 CONFORMANCE = [schemathesis.checks.status_code_conformance, schemathesis.checks.content_type_conformance,

@@ -14,9 +14,9 @@ import requests
 
 from kfadapter.app import create_app
 
-from . import hostile
-from .conftest import package, upload
-from .test_outputs import attach_v2, control, start_run
+from tests import hostile
+from tests.conftest import package, upload
+from tests.test_outputs import attach_v2, control, start_run
 
 EXEC = "/trainingjobs/tj1/execution"
 

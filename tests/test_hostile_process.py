@@ -7,8 +7,8 @@ import threading
 import pytest
 import requests
 
-from .conftest import package
-from .support import Service, clean_env, wait_for
+from tests.conftest import package
+from tests.support import Service, clean_env, wait_for
 
 FORGED = "/forged%0A2026-11-30 12:00:00,000 INFO kfadapter.access fake line%00%1B[31m"
 ESCAPED = "/forged\\x0a2026-11-30 12:00:00,000 INFO kfadapter.access fake line\\x00\\x1b[31m"

@@ -9,12 +9,12 @@ import requests
 from sqlalchemy import event
 
 from kfadapter.app import create_app
-from kfadapter.errors import StoreUnavailable
+from kfadapter.core.errors import StoreUnavailable
 from kfadapter.kfconnect import KfConnect
 from kfadapter.watch.store import Store
 from kfadapter.watch.watcher import Watcher
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 EXECUTION = {"pipeline_name": "p", "experiment_name": "Default", "arguments": {"a": "1", "b": "2"}}
 

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from kfadapter.app import create_app
-from kfadapter.errors import NotFound
+from kfadapter.core.errors import NotFound
 from kfadapter.kfconnect import KfConnect
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 
 class _Recorder(BaseHTTPRequestHandler):

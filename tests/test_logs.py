@@ -11,8 +11,8 @@ import pytest
 from kfadapter.app import create_app
 from kfadapter.outputs import logs
 
-from .conftest import across_versions
-from .test_outputs import control, start_run, store_v1_run
+from tests.conftest import across_versions
+from tests.test_outputs import control, start_run, store_v1_run
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 TRAIN_LOG = "epoch 1\nepoch 2\ndone\n"

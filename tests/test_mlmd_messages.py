@@ -8,7 +8,7 @@ from google.protobuf import json_format
 
 from kfadapter.outputs import mlmd
 
-from .conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 MLMD = FIXTURES / "mlmd"
 CASES = sorted(p.stem for p in MLMD.glob("*.bin"))

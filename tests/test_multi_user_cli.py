@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from .support import SandboxService, clean_env, free_port, wait_for
+from tests.support import SandboxService, clean_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

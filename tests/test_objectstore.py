@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from kfadapter.app import create_app
 
-from .test_outputs import by_name, control, start_run
+from tests.test_outputs import by_name, control, start_run
 
 DATA = b"model weights \x00\xff" * 4
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

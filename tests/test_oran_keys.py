@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import requests
 
-from .conftest import package
+from tests.conftest import package
 
 JSON = "application/json"
 TM_ARGS = {"epochs": "5", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "qoe",

@@ -16,7 +16,7 @@ import requests
 from kfadapter import cli
 from kfadapter.app import create_app
 
-from .conftest import across_versions, package, upload
+from tests.conftest import across_versions, package, upload
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 
@@ -393,8 +393,8 @@ def test_unreachable_mlmd_is_502(settings, client):
 
 def test_serve_sandbox_wires_mlmd_and_the_object_store(tmp_path):
     """`kfadapter serve --sandbox` points the adapter at the sandbox's MLMD (gRPC) and object store."""
-    from .conftest import PIPELINES
-    from .support import SandboxService
+    from tests.conftest import PIPELINES
+    from tests.support import SandboxService
 
     server = SandboxService(tmp_path, PIPELINES.parents[2], KFADAPTER_WATCH="false")
     url, kfp = server.url, server.kfp_url

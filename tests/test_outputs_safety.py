@@ -16,7 +16,7 @@ import pytest
 
 from kfadapter.app import create_app
 
-from .test_outputs import BLOB, argo_tgz, by_name, control, store_v1_run
+from tests.test_outputs import BLOB, argo_tgz, by_name, control, store_v1_run
 
 CAP = 8 * 1024 * 1024
 MAX_MEMBERS = 100

@@ -10,11 +10,12 @@ import tarfile
 import pytest
 import yaml
 
-from kfadapter.errors import NotFound, Undecodable
-from kfadapter.outputs import archive, argo, ir, values
+from kfadapter.core.errors import NotFound, Undecodable
+from kfadapter.core import archive
+from kfadapter.outputs import argo, ir, values
 
-from .conftest import PIPELINES
-from .test_outputs import argo_tgz, compress_nodes, v1_status
+from tests.conftest import PIPELINES
+from tests.test_outputs import argo_tgz, compress_nodes, v1_status
 
 LIMITS = archive.Limits(max_bytes=1 << 20, max_members=10)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from kfadapter import package_check as pc
-from kfadapter import pipelines as pl
-from kfadapter.errors import AdapterError, BadRequest
+from kfadapter.packages import check as pc
+from kfadapter.packages import parsing as pl
+from kfadapter.core.errors import AdapterError, BadRequest
 from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile
 
-from .conftest import package
+from tests.conftest import package
 
 
 @pytest.mark.parametrize("tag, version, cascade, read_status, logs", [

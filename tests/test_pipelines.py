@@ -9,11 +9,11 @@ import zipfile
 import pytest
 import yaml
 
-from kfadapter import pipelines as pl
-from kfadapter.errors import BadRequest, PayloadTooLarge
+from kfadapter.packages import parsing as pl
+from kfadapter.core.errors import BadRequest, PayloadTooLarge
 from kfadapter.settings import DEFAULT_ARGUMENT_MAPPING
 
-from .conftest import package
+from tests.conftest import package
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .execution import require_kfp_local
-from .support import SandboxService
+from tests.execution import require_kfp_local
+from tests.support import SandboxService
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import package, upload
-from .test_readme import walkthrough
+from tests.conftest import package, upload
+from tests.test_readme import walkthrough
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

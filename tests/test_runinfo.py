@@ -5,7 +5,7 @@ import base64
 import gzip
 import json
 
-from kfadapter import runinfo
+from kfadapter.outputs import runinfo
 
 
 def _detail(name, state="RUNNING", children=(), start="2026-01-01T00:00:01Z", end="0001-01-01T00:00:00Z"):

@@ -14,8 +14,8 @@ from kfadapter.app import create_app
 from kfadapter.sandbox import SandboxServer, workdirs
 from kfadapter.settings import Settings
 
-from .conftest import PIPELINES, package, upload
-from .support import SandboxService, wait_for
+from tests.conftest import PIPELINES, package, upload
+from tests.support import SandboxService, wait_for
 
 ROOT = PIPELINES.parents[2]
 V1_ARGS = {"epochs": "3", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "m", "modelVersion": "1"}

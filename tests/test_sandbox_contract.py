@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
-from . import kfp_contract
-from .conftest import package
+from tests import kfp_contract
+from tests.conftest import package
 
 V2 = "/apis/v2beta1"
 V1 = "/apis/v1beta1"

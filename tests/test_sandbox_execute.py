@@ -16,8 +16,8 @@ from kfadapter.app import create_app
 from kfadapter.sandbox import SandboxServer, executor
 from kfadapter.settings import Settings
 
-from .conftest import PIPELINES, package, upload
-from .execution import process_group_members, require_kfp_local, running_in_group, wait_for
+from tests.conftest import PIPELINES, package, upload
+from tests.execution import process_group_members, require_kfp_local, running_in_group, wait_for
 
 TM_ARGS = {"epochs": "5", "trainingjob_id": "tj1", "featuregroup_name": "fg", "modelName": "qoe",
            "modelVersion": "1", "modellocation": ""}

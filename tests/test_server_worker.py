@@ -8,10 +8,10 @@ import time
 import pytest
 import requests
 
-from kfadapter.server_worker import RequestFramer
+from kfadapter.server.worker import RequestFramer
 
-from .conftest import package
-from .support import Service, clean_env
+from tests.conftest import package
+from tests.support import Service, clean_env
 
 PIPELINE = package("add_v2.yaml")
 

@@ -8,9 +8,9 @@ import threading
 import pytest
 import requests
 
-from .support import Service, clean_env, free_port
-from .test_kfconnect import recorder  # noqa: F401 - fixture
-from .test_tm_replay import replay_training_manager
+from tests.support import Service, clean_env, free_port
+from tests.test_kfconnect import recorder  # noqa: F401 - fixture
+from tests.test_tm_replay import replay_training_manager
 
 
 @pytest.fixture
@@ -117,6 +117,6 @@ def test_metrics_cover_every_worker(service, sandbox):
 
 def test_gunicorn_check_config(tmp_path, sandbox):
     env = clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"))
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "--check-config", "-c", "python:kfadapter.gunicorn_conf",
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--check-config", "-c", "python:kfadapter.server.gunicorn_conf",
                            "kfadapter.wsgi:app"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

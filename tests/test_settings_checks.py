@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from kfadapter.settings import Settings, SettingsError
-from kfadapter.settings_checks import NO_MAX, RANGES, SECRETS, gunicorn_options, load
+from kfadapter.settings import Settings, SettingsError, load
+from kfadapter.settings.checks import NO_MAX, RANGES, SECRETS, gunicorn_options
 
-from .support import clean_env
+from tests.support import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "kfadapter" / f for f in ("settings.py", "settings_checks.py", "gunicorn_conf.py")]
+SOURCES = [ROOT / "kfadapter" / f for f in ("settings/model.py", "settings/checks.py", "server/gunicorn_conf.py")]
 ENV_NAME = re.compile(r"""["']((?:KFADAPTER|KF|KUBEFLOW|TRAININGMGR|PROMETHEUS)_[A-Z0-9_]+)["']""")
 NUMERIC = re.compile(r"""(int|float)\(\s*["']([A-Z0-9_]+)["']|num\(\s*["']([A-Z0-9_]+)["'],\s*(int|float)""")
 MISSING_DIR = "/nonexistent-kfadapter-dir"
@@ -106,7 +106,7 @@ def paths(tmp_path):
 
 
 def check_all(env: dict[str, str]) -> None:
-    """What `kfadapter serve` and kfadapter/gunicorn_conf.py check before any worker starts."""
+    """What `kfadapter serve` and kfadapter/server/gunicorn_conf.py check before any worker starts."""
     load(env)
     gunicorn_options(env, check_dirs=True)
 
@@ -165,7 +165,7 @@ COMMANDS = {
     "serve": ["-m", "kfadapter.cli", "serve"],
     "serve --sandbox": ["-m", "kfadapter.cli", "serve", "--sandbox", "--port", "0", "--sandbox-port", "0"],
     "sandbox": ["-m", "kfadapter.cli", "sandbox", "--port", "0"],
-    "gunicorn": ["-m", "gunicorn", "-c", "python:kfadapter.gunicorn_conf", "kfadapter.wsgi:app"],
+    "gunicorn": ["-m", "gunicorn", "-c", "python:kfadapter.server.gunicorn_conf", "kfadapter.wsgi:app"],
 }
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import event
 
-from kfadapter.errors import StoreUnavailable
+from kfadapter.core.errors import StoreUnavailable
 from kfadapter.watch.store import Store
 
 # The schema of the landed version (kfadapter/watch/store.py before Alembic), verbatim: a store it created.

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kfadapter import tempdirs
+from kfadapter.core import tempdirs
 
 _OWNER = """
 import os, sys, tempfile
 tempfile.tempdir = sys.argv[1]
-from kfadapter import tempdirs
+from kfadapter.core import tempdirs
 print(tempdirs.owned_dir("kfadapter-upload-"), flush=True)
 sys.stdin.read()
 """

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from .conftest import across_versions, package
+from tests.conftest import across_versions, package
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import package
-from .support import Service, clean_env
+from tests.conftest import package
+from tests.support import Service, clean_env
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -15,7 +15,7 @@ import yaml
 
 from kfadapter.app import create_app
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 API = "/apis/v2beta1"
 RESOURCES = package("resource_setters_v2.yaml")
@@ -206,7 +206,7 @@ def test_invalid_packages_are_a_400_naming_the_problem(client, kfp_counts, kfp_v
     kfp_counts.reset()
     resp = upload(client, "bad", ir_with(**change))
     assert resp.status_code == 400, resp.json
-    if field == "pipelineInfo.name":  # checked first with the other name rules (kfadapter/names.py)
+    if field == "pipelineInfo.name":  # checked first with the other name rules (kfadapter/packages/names.py)
         assert resp.json["code"] == "invalid_pipeline_info_name" and resp.json["details"]["pattern"]
     else:
         assert resp.json["code"] == "invalid_package" and resp.json["details"]["field"] == field
@@ -255,7 +255,7 @@ def test_name_length_limits_from_2_15(any_version):
 def test_serve_sandbox_plays_the_version_asked_for(tmp_path):
     from pathlib import Path
 
-    from .support import SandboxService
+    from tests.support import SandboxService
 
     server = SandboxService(tmp_path, Path(__file__).resolve().parent.parent, kfp_version="2.3")
     try:

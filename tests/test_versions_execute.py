@@ -11,8 +11,8 @@ from kfadapter.app import create_app
 from kfadapter.sandbox import SandboxServer
 from kfadapter.settings import Settings
 
-from .conftest import package, upload
-from .execution import require_kfp_local, wait_for
+from tests.conftest import package, upload
+from tests.execution import require_kfp_local, wait_for
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 

@@ -16,11 +16,11 @@ import pytest
 import requests
 import yaml
 
-from kfadapter import pipelines as pl
-from kfadapter import volume_passing as vp
-from kfadapter.errors import BadRequest
+from kfadapter.packages import parsing as pl
+from kfadapter.packages import volume_passing as vp
+from kfadapter.core.errors import BadRequest
 
-from .conftest import PIPELINES, package
+from tests.conftest import PIPELINES, package
 
 ROOT = Path(__file__).resolve().parent.parent
 V1 = package("qoe_train_v1_argo.yaml")

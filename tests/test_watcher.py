@@ -14,7 +14,7 @@ from kfadapter.watch.poller import MANUAL_RECONCILE
 from kfadapter.watch.store import Store
 from kfadapter.watch.watcher import LEASE_NAME, Watcher
 
-from .conftest import package, upload
+from tests.conftest import package, upload
 
 
 @pytest.fixture

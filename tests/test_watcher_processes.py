@@ -9,8 +9,8 @@ import requests
 
 from kfadapter.watch.store import Store
 
-from .conftest import package
-from .support import Service, clean_env, wait_for
+from tests.conftest import package
+from tests.support import Service, clean_env, wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

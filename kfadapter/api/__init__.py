@@ -1,10 +1,23 @@
 """HTTP API: one blueprint per resource, plus the single error-to-JSON mapping."""
+
 from __future__ import annotations
 
 from flask import Flask
 
-from . import (auth, errors, experiments, health, index, logs, outputs, pipelines, runs, telemetry, trainingjobs,
-               watches)
+from kfadapter.api import (
+    auth,
+    errors,
+    experiments,
+    health,
+    index,
+    logs,
+    outputs,
+    pipelines,
+    runs,
+    telemetry,
+    trainingjobs,
+    watches,
+)
 
 
 def register(app: Flask, api_token: str | None = None) -> None:

@@ -3,6 +3,7 @@
 Off unless `KFADAPTER_API_TOKEN` (or `_FILE`) is set, because the O-RAN training manager sends no credentials.
 The probes stay open so the kubelet needs no token.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -10,7 +11,7 @@ from http import HTTPStatus
 
 from flask import Flask, request
 
-from ..errors import AdapterError
+from kfadapter.core.errors import AdapterError
 
 OPEN_PATHS = frozenset({"/liveness", "/readiness"})
 

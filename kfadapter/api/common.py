@@ -1,4 +1,5 @@
 """Helpers shared by the blueprints: JSON responses with the exact content type, and request parsing."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ from typing import Any
 
 from flask import Response, current_app, request
 
-from .. import names
-from ..errors import BadRequest, PayloadTooLarge
-from ..kfconnect import KfConnect
-from ..limits import LimitExceeded, loads_json
-from ..watch.store import Store
+from kfadapter.core.errors import BadRequest, PayloadTooLarge
+from kfadapter.core.limits import LimitExceeded, loads_json
+from kfadapter.kfconnect import KfConnect
+from kfadapter.packages import names
+from kfadapter.watch.store import Store
 
 JSON = "application/json"  # the training manager compares the header with this exact string
 
@@ -49,11 +50,13 @@ def json_body() -> dict[str, Any]:
     if not raw:
         raise BadRequest("the request needs a JSON object body", code="invalid_body")
     try:
-        body = loads_json(raw, max_bytes=limit, max_depth=settings.max_json_depth,
-                          size_setting="KFADAPTER_MAX_JSON_BYTES")
+        body = loads_json(
+            raw, max_bytes=limit, max_depth=settings.max_json_depth, size_setting="KFADAPTER_MAX_JSON_BYTES"
+        )
     except LimitExceeded as exc:
-        raise BadRequest(f"the request body is refused: {exc.message}", code="invalid_body",
-                         details=exc.details) from None
+        raise BadRequest(
+            f"the request body is refused: {exc.message}", code="invalid_body", details=exc.details
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_body") from None
     if not isinstance(body, dict):
@@ -62,8 +65,10 @@ def json_body() -> dict[str, Any]:
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"the JSON body is larger than KFADAPTER_MAX_JSON_BYTES ({limit} bytes)",
-                           details={"limit": "KFADAPTER_MAX_JSON_BYTES", "max": limit})
+    return PayloadTooLarge(
+        f"the JSON body is larger than KFADAPTER_MAX_JSON_BYTES ({limit} bytes)",
+        details={"limit": "KFADAPTER_MAX_JSON_BYTES", "max": limit},
+    )
 
 
 def _read_at_most(n: int) -> bytes:
@@ -96,5 +101,5 @@ def required_str(body: dict[str, Any], key: str) -> str:
 
 
 def check_name(value: str, what: str) -> str:
-    """Reject names KFP cannot hold or that would reach it as another path (rules in kfadapter/names.py)."""
+    """Reject names KFP cannot hold or that would reach it as another path (rules in kfadapter/packages/names.py)."""
     return names.check_name(value, what)

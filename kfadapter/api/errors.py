@@ -1,4 +1,5 @@
 """The one mapping from exceptions to the JSON error envelope `{"status", "code", "message", "details"}`."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ from http import HTTPStatus
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from ..errors import AdapterError
-from .common import json_response
+from kfadapter.api.common import json_response
+from kfadapter.core.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = HTTPStatus(status).phrase.lower().replace(" ", "_") if status in HTTPStatus._value2member_map_ else "http_error"
+        code = (
+            HTTPStatus(status).phrase.lower().replace(" ", "_")
+            if status in HTTPStatus._value2member_map_
+            else "http_error"
+        )
         message = exc.description or HTTPStatus(status).phrase
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             code, message = "payload_too_large", "the request is larger than 32 MiB, the most KFP accepts"
@@ -39,6 +44,10 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         # The trace goes to the log, never to the caller.
         log.exception("unhandled error")
-        body = {"status": 500, "code": "internal_error", "message": "internal error; see the adapter's log",
-                "details": {}}
+        body = {
+            "status": 500,
+            "code": "internal_error",
+            "message": "internal error; see the adapter's log",
+            "details": {},
+        }
         return json_response(body, HTTPStatus.INTERNAL_SERVER_ERROR)

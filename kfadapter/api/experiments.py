@@ -1,10 +1,11 @@
 """Experiment routes: the name → id map the training manager reads, and one lookup by name."""
+
 from __future__ import annotations
 
 from flask import Blueprint
 
-from ..kfconnect.pipelines import DEFAULT_EXPERIMENT
-from .common import check_name, json_response, kf
+from kfadapter.api.common import check_name, json_response, kf
+from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT
 
 bp = Blueprint("experiments", __name__)
 
@@ -26,5 +27,11 @@ def list_experiments():
 def get_experiment(experiment_name: str):
     """Return `{"name", "id"}` of the experiment with this name."""
     exp = kf().find_experiment(check_name(experiment_name, "experiment name"))
-    return json_response({"name": experiment_name, "id": exp["experiment_id"],
-                          "description": exp.get("description", ""), "created_at": exp.get("created_at")})
+    return json_response(
+        {
+            "name": experiment_name,
+            "id": exp["experiment_id"],
+            "description": exp.get("description", ""),
+            "created_at": exp.get("created_at"),
+        }
+    )

@@ -1,4 +1,5 @@
 """Liveness (never touches KFP), readiness (KFP must answer) and the API's own OpenAPI document."""
+
 from __future__ import annotations
 
 import functools
@@ -7,7 +8,7 @@ from pathlib import Path
 import yaml
 from flask import Blueprint, Response
 
-from .common import json_response, kf, store
+from kfadapter.api.common import json_response, kf, store
 
 bp = Blueprint("health", __name__)
 

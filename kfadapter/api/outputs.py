@@ -1,4 +1,5 @@
 """Run output routes: every task's outputs as typed JSON, and one artifact's bytes as a download."""
+
 from __future__ import annotations
 
 import re
@@ -6,9 +7,9 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 
-from ..errors import BadRequest
-from ..outputs.service import OutputsService
-from .common import json_response
+from kfadapter.api.common import json_response
+from kfadapter.core.errors import BadRequest
+from kfadapter.outputs.service import OutputsService
 
 bp = Blueprint("outputs", __name__)
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -29,8 +30,11 @@ def _flag(name: str) -> bool:
     if raw in ("false", "0"):
         return False
     # A typo like `?logs=maybe` must not silently mean false.
-    raise BadRequest(f"query flag {name!r} must be true, false, 1 or 0, got {raw[:80]!r}", code="invalid_flag",
-                     details={"flag": name, "value": raw[:80]})
+    raise BadRequest(
+        f"query flag {name!r} must be true, false, 1 or 0, got {raw[:80]!r}",
+        code="invalid_flag",
+        details={"flag": name, "value": raw[:80]},
+    )
 
 
 @bp.get("/runs/<run_id>/outputs")
@@ -44,8 +48,9 @@ def run_outputs(run_id: str):
 def download_artifact(run_id: str, node_id: str, name: str):
     """Stream an artifact's own bytes as a file; `?member=` picks a file of an archive, `?list=true` lists them."""
     list_members = _flag("list")
-    result = outputs().open_artifact(run_id, node_id, name, member=request.args.get("member") or None,
-                                     list_members=list_members)
+    result = outputs().open_artifact(
+        run_id, node_id, name, member=request.args.get("member") or None, list_members=list_members
+    )
     if isinstance(result, dict):
         return json_response(result)
     resp = Response(result, mimetype="application/octet-stream", direct_passthrough=True)

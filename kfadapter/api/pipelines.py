@@ -1,14 +1,16 @@
 """Pipeline routes: ids by name, versioned uploads, lists, details with parameters, deletes."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from .. import names, package_check
-from .. import pipelines as pl
-from .. import volume_passing as vp
-from ..errors import BadRequest, NotFound, PayloadTooLarge
-from ..limits import Limits
-from .common import check_name, json_response, kf
+from kfadapter.api.common import check_name, json_response, kf
+from kfadapter.core.errors import BadRequest, NotFound, PayloadTooLarge
+from kfadapter.core.limits import Limits
+from kfadapter.packages import check as package_check
+from kfadapter.packages import names
+from kfadapter.packages import parsing as pl
+from kfadapter.packages import volume_passing as vp
 
 bp = Blueprint("pipelines", __name__)
 
@@ -27,8 +29,11 @@ def upload(pipeline_name: str):
     # The training manager sends the field `file`; KFP's own clients call it `uploadfile`.
     upload_file = request.files.get("file") or request.files.get("uploadfile")
     if upload_file is None:
-        raise BadRequest("the multipart field 'file' with the pipeline package is required",
-                         code="missing_field", details={"field": "file"})
+        raise BadRequest(
+            "the multipart field 'file' with the pipeline package is required",
+            code="missing_field",
+            details={"field": "file"},
+        )
     limit = current_app.config["KFADAPTER_SETTINGS"].max_upload_bytes
     data = upload_file.stream.read(limit + 1)
     if len(data) > limit:
@@ -39,21 +44,28 @@ def upload(pipeline_name: str):
         # Before any KFP call: KFP < 2.17 answers an invalid package with 500 (package_check.py).
         package_check.validate_ir(package_check.ir_of(package))
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
-    package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"),
-                                          request.args.get("volume"))
+    package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"), request.args.get("volume"))
     result = kf().upload(pipeline_name, data, package, description)
     # `name` and `id` are the O-RAN adapter's answer (the pipeline's); ours sit beside them.
-    return json_response({"name": pipeline_name, "id": result["pipeline_id"]} | result
-                         | {"pipeline_kind": package.kind, "description": description or ""})
+    return json_response(
+        {"name": pipeline_name, "id": result["pipeline_id"]}
+        | result
+        | {"pipeline_kind": package.kind, "description": description or ""}
+    )
 
 
 @bp.get("/pipelines")
 def list_pipelines():
     """Return every pipeline (all pages) in the O-RAN shape."""
     items = [
-        {"pipeline_id": p["pipeline_id"], "display_name": p.get("display_name"), "name": p.get("name"),
-         "description": p.get("description", ""), "created_at": p.get("created_at"),
-         "namespace": p.get("namespace", "")}
+        {
+            "pipeline_id": p["pipeline_id"],
+            "display_name": p.get("display_name"),
+            "name": p.get("name"),
+            "description": p.get("description", ""),
+            "created_at": p.get("created_at"),
+            "namespace": p.get("namespace", ""),
+        }
         for p in kf().list_pipelines()
     ]
     # O-RAN's keys: `next_page_token` is always null because every KFP page is already in `pipelines`.
@@ -66,12 +78,17 @@ def list_versions(pipeline_name: str):
     connect = kf()
     pipeline = connect.find_pipeline(check_name(pipeline_name, "pipeline name"))
     versions = [
-        {"id": v["pipeline_version_id"], "name": v.get("display_name") or v.get("name"),
-         "created_at": v.get("created_at"), "description": v.get("description", "")}
+        {
+            "id": v["pipeline_version_id"],
+            "name": v.get("display_name") or v.get("name"),
+            "created_at": v.get("created_at"),
+            "description": v.get("description", ""),
+        }
         for v in connect.list_versions(pipeline["pipeline_id"])
     ]
-    return json_response({"versions_list": [v["name"] for v in versions], "versions": versions,
-                          "pipeline_id": pipeline["pipeline_id"]})
+    return json_response(
+        {"versions_list": [v["name"] for v in versions], "versions": versions, "pipeline_id": pipeline["pipeline_id"]}
+    )
 
 
 @bp.get("/pipelines/<pipeline_id>")
@@ -87,16 +104,19 @@ def get_pipeline(pipeline_id: str):
             raise
         version = None  # a pipeline created without any version has no parameters yet
     params = pl.parameters_of(connect.version_spec(version)) if version else []
-    return json_response({
-        "id": pipeline["pipeline_id"],
-        "name": pipeline.get("display_name"),
-        "description": pipeline.get("description", ""),
-        "arguments": {p.name: p.default for p in params},
-        "parameters": [p.to_dict() for p in params],
-        "version": ({"id": version["pipeline_version_id"], "name": version.get("display_name")}
-                    if version else None),
-        "created_at": pipeline.get("created_at"),
-    })
+    return json_response(
+        {
+            "id": pipeline["pipeline_id"],
+            "name": pipeline.get("display_name"),
+            "description": pipeline.get("description", ""),
+            "arguments": {p.name: p.default for p in params},
+            "parameters": [p.to_dict() for p in params],
+            "version": (
+                {"id": version["pipeline_version_id"], "name": version.get("display_name")} if version else None
+            ),
+            "created_at": pipeline.get("created_at"),
+        }
+    )
 
 
 @bp.delete("/pipelines/<pipeline_id>")

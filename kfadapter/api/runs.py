@@ -1,15 +1,16 @@
 """Run routes: training-job execution, run list, run details, terminate."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint
 
-from .. import runinfo
-from ..errors import BadRequest
-from ..kfconnect import UNFINISHED_TIME
-from ..watch import intents
-from .common import check_name, json_body, json_response, kf, optional_str, required_str, store
+from kfadapter.api.common import check_name, json_body, json_response, kf, optional_str, required_str, store
+from kfadapter.core.errors import BadRequest
+from kfadapter.kfconnect import UNFINISHED_TIME
+from kfadapter.outputs import runinfo
+from kfadapter.watch import intents
 
 bp = Blueprint("runs", __name__)
 
@@ -24,11 +25,11 @@ def execute(trainingjob_id: str):
     experiment = check_name(optional_str(body, "experiment_name", "Default"), "experiment_name")
     arguments = body.get("arguments") or {}
     if not isinstance(arguments, dict):
-        raise BadRequest("'arguments' must be a JSON object of name -> value", code="invalid_field",
-                         details={"field": "arguments"})
+        raise BadRequest(
+            "'arguments' must be a JSON object of name -> value", code="invalid_field", details={"field": "arguments"}
+        )
     # Intent first: KFP is asked only once the store holds it, and the answer waits for the run id to be stored.
-    return json_response(intents.execute(kf(), store(), trainingjob_id, pipeline_name, version, experiment,
-                                         arguments))
+    return json_response(intents.execute(kf(), store(), trainingjob_id, pipeline_name, version, experiment, arguments))
 
 
 @bp.get("/runs")
@@ -48,9 +49,14 @@ def list_runs():
         key = r.get("display_name", "")
         if counts[key] > 1:
             key = f"{key} ({r['run_id']})"
-        out[key] = {"run_id": r["run_id"], "run_description": r.get("description", ""),
-                    "run_status": r.get("state"), "experiment_id": r.get("experiment_id"),
-                    "pipeline_name": names.get(_pipeline_id(r)), "pipeline_id": _pipeline_id(r)}
+        out[key] = {
+            "run_id": r["run_id"],
+            "run_description": r.get("description", ""),
+            "run_status": r.get("state"),
+            "experiment_id": r.get("experiment_id"),
+            "pipeline_name": names.get(_pipeline_id(r)),
+            "pipeline_id": _pipeline_id(r),
+        }
     return json_response(out)
 
 
@@ -59,9 +65,14 @@ def get_run(run_id: str):
     """Return one run's name, state, experiment, pipeline, times, tasks and, when FAILED, why."""
     run = kf().describe_run(run_id)
     known = store().history(run_id)  # tracked, or finished and kept for KFADAPTER_HISTORY_DAYS
-    return json_response(_run_view(run) | {"trainingjob_id": known["trainingjob_id"] if known else None,
-                                           "tracked": bool(known and known["tracked"]),
-                                           "notification": known["notification"] if known else None})
+    return json_response(
+        _run_view(run)
+        | {
+            "trainingjob_id": known["trainingjob_id"] if known else None,
+            "tracked": bool(known and known["tracked"]),
+            "notification": known["notification"] if known else None,
+        }
+    )
 
 
 @bp.delete("/runs/<run_id>")

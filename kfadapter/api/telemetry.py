@@ -1,4 +1,5 @@
 """Request ids, one log line and metrics per request, and `GET /metrics`."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ import time
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..observability import HTTP_LATENCY, HTTP_REQUESTS, new_request_id, render_metrics, request_id_var
-from .common import store
+from kfadapter.api.common import store
+from kfadapter.core.observability import HTTP_LATENCY, HTTP_REQUESTS, new_request_id, render_metrics, request_id_var
 
 bp = Blueprint("telemetry", __name__)
 log = logging.getLogger("kfadapter.access")
@@ -37,9 +38,19 @@ def register_hooks(app: Flask) -> None:
         HTTP_LATENCY.labels(request.method, route).observe(elapsed)
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         if route not in ("/liveness", "/readiness", "/metrics"):
-            log.info("%s %s %s", request.method, request.path, resp.status_code,
-                     extra={"method": request.method, "path": request.path, "route": route,
-                            "status": resp.status_code, "duration_ms": round(elapsed * 1000, 2)})
+            log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                resp.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route,
+                    "status": resp.status_code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
         return resp
 
     @app.teardown_request

@@ -1,9 +1,10 @@
 """`GET /trainingjobs/<trainingjob_id>/runs`: a training job's runs from the store's history, newest first."""
+
 from __future__ import annotations
 
 from flask import Blueprint
 
-from .common import check_name, json_response, kf, store
+from kfadapter.api.common import check_name, json_response, kf, store
 
 bp = Blueprint("trainingjobs", __name__)
 

@@ -3,13 +3,20 @@
 `transport` builds the client and makes every call (timeouts, paging, error translation); `pipelines` and
 `runs` hold the adapter's workflows on top of it. Nothing outside this package imports kfp.
 """
-from .runs import TERMINAL_STATES, UNFINISHED_TIME, RunCalls
-from .transport import KfpStream, translate_api_exception, translate_transport_error
+
+from kfadapter.kfconnect.runs import TERMINAL_STATES, UNFINISHED_TIME, RunCalls
+from kfadapter.kfconnect.transport import KfpStream, translate_api_exception, translate_transport_error
 
 
 class KfConnect(RunCalls):
     """Wrap `kfp.Client` with timeouts, paging, error translation and the adapter's KFP workflows."""
 
 
-__all__ = ["KfConnect", "KfpStream", "TERMINAL_STATES", "UNFINISHED_TIME", "translate_api_exception",
-           "translate_transport_error"]
+__all__ = [
+    "TERMINAL_STATES",
+    "UNFINISHED_TIME",
+    "KfConnect",
+    "KfpStream",
+    "translate_api_exception",
+    "translate_transport_error",
+]

@@ -1,13 +1,16 @@
 """KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Iterable
+from typing import Any
 
-from .. import pipelines as pl
-from .. import tempdirs
-from ..errors import BadRequest, Conflict, KfpRejected, NotFound
-from .transport import Transport, equals_filter, upload_result
+from kfadapter.core import tempdirs
+from kfadapter.core.errors import BadRequest, Conflict, KfpRejected, NotFound
+from kfadapter.kfconnect.transport import Transport, equals_filter, upload_result
+from kfadapter.packages import parsing as pl
 
 DEFAULT_EXPERIMENT = "Default"
 
@@ -26,23 +29,31 @@ class PipelineCalls(Transport):
         found = pipeline.get("name") or pipeline.get("display_name")
         if found is not None and found != name:
             # KFP's database compares names ignoring case: "QOE" finds "qoe", which is another pipeline to the caller.
-            raise NotFound(f"pipeline {name!r} not found (KFP has {found!r}, which differs in case)",
-                           code="pipeline_not_found", details={"pipeline_name": name, "kfp_pipeline_name": found})
+            raise NotFound(
+                f"pipeline {name!r} not found (KFP has {found!r}, which differs in case)",
+                code="pipeline_not_found",
+                details={"pipeline_name": name, "kfp_pipeline_name": found},
+            )
         return pipeline
 
     def _pipeline_by_name(self, name: str) -> dict:
         if "/" in name:
             # KFP routes on the decoded path: /pipelines/names/a%2Fb is /pipelines/names/a/b (a redirect or a
             # 404), so such a pipeline could be created but never found by its name again.
-            raise BadRequest(f"invalid pipeline name {name[:80]!r}: KFP cannot look up a pipeline name containing "
-                             "'/'", code="invalid_name", details={"field": "pipeline name", "rule": "no '/'"})
+            raise BadRequest(
+                f"invalid pipeline name {name[:80]!r}: KFP cannot look up a pipeline name containing '/'",
+                code="invalid_name",
+                details={"field": "pipeline name", "rule": "no '/'"},
+            )
         api = self.client._pipelines_api
         try:
-            return self._call(api.pipeline_service_get_pipeline_by_name, name, namespace=self._namespace,
-                              what=f"pipeline {name!r}")
+            return self._call(
+                api.pipeline_service_get_pipeline_by_name, name, namespace=self._namespace, what=f"pipeline {name!r}"
+            )
         except NotFound:
-            raise NotFound(f"pipeline {name!r} not found", code="pipeline_not_found",
-                           details={"pipeline_name": name}) from None
+            raise NotFound(
+                f"pipeline {name!r} not found", code="pipeline_not_found", details={"pipeline_name": name}
+            ) from None
 
     def get_pipeline(self, pipeline_id: str) -> dict:
         """Return one pipeline by id."""
@@ -50,17 +61,21 @@ class PipelineCalls(Transport):
         try:
             return self._call(api.pipeline_service_get_pipeline, pipeline_id, what=f"pipeline {pipeline_id!r}")
         except NotFound:
-            raise NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found",
-                           details={"pipeline_id": pipeline_id}) from None
+            raise NotFound(
+                f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
+            ) from None
 
     def list_pipelines(self) -> list[dict]:
         """Return every pipeline, oldest first."""
         api = self.client._pipelines_api
-        items = self._list_all(api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace,
-                               what="list pipelines")
+        items = self._list_all(
+            api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace, what="list pipelines"
+        )
         profile = self.server_profile()
-        return sorted((profile.pipeline_view(p) for p in items),
-                      key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""))
+        return sorted(
+            (profile.pipeline_view(p) for p in items),
+            key=lambda p: (p.get("created_at") or "", p.get("display_name") or ""),
+        )
 
     def pipeline_names(self, pipeline_ids: Iterable[str]) -> dict[str, str | None]:
         """Return id -> display name for each pipeline id (None for a deleted one): one call per id."""
@@ -76,21 +91,33 @@ class PipelineCalls(Transport):
         """Return every version of a pipeline in numeric order ("name", "2", "3", ...)."""
         api = self.client._pipelines_api
         try:
-            items = self._list_all(api.pipeline_service_list_pipeline_versions, "pipeline_versions", pipeline_id,
-                                   what=f"versions of pipeline {pipeline_id!r}")
+            items = self._list_all(
+                api.pipeline_service_list_pipeline_versions,
+                "pipeline_versions",
+                pipeline_id,
+                what=f"versions of pipeline {pipeline_id!r}",
+            )
         except NotFound:
-            raise NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found",
-                           details={"pipeline_id": pipeline_id}) from None
+            raise NotFound(
+                f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
+            ) from None
         return sorted(items, key=pl.version_sort_key)
 
     def get_version(self, pipeline_id: str, version_id: str) -> dict:
         """Return one version of this pipeline, with its `pipeline_spec`; 404 when another pipeline owns it."""
         api = self.client._pipelines_api
-        missing = NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found", code="version_not_found",
-                           details={"pipeline_id": pipeline_id, "version_id": version_id})
+        missing = NotFound(
+            f"version {version_id!r} of pipeline {pipeline_id!r} not found",
+            code="version_not_found",
+            details={"pipeline_id": pipeline_id, "version_id": version_id},
+        )
         try:
-            version = self._call(api.pipeline_service_get_pipeline_version, pipeline_id, version_id,
-                                 what=f"pipeline version {version_id!r}")
+            version = self._call(
+                api.pipeline_service_get_pipeline_version,
+                pipeline_id,
+                version_id,
+                what=f"pipeline version {version_id!r}",
+            )
         except NotFound:
             raise missing from None
         # KFP ignores the pipeline id of the path and answers any version: the owner is checked here.
@@ -102,11 +129,15 @@ class PipelineCalls(Transport):
         """Return a version by its id alone (a run's reference may lack the pipeline id; KFP ignores it)."""
         api = self.client._pipelines_api
         try:
-            return self._call(api.pipeline_service_get_pipeline_version, "-", version_id,
-                              what=f"pipeline version {version_id!r}")
+            return self._call(
+                api.pipeline_service_get_pipeline_version, "-", version_id, what=f"pipeline version {version_id!r}"
+            )
         except NotFound:
-            raise NotFound(f"pipeline version {version_id!r} not found", code="version_not_found",
-                           details={"version_id": version_id}) from None
+            raise NotFound(
+                f"pipeline version {version_id!r} not found",
+                code="version_not_found",
+                details={"version_id": version_id},
+            ) from None
 
     def find_version(self, pipeline: dict, version_name: str | None) -> dict:
         """Return the pipeline's version with this name, or the newest when the name is empty or 'latest'."""
@@ -118,9 +149,11 @@ class PipelineCalls(Transport):
         for v in versions:
             if version_name in (v.get("display_name"), v.get("name")):
                 return v
-        raise NotFound(f"version {version_name!r} of pipeline {pipeline.get('display_name')!r} not found",
-                       code="version_not_found",
-                       details={"pipeline_name": pipeline.get("display_name"), "pipeline_version": version_name})
+        raise NotFound(
+            f"version {version_name!r} of pipeline {pipeline.get('display_name')!r} not found",
+            code="version_not_found",
+            details={"pipeline_name": pipeline.get("display_name"), "pipeline_version": version_name},
+        )
 
     def version_spec(self, version: dict) -> dict | None:
         """Return a version's `pipeline_spec`, fetching the version when a listing left it out."""
@@ -152,23 +185,38 @@ class PipelineCalls(Transport):
     def _exact(name: str, pipeline: dict) -> dict:
         found = pipeline.get("name") or pipeline.get("display_name")
         if found is not None and found != name:
-            raise Conflict(f"pipeline name {name!r} collides with the existing pipeline {found!r}: KFP compares "
-                           "pipeline names ignoring case", code="name_conflict",
-                           details={"pipeline_name": name, "kfp_pipeline_name": found})
+            raise Conflict(
+                f"pipeline name {name!r} collides with the existing pipeline {found!r}: KFP compares "
+                "pipeline names ignoring case",
+                code="name_conflict",
+                details={"pipeline_name": name, "kfp_pipeline_name": found},
+            )
         return pipeline
 
     def _upload_new_pipeline(self, name: str, path: str, description: str | None) -> dict | None:
         api = self.client._upload_api
         try:
-            pipeline = self._call(api.upload_pipeline, path, name=name, display_name=name,
-                                  description=description or None, namespace=self._namespace,
-                                  what=f"upload of pipeline {name!r}", timeout=self._upload_timeout)
+            pipeline = self._call(
+                api.upload_pipeline,
+                path,
+                name=name,
+                display_name=name,
+                description=description or None,
+                namespace=self._namespace,
+                what=f"upload of pipeline {name!r}",
+                timeout=self._upload_timeout,
+            )
         except Conflict:
             return None
         versions = self.list_versions(pipeline["pipeline_id"])
         first = versions[0] if versions else {}
-        return upload_result(pipeline["pipeline_id"], name, first.get("pipeline_version_id"),
-                              first.get("display_name") or name, created=True)
+        return upload_result(
+            pipeline["pipeline_id"],
+            name,
+            first.get("pipeline_version_id"),
+            first.get("display_name") or name,
+            created=True,
+        )
 
     def _upload_next_version(self, pipeline: dict, path: str, description: str | None) -> dict:
         api = self.client._upload_api
@@ -177,17 +225,27 @@ class PipelineCalls(Transport):
         number = pl.next_version_number(names)
         for _ in range(self.settings.upload_attempts):
             try:
-                version = self._call(api.upload_pipeline_version, path, name=str(number), display_name=str(number),
-                                     pipelineid=pid, description=description or None,
-                                     what=f"upload of version {number} of pipeline {pipeline.get('display_name')!r}",
-                                     timeout=self._upload_timeout)
+                version = self._call(
+                    api.upload_pipeline_version,
+                    path,
+                    name=str(number),
+                    display_name=str(number),
+                    pipelineid=pid,
+                    description=description or None,
+                    what=f"upload of version {number} of pipeline {pipeline.get('display_name')!r}",
+                    timeout=self._upload_timeout,
+                )
             except Conflict:
                 number += 1  # a concurrent upload took this number: KFP's 409 is the arbiter
                 continue
-            return upload_result(pid, pipeline.get("display_name"), version.get("pipeline_version_id"),
-                                  str(number), created=False)
-        raise Conflict(f"no free version number for pipeline {pipeline.get('display_name')!r} after "
-                       f"{self.settings.upload_attempts} attempts; retry the upload", code="version_conflict")
+            return upload_result(
+                pid, pipeline.get("display_name"), version.get("pipeline_version_id"), str(number), created=False
+            )
+        raise Conflict(
+            f"no free version number for pipeline {pipeline.get('display_name')!r} after "
+            f"{self.settings.upload_attempts} attempts; retry the upload",
+            code="version_conflict",
+        )
 
     def delete_pipeline(self, pipeline_id: str) -> dict:
         """Delete a pipeline and all its versions (cascade; versions first on backends without cascade)."""
@@ -218,11 +276,16 @@ class PipelineCalls(Transport):
     def _delete_version(self, pipeline_id: str, version_id: str) -> dict:
         api = self.client._pipelines_api
         try:
-            self._call(api.pipeline_service_delete_pipeline_version, pipeline_id, version_id,
-                       what=f"delete of version {version_id!r}")
+            self._call(
+                api.pipeline_service_delete_pipeline_version,
+                pipeline_id,
+                version_id,
+                what=f"delete of version {version_id!r}",
+            )
         except NotFound:
-            raise NotFound(f"version {version_id!r} of pipeline {pipeline_id!r} not found",
-                           code="version_not_found") from None
+            raise NotFound(
+                f"version {version_id!r} of pipeline {pipeline_id!r} not found", code="version_not_found"
+            ) from None
         return {"id": version_id, "pipeline_id": pipeline_id, "status": "Deleted"}
 
     # ---- experiments --------------------------------------------------------------------------------------
@@ -230,19 +293,24 @@ class PipelineCalls(Transport):
     def list_experiments(self) -> list[dict]:
         """Return every experiment."""
         api = self.client._experiment_api
-        return self._list_all(api.experiment_service_list_experiments, "experiments", namespace=self._namespace,
-                              what="list experiments")
+        return self._list_all(
+            api.experiment_service_list_experiments, "experiments", namespace=self._namespace, what="list experiments"
+        )
 
     def find_experiment(self, name: str) -> dict:
         """Return the experiment with this display name (exactly; KFP's filter ignores case)."""
         api = self.client._experiment_api
-        page = self._call(api.experiment_service_list_experiments, namespace=self._namespace, page_size=1,
-                          filter=equals_filter("display_name", name), what=f"experiment {name!r}")
+        page = self._call(
+            api.experiment_service_list_experiments,
+            namespace=self._namespace,
+            page_size=1,
+            filter=equals_filter("display_name", name),
+            what=f"experiment {name!r}",
+        )
         for exp in page.get("experiments") or []:
             if exp.get("display_name") == name:
                 return exp
-        raise NotFound(f"experiment {name!r} not found", code="experiment_not_found",
-                       details={"experiment_name": name})
+        raise NotFound(f"experiment {name!r} not found", code="experiment_not_found", details={"experiment_name": name})
 
     def default_experiment(self) -> dict:
         """Return the experiment `Default` of the namespace, creating it once when missing.
@@ -254,10 +322,12 @@ class PipelineCalls(Transport):
         except NotFound:
             pass
         api = self.client._experiment_api
-        body = {"display_name": DEFAULT_EXPERIMENT, "description": "Runs started without an experiment name.",
-                "namespace": self.settings.namespace}
+        body = {
+            "display_name": DEFAULT_EXPERIMENT,
+            "description": "Runs started without an experiment name.",
+            "namespace": self.settings.namespace,
+        }
         try:
             return self._call(api.experiment_service_create_experiment, body, what="create experiment 'Default'")
         except Conflict:
             return self.find_experiment(DEFAULT_EXPERIMENT)
-

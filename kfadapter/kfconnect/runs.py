@@ -1,15 +1,17 @@
 """KfConnect's run workflows: execution with mapped arguments (v2 and v1 APIs), run reads, terminate, artifacts."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
-from .. import pipelines as pl
-from .. import runinfo
-from ..errors import KfpRejected, KfpUnavailable, NotFound
-from .pipelines import DEFAULT_EXPERIMENT, PipelineCalls
-from .transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
+from kfadapter.core.errors import KfpRejected, KfpUnavailable, NotFound
+from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT, PipelineCalls
+from kfadapter.kfconnect.transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
+from kfadapter.outputs import runinfo
+from kfadapter.packages import parsing as pl
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 # KFP's TerminateRun only moves these (CANCELING included, any other state answers 400); an omitted state is
@@ -23,26 +25,48 @@ class RunCalls(PipelineCalls):
 
     # ---- runs ---------------------------------------------------------------------------------------------
 
-    def execute(self, trainingjob_id: str, pipeline_name: str, version_name: str | None, experiment_name: str,
-                arguments: dict[str, Any], run_name: str | None = None) -> dict:
+    def execute(
+        self,
+        trainingjob_id: str,
+        pipeline_name: str,
+        version_name: str | None,
+        experiment_name: str,
+        arguments: dict[str, Any],
+        run_name: str | None = None,
+    ) -> dict:
         """Start a training run of a pipeline version with arguments mapped onto its parameters."""
         pipeline = self.find_pipeline(pipeline_name)
         version = self.find_version(pipeline, version_name)
         spec = self.version_spec(version)
         kind = pl.spec_kind(spec) or pl.V2
-        plan = pl.build_arguments(pl.parameters_of(spec), arguments, trainingjob_id=trainingjob_id,
-                                  mapping=self.settings.argument_mapping, kind=kind)
+        plan = pl.build_arguments(
+            pl.parameters_of(spec),
+            arguments,
+            trainingjob_id=trainingjob_id,
+            mapping=self.settings.argument_mapping,
+            kind=kind,
+        )
         # Multi-user KFP has no Default experiment until someone creates it in the namespace.
-        experiment = (self.default_experiment() if experiment_name == DEFAULT_EXPERIMENT
-                      else self.find_experiment(experiment_name))
-        run_name = run_name or f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+        experiment = (
+            self.default_experiment()
+            if experiment_name == DEFAULT_EXPERIMENT
+            else self.find_experiment(experiment_name)
+        )
+        run_name = run_name or f"{trainingjob_id}-{datetime.now(UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
         description = f"training job {trainingjob_id}"
         if kind == pl.V1:
-            run_id = self._create_v1_run(run_name, description, experiment["experiment_id"],
-                                         version["pipeline_version_id"], plan.values)
+            run_id = self._create_v1_run(
+                run_name, description, experiment["experiment_id"], version["pipeline_version_id"], plan.values
+            )
         else:
-            run_id = self._create_v2_run(run_name, description, experiment["experiment_id"],
-                                         pipeline["pipeline_id"], version["pipeline_version_id"], plan.values)
+            run_id = self._create_v2_run(
+                run_name,
+                description,
+                experiment["experiment_id"],
+                pipeline["pipeline_id"],
+                version["pipeline_version_id"],
+                plan.values,
+            )
         return {
             "trainingjob_id": trainingjob_id,
             "run_id": run_id,
@@ -60,8 +84,15 @@ class RunCalls(PipelineCalls):
             "run_status": "scheduled",
         }
 
-    def _create_v2_run(self, name: str, description: str, experiment_id: str, pipeline_id: str,
-                       version_id: str, parameters: dict[str, Any]) -> str:
+    def _create_v2_run(
+        self,
+        name: str,
+        description: str,
+        experiment_id: str,
+        pipeline_id: str,
+        version_id: str,
+        parameters: dict[str, Any],
+    ) -> str:
         body = {
             "display_name": name,
             "description": description,
@@ -73,8 +104,9 @@ class RunCalls(PipelineCalls):
         run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
         return run["run_id"]
 
-    def _create_v1_run(self, name: str, description: str, experiment_id: str, version_id: str,
-                       parameters: dict[str, str]) -> str:
+    def _create_v1_run(
+        self, name: str, description: str, experiment_id: str, version_id: str, parameters: dict[str, str]
+    ) -> str:
         # The v2beta1 create-run silently drops parameters of v1 (Argo) versions (kubeflow/pipelines#10346).
         body = {
             "name": name,
@@ -85,8 +117,9 @@ class RunCalls(PipelineCalls):
                 {"key": {"type": "PIPELINE_VERSION", "id": version_id}, "relationship": "CREATOR"},
             ],
         }
-        answer = self._call_path("/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}",
-                                 operation="v1beta1_create_run")
+        answer = self._call_path(
+            "/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}", operation="v1beta1_create_run"
+        )
         return (answer.get("run") or {})["id"]
 
     def get_run(self, run_id: str) -> dict:
@@ -100,8 +133,9 @@ class RunCalls(PipelineCalls):
     def list_runs(self) -> list[dict]:
         """Return every run, newest first."""
         api = self.client._run_api
-        return self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
-                              sort_by="created_at desc", what="list runs")
+        return self._list_all(
+            api.run_service_list_runs, "runs", namespace=self._namespace, sort_by="created_at desc", what="list runs"
+        )
 
     def runs_by_ids(self, run_ids: Iterable[str]) -> list[dict]:
         """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
@@ -116,9 +150,16 @@ class RunCalls(PipelineCalls):
         wanted = list(dict.fromkeys(values))
         found: list[dict] = []
         for start in range(0, len(wanted), PAGE_SIZE):  # an IN filter of at most one page's worth
-            chunk = wanted[start:start + PAGE_SIZE]
-            found.extend(self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace,
-                                        filter=in_filter(key, chunk), what=what))
+            chunk = wanted[start : start + PAGE_SIZE]
+            found.extend(
+                self._list_all(
+                    api.run_service_list_runs,
+                    "runs",
+                    namespace=self._namespace,
+                    filter=in_filter(key, chunk),
+                    what=what,
+                )
+            )
         return found
 
     def describe_run(self, run_id: str) -> dict:
@@ -154,8 +195,9 @@ class RunCalls(PipelineCalls):
     def workflow(self, run_id: str) -> dict | None:
         """Return the run's Argo workflow (v1beta1 `pipeline_runtime.workflow_manifest`); None while it has none."""
         try:
-            detail = self._call_path(f"/apis/v1beta1/runs/{segment(run_id)}", "GET", what=f"run {run_id!r}",
-                                     operation="v1beta1_get_run")
+            detail = self._call_path(
+                f"/apis/v1beta1/runs/{segment(run_id)}", "GET", what=f"run {run_id!r}", operation="v1beta1_get_run"
+            )
         except NotFound:
             raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
         manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
@@ -168,25 +210,34 @@ class RunCalls(PipelineCalls):
     def read_artifact(self, run_id: str, node_id: str, name: str) -> KfpStream:
         """Open KFP's `:read` answer `{"data": "<base64>"}` for one node's artifact as a stream, not loaded whole."""
         # Not in kfp-server-api >= 2.15 (a streaming handler there), hence call_api on the path.
-        path = (f"/apis/v1beta1/runs/{segment(run_id)}/nodes/{segment(node_id)}/artifacts/"
-                f"{segment(name)}:read")
+        path = f"/apis/v1beta1/runs/{segment(run_id)}/nodes/{segment(node_id)}/artifacts/{segment(name)}:read"
         what = f"artifact {name!r} of node {node_id!r} in run {run_id!r}"
         try:
             with self._kfp("read_artifact", what):
                 resp = self._api_client.call_api(
-                    path, "GET", header_params={"Accept": "application/json"}, auth_settings=["Bearer"],
-                    _return_http_data_only=True, _preload_content=False, _request_timeout=self._timeout)
+                    path,
+                    "GET",
+                    header_params={"Accept": "application/json"},
+                    auth_settings=["Bearer"],
+                    _return_http_data_only=True,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                )
         except NotFound:
             # KFP >= 2.15 answers 404 {"error_message": "artifact not found: <nil>"} as text/plain for a missing
             # run, node or artifact alike.
-            raise NotFound(f"{what} not found", code="artifact_not_found",
-                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+            raise NotFound(
+                f"{what} not found",
+                code="artifact_not_found",
+                details={"run_id": run_id, "node_id": node_id, "artifact": name},
+            ) from None
         except (KfpRejected, KfpUnavailable) as exc:
             # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
             if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
                 raise
-            raise NotFound(f"{what} is not available yet: KFP has not recorded the run's workflow",
-                           code="not_available_yet",
-                           details={"run_id": run_id, "node_id": node_id, "artifact": name}) from None
+            raise NotFound(
+                f"{what} is not available yet: KFP has not recorded the run's workflow",
+                code="not_available_yet",
+                details={"run_id": run_id, "node_id": node_id, "artifact": name},
+            ) from None
         return KfpStream(resp, what)
-

@@ -12,32 +12,46 @@ the newest KFP. Differences (kfp-facts.md, last section):
 | `:read` status of a run whose workflow is not recorded yet | 400 (<= 2.14) | 500 (2.15) |
 | `executor-logs` output artifact per v2 task (the task's log) | | 2.5 |
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import quote
 
 import yaml
 
-from .. import package_check
-from .. import pipelines as pl
-from ..errors import AdapterError
+from kfadapter.core.errors import AdapterError
+from kfadapter.packages import check as package_check
+from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
 
 LOG_ARTIFACT = "executor-logs"  # KFP >= 2.5: each v2 task's log, as an output artifact
 _TAG = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
-_FROM_2_4 = frozenset({"resourceCpuLimit", "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest",
-                       "resourceType", "resourceCount", "singlePlatformSpecs", "cacheKey"})
+_FROM_2_4 = frozenset(
+    {
+        "resourceCpuLimit",
+        "resourceMemoryLimit",
+        "resourceCpuRequest",
+        "resourceMemoryRequest",
+        "resourceType",
+        "resourceCount",
+        "singlePlatformSpecs",
+        "cacheKey",
+    }
+)
 _FROM_2_15 = frozenset({"taskConfigPassthroughs", "downloadToWorkspace", "TASK_CONFIG"})
 _FROM_2_16 = frozenset({"literals"})
 # Newest server version that does NOT know the fields (2.3.0 pins the pipeline-spec of 2023-10-27).
-_UNKNOWN_IR_FIELDS = (((2, 3, 99), _FROM_2_4 | _FROM_2_15 | _FROM_2_16), ((2, 14, 99), _FROM_2_15 | _FROM_2_16),
-                      ((2, 15, 99), _FROM_2_16))
+_UNKNOWN_IR_FIELDS = (
+    ((2, 3, 99), _FROM_2_4 | _FROM_2_15 | _FROM_2_16),
+    ((2, 14, 99), _FROM_2_15 | _FROM_2_16),
+    ((2, 15, 99), _FROM_2_16),
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class ServerProfile:
     version: tuple[int, int, int] | None  # None: unknown, treated as the newest
 
     @classmethod
-    def from_healthz(cls, health: dict) -> "ServerProfile":
+    def from_healthz(cls, health: dict) -> ServerProfile:
         """Build the profile from KFP's healthz answer."""
         tag = health.get("tag_name")
         match = _TAG.match(tag) if isinstance(tag, str) else None

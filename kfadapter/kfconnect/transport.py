@@ -5,14 +5,16 @@ domain error (404 → NotFound, 409 → Conflict, other 4xx → KfpRejected with
 5xx / connection → KfpUnavailable, timeout → KfpTimeout). Results are plain dicts with KFP's own JSON field
 names: responses are read raw (`_preload_content=False`) so no `V2beta1*` model ever leaves this package.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import kfp
@@ -21,13 +23,23 @@ import urllib3
 from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 from kfp_server_api.exceptions import ApiException
 
-from .. import names
-from ..errors import (AdapterError, BadRequest, Conflict, KfpMisconfigured, KfpRejected, KfpTimeout, KfpUnavailable,
-                      NotFound, NotReady, PayloadTooLarge)
-from ..limits import LimitExceeded, check_json_depth
-from ..observability import kfp_call
-from ..settings import Settings
-from .server_profile import ServerInfo, ServerProfile, encode_filter
+from kfadapter.core.errors import (
+    AdapterError,
+    BadRequest,
+    Conflict,
+    KfpMisconfigured,
+    KfpRejected,
+    KfpTimeout,
+    KfpUnavailable,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+)
+from kfadapter.core.limits import LimitExceeded, check_json_depth
+from kfadapter.core.observability import kfp_call
+from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
+from kfadapter.packages import names
+from kfadapter.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +112,35 @@ class Transport:
             except urllib3.exceptions.HTTPError as exc:
                 raise translate_transport_error(exc, what) from None
 
-    def _call(self, fn: Callable[..., Any], *args: Any, what: str, timeout: tuple | None = None,
-              **kwargs: Any) -> dict:
+    def _call(self, fn: Callable[..., Any], *args: Any, what: str, timeout: tuple | None = None, **kwargs: Any) -> dict:
         """Run one generated API method with a timeout and translate its failure; return the JSON body."""
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         with self._kfp(fn.__name__, what):
             resp = fn(*args, _preload_content=False, _request_timeout=timeout or self._timeout, **kwargs)
             return _read_json(resp, self.settings)
 
-    def _call_path(self, path: str, method: str, *, what: str, body: Any = None,
-                   timeout: tuple | None = None, operation: str = "call_api") -> dict:
+    def _call_path(
+        self,
+        path: str,
+        method: str,
+        *,
+        what: str,
+        body: Any = None,
+        timeout: tuple | None = None,
+        operation: str = "call_api",
+    ) -> dict:
         """Call a REST path that kfp-server-api has no method for, keeping host, auth and TLS settings."""
         with self._kfp(operation, what):
             resp = self._api_client.call_api(
-                path, method, header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body, auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=False,
-                _request_timeout=timeout or self._timeout)
+                path,
+                method,
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                auth_settings=["Bearer"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout or self._timeout,
+            )
             return _read_json(resp, self.settings)
 
     def _list_all(self, fn: Callable[..., Any], key: str, *args: Any, what: str, **kwargs: Any) -> list[dict]:
@@ -168,9 +193,12 @@ class _Rest(kfp_server_api.rest.RESTClientObject):
                 raise
             resp.kfadapter_url = url
             return resp
-        raise BadRequest(f"a path parameter is {segment!r}, which HTTP clients collapse as a path segment: the "
-                         "request would reach another KFP route", code="invalid_path_parameter",
-                         details={"segment": segment})
+        raise BadRequest(
+            f"a path parameter is {segment!r}, which HTTP clients collapse as a path segment: the "
+            "request would reach another KFP route",
+            code="invalid_path_parameter",
+            details={"segment": segment},
+        )
 
 
 class KfpStream:
@@ -196,10 +224,16 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def upload_result(pipeline_id: str, pipeline_name: str | None, version_id: str | None, version_name: str,
-                   *, created: bool) -> dict:
-    return {"pipeline_id": pipeline_id, "pipeline_name": pipeline_name, "version_id": version_id,
-            "version_name": version_name, "created_pipeline": created}
+def upload_result(
+    pipeline_id: str, pipeline_name: str | None, version_id: str | None, version_name: str, *, created: bool
+) -> dict:
+    return {
+        "pipeline_id": pipeline_id,
+        "pipeline_name": pipeline_name,
+        "version_id": version_id,
+        "version_name": version_name,
+        "created_pipeline": created,
+    }
 
 
 def _filter(predicate: dict) -> str:
@@ -219,8 +253,11 @@ def in_filter(key: str, values: list[str]) -> str:
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:
     """Read a raw response's JSON body within the size and depth caps; hand its connection back to the pool."""
     try:
-        value = json_answer(read_capped(resp, settings.kfp_max_response_bytes), settings.max_json_depth,
-                            url=getattr(resp, "kfadapter_url", None))
+        value = json_answer(
+            read_capped(resp, settings.kfp_max_response_bytes),
+            settings.max_json_depth,
+            url=getattr(resp, "kfadapter_url", None),
+        )
         return value if isinstance(value, dict) else {"value": value}
     finally:
         # Unpreloaded responses are not released by urllib3 itself; without this every call opens a new
@@ -250,25 +287,30 @@ def read_capped(resp: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
 
 
 def _too_large(max_bytes: int) -> KfpUnavailable:
-    return KfpUnavailable(f"KFP's answer is larger than KFADAPTER_KFP_MAX_RESPONSE_BYTES ({max_bytes} bytes)",
-                          code="kfp_answer_too_large",
-                          details={"limit": "KFADAPTER_KFP_MAX_RESPONSE_BYTES", "max": max_bytes})
+    return KfpUnavailable(
+        f"KFP's answer is larger than KFADAPTER_KFP_MAX_RESPONSE_BYTES ({max_bytes} bytes)",
+        code="kfp_answer_too_large",
+        details={"limit": "KFADAPTER_KFP_MAX_RESPONSE_BYTES", "max": max_bytes},
+    )
 
 
-def json_answer(data: bytes | str | None, max_depth: int, what: str = "KFP's answer",
-                url: str | None = None) -> Any:
+def json_answer(data: bytes | str | None, max_depth: int, what: str = "KFP's answer", url: str | None = None) -> Any:
     """Parse JSON from KFP after checking its depth; 502 when it is not JSON or nests too deep."""
     if not data:
         return {}
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     limit = max_depth + _KFP_WRAPPING
     try:
-        check_json_depth(raw, limit, f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own "
-                                     "levels around a package)")
+        check_json_depth(
+            raw,
+            limit,
+            f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own levels around a package)",
+        )
         return json.loads(raw)
     except LimitExceeded as exc:
-        raise KfpUnavailable(f"{what} is refused: {exc.message}", code="kfp_answer_too_large",
-                             details=exc.details) from None
+        raise KfpUnavailable(
+            f"{what} is refused: {exc.message}", code="kfp_answer_too_large", details=exc.details
+        ) from None
     except ValueError:
         if raw.lstrip()[:1] == b"<":  # an HTML page (a UI, a login page, a proxy): not the KFP API at all
             raise misconfigured(url, "an HTML page") from None
@@ -307,8 +349,14 @@ class _AnswerCap:
                 resp.close()  # the rest is never read: drop the connection
             else:
                 resp.release_conn()  # read whole (the usual small 404 / 409): keep the connection
-        return urllib3.HTTPResponse(body=body, headers=resp.headers, status=resp.status, reason=resp.reason,
-                                    preload_content=True, request_method=method)
+        return urllib3.HTTPResponse(
+            body=body,
+            headers=resp.headers,
+            status=resp.status,
+            reason=resp.reason,
+            preload_content=True,
+            request_method=method,
+        )
 
 
 def _kfp_message(exc: ApiException) -> str:
@@ -344,7 +392,8 @@ def misconfigured(url: str | None, answer: str) -> KfpMisconfigured:
         f"KFADAPTER_KFP_ENDPOINT does not point at the KFP API: {tried} answered with {answer}. Point it at the "
         "API server (http://ml-pipeline.kubeflow:8888) or the UI proxy's prefix "
         "(http://ml-pipeline-ui.kubeflow/pipeline)",
-        details={"setting": "KFADAPTER_KFP_ENDPOINT", "url": tried})
+        details={"setting": "KFADAPTER_KFP_ENDPOINT", "url": tried},
+    )
 
 
 def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
@@ -363,8 +412,11 @@ def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
     if status == 413:
         return PayloadTooLarge(text)
     if status in (401, 403):
-        return KfpUnavailable(f"{what}: KFP refused the adapter's credentials ({message})",
-                              code="kfp_unauthorized", details={"kfp_status": status})
+        return KfpUnavailable(
+            f"{what}: KFP refused the adapter's credentials ({message})",
+            code="kfp_unauthorized",
+            details={"kfp_status": status},
+        )
     if 400 <= status < 500:
         return KfpRejected(text, details={"kfp_status": status})
     if status in (504,):
@@ -380,6 +432,3 @@ def translate_transport_error(exc: urllib3.exceptions.HTTPError, what: str) -> A
         return KfpTimeout(f"{what}: KFP did not answer in time")
     log.warning("%s: KFP unreachable: %s", what, type(reason).__name__)
     return KfpUnavailable(f"{what}: KFP is unreachable")
-
-
-

@@ -5,23 +5,32 @@ writes for large workflows. Output types come from each template's `pipelines.ku
 annotation; a value is inline when the node reports it as an output parameter, otherwise it is the artifact
 `<templateName>-<outputName>` read through KFP's `:read` endpoint.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from ..errors import Undecodable
-from . import archive
+from kfadapter.core import archive
+from kfadapter.core.errors import Undecodable
 
 COMPONENT_SPEC = "pipelines.kubeflow.org/component_spec"
 LOGS = "main-logs"
 # Artifacts KFP v1 adds to a step besides the component's own outputs; both hold JSON.
 _SYSTEM_ARTIFACTS = {"mlpipeline-ui-metadata": "JsonObject", "mlpipeline-metrics": "JsonObject"}
-_PHASES = {"Pending": "PENDING", "Running": "RUNNING", "Succeeded": "SUCCEEDED", "Skipped": "SKIPPED",
-           "Failed": "FAILED", "Error": "FAILED", "Omitted": "SKIPPED"}
+_PHASES = {
+    "Pending": "PENDING",
+    "Running": "RUNNING",
+    "Succeeded": "SUCCEEDED",
+    "Skipped": "SKIPPED",
+    "Failed": "FAILED",
+    "Error": "FAILED",
+    "Omitted": "SKIPPED",
+}
 _MAX_NODES_JSON = 64 * 1024 * 1024
 
 
@@ -74,8 +83,10 @@ def nodes_of(workflow: Mapping[str, Any], limits: archive.Limits | None = None) 
 
 def is_v1(workflow: Mapping[str, Any]) -> bool:
     """Tell a KFP v1 workflow (templates carry component specs) from a v2 one."""
-    return any(COMPONENT_SPEC in ((t.get("metadata") or {}).get("annotations") or {})
-               for t in (workflow.get("spec") or {}).get("templates") or [])
+    return any(
+        COMPONENT_SPEC in ((t.get("metadata") or {}).get("annotations") or {})
+        for t in (workflow.get("spec") or {}).get("templates") or []
+    )
 
 
 def _component_outputs(template: Mapping[str, Any]) -> list[tuple[str, str | None]]:
@@ -85,8 +96,11 @@ def _component_outputs(template: Mapping[str, Any]) -> list[tuple[str, str | Non
     except (ValueError, RecursionError):
         spec = {}
     outputs = spec.get("outputs") if isinstance(spec, dict) else None
-    return [(o["name"], o.get("type") if isinstance(o.get("type"), str) else None)
-            for o in outputs or [] if isinstance(o, dict) and isinstance(o.get("name"), str)]
+    return [
+        (o["name"], o.get("type") if isinstance(o.get("type"), str) else None)
+        for o in outputs or []
+        if isinstance(o, dict) and isinstance(o.get("name"), str)
+    ]
 
 
 def _norm(name: str) -> str:
@@ -109,8 +123,11 @@ def _names(items: Any) -> list[str]:
 def _task_outputs(node: Mapping[str, Any], template: Mapping[str, Any], logs: bool) -> list[Output]:
     name = node.get("templateName") or template.get("name") or ""
     status_out = node.get("outputs") or {}
-    values = {p["name"]: p.get("value") for p in status_out.get("parameters") or []
-              if isinstance(p, dict) and isinstance(p.get("name"), str)}
+    values = {
+        p["name"]: p.get("value")
+        for p in status_out.get("parameters") or []
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
     produced = _names(status_out.get("artifacts"))
     declared_out = template.get("outputs") or {}
     params = list(dict.fromkeys(_names(declared_out.get("parameters")) + list(values)))
@@ -129,7 +146,7 @@ def _task_outputs(node: Mapping[str, Any], template: Mapping[str, Any], logs: bo
         if art in used or art == LOGS:
             continue
         otype = _SYSTEM_ARTIFACTS.get(art)
-        label = art if otype else (art[len(name) + 1:] if art.startswith(f"{name}-") else art)
+        label = art if otype else (art[len(name) + 1 :] if art.startswith(f"{name}-") else art)
         out.append(Output(label, otype, artifact=art, produced=art in produced))
     if logs:
         out.append(Output(LOGS, None, artifact=LOGS, produced=LOGS in produced))
@@ -145,9 +162,16 @@ def tasks_of(workflow: Mapping[str, Any], *, logs: bool = False) -> list[Task]:
             continue
         template = templates.get(node.get("templateName")) or {}
         phase = node.get("phase")
-        tasks.append(Task(
-            id=str(node.get("id") or node_id), name=str(node.get("displayName") or node.get("name") or node_id),
-            template=str(node.get("templateName") or ""), phase=phase, state=_PHASES.get(phase, "PENDING"),
-            started_at=node.get("startedAt"), finished_at=node.get("finishedAt"),
-            outputs=_task_outputs(node, template, logs)))
+        tasks.append(
+            Task(
+                id=str(node.get("id") or node_id),
+                name=str(node.get("displayName") or node.get("name") or node_id),
+                template=str(node.get("templateName") or ""),
+                phase=phase,
+                state=_PHASES.get(phase, "PENDING"),
+                started_at=node.get("startedAt"),
+                finished_at=node.get("finishedAt"),
+                outputs=_task_outputs(node, template, logs),
+            )
+        )
     return sorted(tasks, key=lambda t: (t.started_at or "~", t.name))

@@ -1,7 +1,9 @@
 """Pure: the declared output types of each task of a KFP v2 pipeline IR (nested DAGs included)."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _MAX_DEPTH = 20  # a malformed IR whose components refer to each other must not recurse forever
 
@@ -27,8 +29,12 @@ def output_types(spec: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
             comp = components.get(((task or {}).get("componentRef") or {}).get("name")) or {}
             defs = comp.get("outputDefinitions") or {}
             types = {n: str(d.get("parameterType")) for n, d in (defs.get("parameters") or {}).items()}
-            types.update({n: str((d.get("artifactType") or {}).get("schemaTitle"))
-                          for n, d in (defs.get("artifacts") or {}).items()})
+            types.update(
+                {
+                    n: str((d.get("artifactType") or {}).get("schemaTitle"))
+                    for n, d in (defs.get("artifacts") or {}).items()
+                }
+            )
             found.setdefault(task_name, {}).update(types)
             if isinstance(comp.get("dag"), Mapping):
                 walk(comp["dag"], depth + 1)

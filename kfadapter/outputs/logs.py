@@ -4,16 +4,18 @@
 Every step's log is streamed (never loaded whole), cut at `MAX_STEP_LOG_BYTES`; `tail=N` keeps the last N lines.
 A step that runs and has nothing archived yet says so instead of a log.
 """
+
 from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-from .. import pipelines as pl
-from ..errors import AdapterError, BadRequest, NotFound
-from . import archive, argo
+from kfadapter.core import archive
+from kfadapter.core.errors import AdapterError, BadRequest, NotFound
+from kfadapter.outputs import argo
+from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,9 @@ def parse_tail(text: str | None) -> int | None:
     if text in (None, ""):
         return None
     if not text.isdigit() or int(text) < 1:
-        raise BadRequest(f"tail must be a positive number of lines, not {text!r}", code="invalid_field",
-                         details={"field": "tail"})
+        raise BadRequest(
+            f"tail must be a positive number of lines, not {text!r}", code="invalid_field", details={"field": "tail"}
+        )
     return min(int(text), MAX_TAIL_LINES)
 
 
@@ -64,9 +67,11 @@ class StepLogs:
             return steps
         chosen = [s for s in steps if task in (s.id, s.name)]
         if not chosen:
-            raise NotFound(f"run {run_id!r} has no step {task!r}" + ("" if steps else " (no step has started yet)"),
-                           code="task_not_found", details={"run_id": run_id, "task": task,
-                                                           "tasks": [s.name for s in steps]})
+            raise NotFound(
+                f"run {run_id!r} has no step {task!r}" + ("" if steps else " (no step has started yet)"),
+                code="task_not_found",
+                details={"run_id": run_id, "task": task, "tasks": [s.name for s in steps]},
+            )
         return chosen
 
     def _v2_steps(self, run_id: str) -> list[Step]:
@@ -121,8 +126,15 @@ class StepLogs:
         return steps
 
 
-_MLMD_STATES = {"COMPLETE": "SUCCEEDED", "CACHED": "SUCCEEDED", "RUNNING": "RUNNING", "NEW": "PENDING",
-                "FAILED": "FAILED", "CANCELED": "CANCELED", "UNKNOWN": "PENDING"}
+_MLMD_STATES = {
+    "COMPLETE": "SUCCEEDED",
+    "CACHED": "SUCCEEDED",
+    "RUNNING": "RUNNING",
+    "NEW": "PENDING",
+    "FAILED": "FAILED",
+    "CANCELED": "CANCELED",
+    "UNKNOWN": "PENDING",
+}
 
 
 def _v2_task_name(node: dict, fallback: str) -> str:

@@ -1,4 +1,5 @@
 """The object store (S3 / MinIO) that v2 artifact URIs point at, read with boto3 under timeouts."""
+
 from __future__ import annotations
 
 import threading
@@ -6,15 +7,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import NotFound, ObjectStoreDenied, ObjectStoreUnavailable
+from kfadapter.core.errors import NotFound, ObjectStoreDenied, ObjectStoreUnavailable
 
 _SCHEMES = {"minio", "s3"}
 # S3 error codes that mean "these credentials may not read this": wrong key, wrong secret, no permission, or a
 # clock too far off for the signature to be accepted.
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed", "InvalidToken",
-           "ExpiredToken"}
-_CREDENTIALS_HINT = ("check KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY (in KFP they are "
-                     "the accesskey / secretkey of the secret mlpipeline-minio-artifact)")
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "RequestTimeTooSkewed",
+    "InvalidToken",
+    "ExpiredToken",
+}
+_CREDENTIALS_HINT = (
+    "check KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY (in KFP they are "
+    "the accesskey / secretkey of the secret mlpipeline-minio-artifact)"
+)
 
 
 def parse_uri(uri: str) -> tuple[str, str] | None:
@@ -48,8 +57,15 @@ class StoredObject:
 class ObjectStore:
     """Open objects by URI; every request has a connect and read timeout."""
 
-    def __init__(self, endpoint: str, access_key: str | None, secret_key: str | None, *, region: str = "us-east-1",
-                 timeout: tuple[float, float] = (5.0, 30.0)) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str | None,
+        secret_key: str | None,
+        *,
+        region: str = "us-east-1",
+        timeout: tuple[float, float] = (5.0, 30.0),
+    ) -> None:
         self.endpoint = endpoint
         self._credentials = (access_key, secret_key)
         self._region = region
@@ -68,12 +84,21 @@ class ObjectStore:
                 import boto3
                 from botocore.config import Config
 
-                config = Config(connect_timeout=self._timeout[0], read_timeout=self._timeout[1],
-                                retries={"max_attempts": 2, "mode": "standard"}, signature_version="s3v4",
-                                s3={"addressing_style": "path"})  # MinIO serves buckets as path segments
+                config = Config(
+                    connect_timeout=self._timeout[0],
+                    read_timeout=self._timeout[1],
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                )  # MinIO serves buckets as path segments
                 self._client = boto3.session.Session().client(
-                    "s3", endpoint_url=self.endpoint, aws_access_key_id=self._credentials[0],
-                    aws_secret_access_key=self._credentials[1], region_name=self._region, config=config)
+                    "s3",
+                    endpoint_url=self.endpoint,
+                    aws_access_key_id=self._credentials[0],
+                    aws_secret_access_key=self._credentials[1],
+                    region_name=self._region,
+                    config=config,
+                )
             return self._client
 
     def open(self, uri: str) -> StoredObject:
@@ -93,13 +118,17 @@ class ObjectStore:
             if status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
                 raise NotFound(f"object {uri!r} not found in the object store", code="artifact_not_found") from None
             if status == 403 or code in _DENIED:
-                raise ObjectStoreDenied(f"the object store at {self.endpoint} refused the adapter's credentials "
-                                        f"({code or status}): {_CREDENTIALS_HINT}",
-                                        details={"endpoint": self.endpoint, "s3_code": code, "uri": uri}) from None
+                raise ObjectStoreDenied(
+                    f"the object store at {self.endpoint} refused the adapter's credentials "
+                    f"({code or status}): {_CREDENTIALS_HINT}",
+                    details={"endpoint": self.endpoint, "s3_code": code, "uri": uri},
+                ) from None
             raise ObjectStoreUnavailable(f"object store refused {uri!r} ({code or status})") from None
         except NoCredentialsError:
-            raise ObjectStoreDenied(f"no object store credentials configured: {_CREDENTIALS_HINT}",
-                                    details={"endpoint": self.endpoint, "uri": uri}) from None
+            raise ObjectStoreDenied(
+                f"no object store credentials configured: {_CREDENTIALS_HINT}",
+                details={"endpoint": self.endpoint, "uri": uri},
+            ) from None
         except BotoCoreError as exc:
             raise ObjectStoreUnavailable(f"object store unreachable ({type(exc).__name__})") from None
         return StoredObject(answer["Body"], answer.get("ContentLength"))

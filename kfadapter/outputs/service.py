@@ -5,20 +5,23 @@ answer; failures of KFP or MLMD themselves fail the request (502/504). Downloads
 is larger than a small buffer: a first pass checks all of it (so every decoding error is a JSON answer before
 any byte is sent), a second streams it; memory stays bounded by the chunk and buffer sizes either way.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from .. import pipelines as pl
-from ..errors import AdapterError, KfpUnavailable, NotFound, ObjectStoreUnavailable, Undecodable
-from . import archive, argo, ir, values
-from .mlmd import MlmdClient, MlmdExecution
-from .objectstore import ObjectStore, parse_uri
+from kfadapter.core import archive
+from kfadapter.core.errors import AdapterError, KfpUnavailable, NotFound, ObjectStoreUnavailable, Undecodable
+from kfadapter.outputs import argo, ir, values
+from kfadapter.outputs.mlmd import MlmdClient, MlmdExecution
+from kfadapter.outputs.objectstore import ObjectStore, parse_uri
+from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,15 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 # `store_session_info` are KFP's bookkeeping, not metrics.
 METRICS_TYPES = frozenset({"system.Metrics", "system.ClassificationMetrics", "system.SlicedClassificationMetrics"})
 _NOT_METRICS = frozenset({"display_name", "store_session_info"})
-_MLMD_STATES = {"COMPLETE": "SUCCEEDED", "CACHED": "SUCCEEDED", "RUNNING": "RUNNING", "NEW": "PENDING",
-                "FAILED": "FAILED", "CANCELED": "CANCELED", "UNKNOWN": "PENDING"}
+_MLMD_STATES = {
+    "COMPLETE": "SUCCEEDED",
+    "CACHED": "SUCCEEDED",
+    "RUNNING": "RUNNING",
+    "NEW": "PENDING",
+    "FAILED": "FAILED",
+    "CANCELED": "CANCELED",
+    "UNKNOWN": "PENDING",
+}
 
 
 class ChooseMember(AdapterError):
@@ -43,8 +53,9 @@ class ChooseMember(AdapterError):
 class Download:
     """An artifact's bytes as an iterable of chunks, with its file name and size; `close()` frees the source."""
 
-    def __init__(self, filename: str, size: int | None, chunks: Iterator[bytes],
-                 close: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, filename: str, size: int | None, chunks: Iterator[bytes], close: Callable[[], None] = lambda: None
+    ) -> None:
         self.filename, self.size = filename, size
         self._chunks, self._close = chunks, close
 
@@ -78,18 +89,21 @@ class _Kind:
 class OutputsService:
     """Read a run's outputs (typed JSON) and open single artifacts for download."""
 
-    def __init__(self, settings: Any, kf: Any, *, mlmd: MlmdClient | None = None,
-                 objects: ObjectStore | None = None) -> None:
+    def __init__(
+        self, settings: Any, kf: Any, *, mlmd: MlmdClient | None = None, objects: ObjectStore | None = None
+    ) -> None:
         self.settings, self.kf = settings, kf
-        self.mlmd = mlmd or MlmdClient(settings.mlmd_endpoint, settings.mlmd_timeout,
-                                       settings.mlmd_max_message_bytes)
+        self.mlmd = mlmd or MlmdClient(settings.mlmd_endpoint, settings.mlmd_timeout, settings.mlmd_max_message_bytes)
         if objects is None and settings.object_store_endpoint:
-            objects = ObjectStore(settings.object_store_endpoint, settings.object_store_access_key,
-                                  settings.object_store_secret_key, region=settings.object_store_region,
-                                  timeout=(settings.kfp_connect_timeout, settings.object_store_timeout))
+            objects = ObjectStore(
+                settings.object_store_endpoint,
+                settings.object_store_access_key,
+                settings.object_store_secret_key,
+                region=settings.object_store_region,
+                timeout=(settings.kfp_connect_timeout, settings.object_store_timeout),
+            )
         self.objects = objects
-        self.limits = archive.Limits(max_bytes=settings.artifact_max_bytes,
-                                     max_members=settings.artifact_max_members)
+        self.limits = archive.Limits(max_bytes=settings.artifact_max_bytes, max_members=settings.artifact_max_members)
         self.inline = settings.output_inline_bytes
 
     # ---- which kind of run ------------------------------------------------------------------------------
@@ -121,11 +135,20 @@ class OutputsService:
             tasks = self._v2_tasks(run_id, kind.spec, task)
         if task and not tasks:
             # An unknown task is a 404, not an empty answer (also while the task has not started yet).
-            raise NotFound(f"run {run_id!r} has no task {task!r} (yet)", code="task_not_found",
-                           details={"run_id": run_id, "task": task})
+            raise NotFound(
+                f"run {run_id!r} has no task {task!r} (yet)",
+                code="task_not_found",
+                details={"run_id": run_id, "task": task},
+            )
         state = run.get("state")
-        return {"run_id": run_id, "run_name": run.get("display_name"), "run_status": state,
-                "finished": state in TERMINAL_STATES, "pipeline_kind": kind.kind, "tasks": tasks}
+        return {
+            "run_id": run_id,
+            "run_name": run.get("display_name"),
+            "run_status": state,
+            "finished": state in TERMINAL_STATES,
+            "pipeline_kind": kind.kind,
+            "tasks": tasks,
+        }
 
     def _v1_tasks(self, run_id: str, workflow: dict | None, selected: str | None, logs: bool) -> list[dict]:
         workflow = workflow if workflow is not None else self.kf.workflow(run_id)
@@ -135,10 +158,19 @@ class OutputsService:
         for t in argo.tasks_of(workflow, logs=logs):
             if selected and selected not in (t.id, t.name, t.template):
                 continue
-            out.append({"id": t.id, "name": t.name, "template": t.template, "state": t.state, "phase": t.phase,
-                        "started_at": t.started_at, "finished_at": t.finished_at,
-                        "outputs": [self._v1_output(run_id, t, o) for o in t.outputs],
-                        "log": logs_path(run_id, t.id)})
+            out.append(
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "template": t.template,
+                    "state": t.state,
+                    "phase": t.phase,
+                    "started_at": t.started_at,
+                    "finished_at": t.finished_at,
+                    "outputs": [self._v1_output(run_id, t, o) for o in t.outputs],
+                    "log": logs_path(run_id, t.id),
+                }
+            )
         return out
 
     def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output) -> dict:
@@ -146,9 +178,10 @@ class OutputsService:
         if output.parameter is not None:
             data = output.parameter.encode("utf-8")
             entry.update(source="parameter", available=True)
-            return entry | values.render(data[:self.inline], len(data), len(data) <= self.inline, output.type)
-        entry.update(source="artifact", artifact=output.artifact,
-                     download=download_path(run_id, task.id, output.artifact))
+            return entry | values.render(data[: self.inline], len(data), len(data) <= self.inline, output.type)
+        entry.update(
+            source="artifact", artifact=output.artifact, download=download_path(run_id, task.id, output.artifact)
+        )
         if not output.produced:
             return entry | {"available": False, "value": None, "reason": "not produced (yet)"}
         try:
@@ -177,38 +210,60 @@ class OutputsService:
             declared = types.get(e.name, {})
             outputs = [self._v2_parameter(name, value, declared.get(name)) for name, value in sorted(e.outputs.items())]
             # KFP >= 2.5's `executor-logs` artifact is the task's log, not something the component produced.
-            outputs += [self._v2_artifact(run_id, e, a, declared.get(a.name)) for a in e.artifacts
-                        if not profile.is_log_artifact(a.name)]
-            out.append({"id": str(e.id), "name": e.name, "state": _MLMD_STATES.get(e.state, "PENDING"),
-                        "mlmd_state": e.state, "pod_name": e.pod_name, "outputs": outputs,
-                        "log": logs_path(run_id, e.name)})  # the name: Argo's pods know no MLMD id
+            outputs += [
+                self._v2_artifact(run_id, e, a, declared.get(a.name))
+                for a in e.artifacts
+                if not profile.is_log_artifact(a.name)
+            ]
+            out.append(
+                {
+                    "id": str(e.id),
+                    "name": e.name,
+                    "state": _MLMD_STATES.get(e.state, "PENDING"),
+                    "mlmd_state": e.state,
+                    "pod_name": e.pod_name,
+                    "outputs": outputs,
+                    "log": logs_path(run_id, e.name),
+                }
+            )  # the name: Argo's pods know no MLMD id
         return out
 
     def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
         entry = {"name": name, "type": declared, "source": "parameter", "available": True}
         text = json.dumps(value).encode("utf-8")
         if len(text) > self.inline:
-            return entry | values.preview(text[:self.inline], len(text))
+            return entry | values.preview(text[: self.inline], len(text))
         return entry | values.from_json_value(value, declared) | {"size": len(text), "truncated": False}
 
     def _v2_artifact(self, run_id: str, execution: MlmdExecution, art: Any, declared: str | None) -> dict:
-        entry: dict[str, Any] = {"name": art.name, "type": declared or art.type, "source": "artifact",
-                                 "uri": art.uri, "metadata": art.metadata}
+        entry: dict[str, Any] = {
+            "name": art.name,
+            "type": declared or art.type,
+            "source": "artifact",
+            "uri": art.uri,
+            "metadata": art.metadata,
+        }
         if (declared or art.type) in METRICS_TYPES:
             return entry | _metrics(art.metadata)
         if self.objects is None:
-            return entry | {"available": False, "value": None,
-                            "reason": "content unavailable: no object store configured "
-                                      "(KFADAPTER_OBJECT_STORE_ENDPOINT)"}
+            return entry | {
+                "available": False,
+                "value": None,
+                "reason": "content unavailable: no object store configured (KFADAPTER_OBJECT_STORE_ENDPOINT)",
+            }
         if parse_uri(art.uri) is None:
-            return entry | {"available": False, "value": None,
-                            "reason": "content unavailable: the URI is not in an S3/MinIO object store"}
+            return entry | {
+                "available": False,
+                "value": None,
+                "reason": "content unavailable: the URI is not in an S3/MinIO object store",
+            }
         entry["download"] = download_path(run_id, str(execution.id), art.name)
         try:
             obj = self.objects.open(art.uri)
             try:
-                found = archive.scan(archive.open_object(obj, self.limits, decompress=False),
-                                     head_bytes=self.inline, known_size=obj.size)
+                found = archive.scan(
+                    archive.open_object(obj, self.limits, decompress=False), head_bytes=self.inline, known_size=obj.size
+                )
             finally:
                 obj.close()
         except (NotFound, Undecodable, ObjectStoreUnavailable) as exc:
@@ -219,8 +274,9 @@ class OutputsService:
 
     # ---- GET /runs/<id>/nodes/<node>/artifacts/<name> ---------------------------------------------------
 
-    def open_artifact(self, run_id: str, node_id: str, name: str, *, member: str | None = None,
-                      list_members: bool = False) -> Download | dict:
+    def open_artifact(
+        self, run_id: str, node_id: str, name: str, *, member: str | None = None, list_members: bool = False
+    ) -> Download | dict:
         """Open one artifact's bytes for streaming, or (list_members) list an archive's members."""
         try:
             stream = self.kf.read_artifact(run_id, node_id, name)
@@ -234,41 +290,54 @@ class OutputsService:
                 return self._v2_download(run_id, node_id, name, list_members, member)
             raise failed
         try:
-            found = archive.scan(archive.open_read_answer(stream, self.limits), head_bytes=DOWNLOAD_BUFFER,
-                                 member=member)
+            found = archive.scan(
+                archive.open_read_answer(stream, self.limits), head_bytes=DOWNLOAD_BUFFER, member=member
+            )
         finally:
             stream.close()
         members = [m.to_dict() for m in found.members] if found.members is not None else None
         if member is not None and found.members is None:
-            raise NotFound(f"artifact {name!r} is a single file, it has no member {member!r}",
-                           code="member_not_found", details={"members": None})
+            raise NotFound(
+                f"artifact {name!r} is a single file, it has no member {member!r}",
+                code="member_not_found",
+                details={"members": None},
+            )
         if list_members:
-            return {"run_id": run_id, "node_id": node_id, "artifact": name, "stored_as": found.format,
-                    "members": members, "size": found.size}
+            return {
+                "run_id": run_id,
+                "node_id": node_id,
+                "artifact": name,
+                "stored_as": found.format,
+                "members": members,
+                "size": found.size,
+            }
         if found.members is not None and found.chosen is None:
             details = {"members": members, "choose_with": "?member=<name>"}
             if member is not None:
-                raise NotFound(f"artifact {name!r} has no member {member!r}", code="member_not_found",
-                               details=details)
+                raise NotFound(f"artifact {name!r} has no member {member!r}", code="member_not_found", details=details)
             if not found.files:
-                raise NotFound(f"artifact {name!r} is an archive without files", code="member_not_found",
-                               details=details)
-            raise ChooseMember(f"artifact {name!r} holds {len(found.files)} files; choose one with ?member=",
-                               details=details)
+                raise NotFound(
+                    f"artifact {name!r} is an archive without files", code="member_not_found", details=details
+                )
+            raise ChooseMember(
+                f"artifact {name!r} holds {len(found.files)} files; choose one with ?member=", details=details
+            )
         filename = _filename(name, found.chosen.name if found.chosen else None)
         if found.complete:
             return Download(filename, len(found.head), iter([found.head]))
         stream = self.kf.read_artifact(run_id, node_id, name)
         try:
-            chunks = archive.iter_chosen(archive.open_read_answer(stream, self.limits),
-                                         found.chosen.name if found.chosen else None)
+            chunks = archive.iter_chosen(
+                archive.open_read_answer(stream, self.limits), found.chosen.name if found.chosen else None
+            )
         except BaseException:
             stream.close()
             raise
         return Download(filename, found.size, chunks, stream.close)
 
-    def _v2_download(self, run_id: str, node_id: str, name: str, list_members: bool,
-                     member: str | None = None) -> Download | dict:
+    def _v2_download(
+        self, run_id: str, node_id: str, name: str, list_members: bool, member: str | None = None
+    ) -> Download | dict:
         what = f"artifact {name!r} of task {node_id!r} in run {run_id!r}"
         art = None
         for e in self.mlmd.run_executions(run_id):
@@ -277,18 +346,33 @@ class OutputsService:
                 if art is not None:
                     break
         if art is None:
-            raise NotFound(f"{what} not found", code="artifact_not_found",
-                           details={"run_id": run_id, "node_id": node_id, "artifact": name})
+            raise NotFound(
+                f"{what} not found",
+                code="artifact_not_found",
+                details={"run_id": run_id, "node_id": node_id, "artifact": name},
+            )
         if member is not None:
             # v2 artifacts are raw objects (no archive), so no member name can match.
-            raise NotFound(f"{what} is a single object, it has no member {member!r}", code="member_not_found",
-                           details={"members": None})
+            raise NotFound(
+                f"{what} is a single object, it has no member {member!r}",
+                code="member_not_found",
+                details={"members": None},
+            )
         if self.objects is None:
-            raise NotFound(f"{what}: content unavailable, no object store configured", code="artifact_unavailable",
-                           details={"uri": art.uri})
+            raise NotFound(
+                f"{what}: content unavailable, no object store configured",
+                code="artifact_unavailable",
+                details={"uri": art.uri},
+            )
         if list_members:
-            return {"run_id": run_id, "node_id": node_id, "artifact": name, "stored_as": "raw", "members": None,
-                    "uri": art.uri}
+            return {
+                "run_id": run_id,
+                "node_id": node_id,
+                "artifact": name,
+                "stored_as": "raw",
+                "members": None,
+                "uri": art.uri,
+            }
         obj = self.objects.open(art.uri)
         key = (parse_uri(art.uri) or ("", name))[1]
         chunks = iter(lambda: obj.read(archive.CHUNK), b"")
@@ -298,8 +382,14 @@ class OutputsService:
 def _metrics(metadata: dict) -> dict:
     """Render a metrics artifact from its ML Metadata custom properties (KFP stores no file for it)."""
     value = {k: v for k, v in metadata.items() if k not in _NOT_METRICS}
-    return {"available": True, "source": "metadata", "value": value, "encoding": "json",
-            "size": len(json.dumps(value)), "truncated": False}
+    return {
+        "available": True,
+        "source": "metadata",
+        "value": value,
+        "encoding": "json",
+        "size": len(json.dumps(value)),
+        "truncated": False,
+    }
 
 
 def logs_path(run_id: str, task_id: str) -> str:
@@ -316,8 +406,13 @@ def _rendered(found: archive.Scan, declared: str | None) -> dict:
     out: dict[str, Any] = {"available": True, "stored_as": found.format}
     if found.members is not None and found.chosen is None:
         # Several files (a directory output): list them; each one downloads with ?member=.
-        return out | {"value": None, "encoding": None, "members": [m.to_dict() for m in found.members],
-                      "size": sum(m.size for m in found.files), "truncated": False}
+        return out | {
+            "value": None,
+            "encoding": None,
+            "members": [m.to_dict() for m in found.members],
+            "size": sum(m.size for m in found.files),
+            "truncated": False,
+        }
     if found.chosen is not None:
         out["member"] = found.chosen.name
     return out | values.render(found.head, found.size, found.complete, declared)

@@ -4,6 +4,7 @@ Every rendered output carries `encoding`: "json" (a typed value), "text" (UTF-8 
 (binary or non-UTF-8 bytes). Data larger than the inline limit is never inlined: the first lines (text) or bytes
 (binary) go into `preview`, with `size` and `truncated: true`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,11 +18,23 @@ PREVIEW_BINARY_BYTES = 1024
 
 # Declared types (v1 component types and v2 parameterType) -> how to read the value.
 _KINDS = {
-    "integer": "int", "int": "int", "number_integer": "int",
-    "float": "float", "double": "float", "number_double": "float",
-    "boolean": "bool", "bool": "bool",
-    "string": "str", "str": "str", "text": "str",
-    "jsonobject": "json", "jsonarray": "json", "dict": "json", "list": "json", "struct": "json", "json": "json",
+    "integer": "int",
+    "int": "int",
+    "number_integer": "int",
+    "float": "float",
+    "double": "float",
+    "number_double": "float",
+    "boolean": "bool",
+    "bool": "bool",
+    "string": "str",
+    "str": "str",
+    "text": "str",
+    "jsonobject": "json",
+    "jsonarray": "json",
+    "dict": "json",
+    "list": "json",
+    "struct": "json",
+    "json": "json",
 }
 
 
@@ -94,7 +107,7 @@ def _text_prefix(head: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.reason != "unexpected end of data":
             return None
-        return head[:exc.start].decode("utf-8")  # the rest decoded fine up to the split character
+        return head[: exc.start].decode("utf-8")  # the rest decoded fine up to the split character
 
 
 def preview(head: bytes, size: int | None) -> dict[str, Any]:

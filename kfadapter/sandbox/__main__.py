@@ -1,5 +1,5 @@
 """`python -m kfadapter.sandbox --port 8888`."""
 
-from . import main
+from kfadapter.sandbox import main
 
 main()

@@ -11,10 +11,17 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from . import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
-from .errors import (HTTP_TO_GRPC, ApiError, PlainError, UploadError, grpc_response, plain_response,
-                     upload_response)
-from .state import SandboxState
+from kfadapter.sandbox import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
+from kfadapter.sandbox.errors import (
+    HTTP_TO_GRPC,
+    ApiError,
+    PlainError,
+    UploadError,
+    grpc_response,
+    plain_response,
+    upload_response,
+)
+from kfadapter.sandbox.state import SandboxState
 
 _RULE_VAR = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 log = logging.getLogger(__name__)
@@ -49,8 +56,11 @@ def _before_api_request():
         # Promise more than is sent and close: the client sees the body end early.
         body = b'{"pipelines": [{"pipeline_id": "trunc'
         # A generator body: werkzeug would otherwise correct the Content-Length to the real size.
-        return Response(iter([body]), status=200, headers={"Content-Length": str(len(body) + 100),
-                                                    "Content-Type": "application/json", "Connection": "close"})
+        return Response(
+            iter([body]),
+            status=200,
+            headers={"Content-Length": str(len(body) + 100), "Content-Type": "application/json", "Connection": "close"},
+        )
     if fault["status"]:
         status = fault["status"]
         code = HTTP_TO_GRPC.get(status, 13 if status >= 500 else 3)
@@ -95,7 +105,7 @@ class UiProxyPrefix:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith(self.PREFIX + "/apis/"):
-            environ["PATH_INFO"] = path[len(self.PREFIX):]
+            environ["PATH_INFO"] = path[len(self.PREFIX) :]
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.PREFIX
         return self.wsgi_app(environ, start_response)
 

@@ -6,24 +6,79 @@ import json
 
 from flask import request
 
-from .errors import ApiError
+from kfadapter.sandbox.errors import ApiError
 
 PIPELINE = {"pipeline_id", "display_name", "name", "description", "created_at", "namespace", "error", "tags"}
-VERSION = {"pipeline_id", "pipeline_version_id", "display_name", "name", "description", "created_at",
-           "package_url", "code_source_url", "pipeline_spec", "error", "tags"}
-EXPERIMENT = {"experiment_id", "display_name", "description", "created_at", "namespace", "storage_state",
-              "last_run_created_at"}
-RUN = {"experiment_id", "run_id", "display_name", "storage_state", "description", "pipeline_version_id",
-       "pipeline_spec", "pipeline_version_reference", "runtime_config", "service_account", "created_at",
-       "scheduled_at", "finished_at", "state", "error", "run_details", "recurring_run_id", "state_history",
-       "plugins_input", "plugins_output"}
+VERSION = {
+    "pipeline_id",
+    "pipeline_version_id",
+    "display_name",
+    "name",
+    "description",
+    "created_at",
+    "package_url",
+    "code_source_url",
+    "pipeline_spec",
+    "error",
+    "tags",
+}
+EXPERIMENT = {
+    "experiment_id",
+    "display_name",
+    "description",
+    "created_at",
+    "namespace",
+    "storage_state",
+    "last_run_created_at",
+}
+RUN = {
+    "experiment_id",
+    "run_id",
+    "display_name",
+    "storage_state",
+    "description",
+    "pipeline_version_id",
+    "pipeline_spec",
+    "pipeline_version_reference",
+    "runtime_config",
+    "service_account",
+    "created_at",
+    "scheduled_at",
+    "finished_at",
+    "state",
+    "error",
+    "run_details",
+    "recurring_run_id",
+    "state_history",
+    "plugins_input",
+    "plugins_output",
+}
 VERSION_REF = {"pipeline_id", "pipeline_version_id"}
 RUNTIME_CONFIG = {"parameters", "pipeline_root"}
 URL = {"pipeline_url"}
-RUN_V1 = {"id", "name", "storage_state", "description", "pipeline_spec", "resource_references",
-          "service_account", "created_at", "scheduled_at", "finished_at", "status", "error", "metrics"}
-PIPELINE_SPEC_V1 = {"pipeline_id", "pipeline_name", "workflow_manifest", "pipeline_manifest", "parameters",
-                    "runtime_config"}
+RUN_V1 = {
+    "id",
+    "name",
+    "storage_state",
+    "description",
+    "pipeline_spec",
+    "resource_references",
+    "service_account",
+    "created_at",
+    "scheduled_at",
+    "finished_at",
+    "status",
+    "error",
+    "metrics",
+}
+PIPELINE_SPEC_V1 = {
+    "pipeline_id",
+    "pipeline_name",
+    "workflow_manifest",
+    "pipeline_manifest",
+    "parameters",
+    "runtime_config",
+}
 PARAMETER_V1 = {"name", "value"}
 REFERENCE_V1 = {"key", "name", "relationship"}
 KEY_V1 = {"type", "id"}
@@ -66,5 +121,5 @@ def string(doc: dict, key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ApiError(3, f'proto: (line 1:2): invalid value for string field {key}: {json.dumps(value)}')
+        raise ApiError(3, f"proto: (line 1:2): invalid value for string field {key}: {json.dumps(value)}")
     return value

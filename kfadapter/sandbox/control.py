@@ -67,8 +67,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .errors import ApiError
-from .routes_runs import VerbatimAnswer
+from kfadapter.sandbox.errors import ApiError
+from kfadapter.sandbox.routes_runs import VerbatimAnswer
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
@@ -177,8 +177,16 @@ def add_fault():
     kind = doc.get("kind")
     if kind not in (None, "reset", "truncate"):
         raise ApiError(3, "control API: kind must be 'reset' or 'truncate'")
-    _state().add_fault({"status": status, "delay": float(delay), "times": _int(doc, "times", None, 1),
-                        "path_prefix": prefix, "method": method.upper() if method else None, "kind": kind})
+    _state().add_fault(
+        {
+            "status": status,
+            "delay": float(delay),
+            "times": _int(doc, "times", None, 1),
+            "path_prefix": prefix,
+            "method": method.upper() if method else None,
+            "kind": kind,
+        }
+    )
     return jsonify({})
 
 
@@ -201,8 +209,12 @@ def bulk_pipelines():
 def bulk_versions():
     """Seed many versions of one pipeline."""
     doc = _body()
-    ids = _state().bulk_versions(str(doc.get("pipeline_id") or ""), _int(doc, "count", 1),
-                                 str(doc.get("prefix") or "v"), doc.get("pipeline_spec"))
+    ids = _state().bulk_versions(
+        str(doc.get("pipeline_id") or ""),
+        _int(doc, "count", 1),
+        str(doc.get("prefix") or "v"),
+        doc.get("pipeline_spec"),
+    )
     return jsonify({"pipeline_version_ids": ids})
 
 
@@ -210,10 +222,13 @@ def bulk_versions():
 def bulk_runs():
     """Seed many PENDING runs."""
     doc = _body()
-    ref = {"pipeline_id": str(doc.get("pipeline_id") or ""),
-           "pipeline_version_id": str(doc.get("pipeline_version_id") or "")}
-    ids = _state().bulk_runs(_int(doc, "count", 1), ref, str(doc.get("experiment_id") or ""),
-                             str(doc.get("prefix") or "run"))
+    ref = {
+        "pipeline_id": str(doc.get("pipeline_id") or ""),
+        "pipeline_version_id": str(doc.get("pipeline_version_id") or ""),
+    }
+    ids = _state().bulk_runs(
+        _int(doc, "count", 1), ref, str(doc.get("experiment_id") or ""), str(doc.get("prefix") or "run")
+    )
     return jsonify({"run_ids": ids})
 
 

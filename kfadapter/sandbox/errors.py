@@ -6,12 +6,27 @@ import json
 
 from flask import Response
 
-from .versions import active
+from kfadapter.sandbox.versions import active
 
 # grpc code -> HTTP status, as grpc-gateway maps them.
 GRPC_TO_HTTP = {
-    0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
-    9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+    0: 200,
+    1: 499,
+    2: 500,
+    3: 400,
+    4: 504,
+    5: 404,
+    6: 409,
+    7: 403,
+    8: 429,
+    9: 400,
+    10: 409,
+    11: 400,
+    12: 501,
+    13: 500,
+    14: 503,
+    15: 500,
+    16: 401,
 }
 HTTP_TO_GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 499: 1, 501: 12, 503: 14, 504: 4}
 
@@ -57,15 +72,18 @@ class PlainError(Exception):
 
 def plain_response(status: int, message: str) -> Response:
     """Render an http.Error answer."""
-    return Response(message + "\n", status=status, content_type="text/plain; charset=utf-8",
-                    headers={"X-Content-Type-Options": "nosniff"})
+    return Response(
+        message + "\n",
+        status=status,
+        content_type="text/plain; charset=utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def grpc_response(code: int, message: str, http_status: int | None = None) -> Response:
     """Render a grpc-gateway error body (its shape depends on the KFP version played)."""
     body = active().error_body(code, message)
-    return Response(json.dumps(body), status=http_status or GRPC_TO_HTTP.get(code, 500),
-                    mimetype="application/json")
+    return Response(json.dumps(body), status=http_status or GRPC_TO_HTTP.get(code, 500), mimetype="application/json")
 
 
 def upload_response(status: int, message: str) -> Response:

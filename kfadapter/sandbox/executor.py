@@ -18,9 +18,11 @@ task's own output also goes to `task.log` in its task directory (what KFP archiv
 While it runs, the child appends one JSON line per task start and end to `DIR/progress.jsonl`
 (``{"task", "event": "start"|"end", "ok"?: bool}``), which the sandbox turns into the run's workflow nodes.
 """
+
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -58,8 +60,10 @@ def unsupported_components(ir: dict) -> list[str]:
             continue  # importers and the like are handled by kfp.local itself
         command = " ".join(str(x) for x in (container.get("command") or []) + (container.get("args") or []))
         if LIGHTWEIGHT_MARKER not in command:
-            problems.append(f"{name} is a container component (image {container.get('image', '?')}); the sandbox's "
-                            "subprocess runner runs only lightweight Python components")
+            problems.append(
+                f"{name} is a container component (image {container.get('image', '?')}); the sandbox's "
+                "subprocess runner runs only lightweight Python components"
+            )
     return problems
 
 
@@ -96,7 +100,7 @@ def artifact_types(ir: dict) -> dict[str, dict[str, str]]:
     components = ir.get("components") or {}
     for task, spec in (((ir.get("root") or {}).get("dag") or {}).get("tasks") or {}).items():
         comp = components.get((spec.get("componentRef") or {}).get("name", ""), {})
-        arts = ((comp.get("outputDefinitions") or {}).get("artifacts") or {})
+        arts = (comp.get("outputDefinitions") or {}).get("artifacts") or {}
         out[task] = {n: (a.get("artifactType") or {}).get("schemaTitle", "system.Artifact") for n, a in arts.items()}
     return out
 
@@ -124,8 +128,15 @@ def collect_tasks(ir: dict, pipeline_root: Path, failed_task: str | None) -> lis
                 for art in group.get("artifacts") or []:
                     uri = art.get("uri") or ""
                     path = uri if os.path.isabs(uri) else str(dirs[name] / art_name)
-                    task["artifacts"].append({"name": art_name, "type": types.get(name, {}).get(art_name, "system.Artifact"),
-                                              "path": path, "uri": uri, "metadata": art.get("metadata") or {}})
+                    task["artifacts"].append(
+                        {
+                            "name": art_name,
+                            "type": types.get(name, {}).get(art_name, "system.Artifact"),
+                            "path": path,
+                            "uri": uri,
+                            "metadata": art.get("metadata") or {},
+                        }
+                    )
         elif name == failed_task:
             task["state"] = "FAILED"
         elif name in dirs:
@@ -136,7 +147,7 @@ def collect_tasks(ir: dict, pipeline_root: Path, failed_task: str | None) -> lis
 
 def _task_dir(command: list[str]) -> Path | None:
     """The task's directory: where its executor input says executor_output.json goes."""
-    for flag, value in zip(command, command[1:]):
+    for flag, value in itertools.pairwise(command):
         if flag == "--executor_input":
             try:
                 output_file = json.loads(value)["outputs"]["outputFile"]
@@ -155,8 +166,9 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
         task_dir.mkdir(parents=True, exist_ok=True)
         log = open(task_dir / TASK_LOG, "w", encoding="utf-8")
     try:
-        with subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                              env=env) as process:
+        with subprocess.Popen(
+            full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+        ) as process:
             for line in iter(process.stdout.readline, ""):
                 print(line, end="")
                 if log is not None:
@@ -182,6 +194,7 @@ def error_from_log(log_path: Path | None, failed_task: str | None, fallback: str
 
 def record_progress(path: Path) -> None:
     """Append a line to `path` whenever kfp.local starts or ends a task (wraps its per-task entry point)."""
+
     def note(event: dict) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
@@ -201,11 +214,13 @@ def record_progress(path: Path) -> None:
                 return result
             finally:
                 note({"task": name, "event": "end", "ok": ok})
+
         setattr(module, attr, wrapped)
         return True
 
     try:  # kfp >= 2.17: one call per task, with the DAG's task name
         from kfp.local.orchestrator import task_executor
+
         if wrap(task_executor, "execute_single_task", lambda a, k: k.get("task_name") or a[0]):
             return
     except ImportError:
@@ -214,6 +229,7 @@ def record_progress(path: Path) -> None:
 
     def component_task(args, kwargs):
         return str(kwargs.get("component_name") or args[1]).removeprefix("comp-")
+
     wrap(task_dispatcher, "run_single_task_implementation", component_task)
 
 
@@ -226,9 +242,12 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
         return {"state": "FAILED", "error": f"cannot load the pipeline package: {exc}", "tasks": [], "seconds": 0.0}
     problems = unsupported_components(ir)
     if problems:
-        return {"state": "FAILED", "error": "; ".join(problems),
-                "tasks": [{"name": n, "state": "FAILED", "outputs": {}, "artifacts": []} for n in task_names(ir)],
-                "seconds": 0.0}
+        return {
+            "state": "FAILED",
+            "error": "; ".join(problems),
+            "tasks": [{"name": n, "state": "FAILED", "outputs": {}, "artifacts": []} for n in task_names(ir)],
+            "seconds": 0.0,
+        }
     import kfp.components
     import kfp.local
     from kfp.local import subprocess_task_handler
@@ -249,15 +268,19 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
     try:
         pipeline = kfp.components.load_component_from_file(package)
         pipeline(**arguments)
-    except Exception as exc:  # noqa: BLE001 - anything the pipeline does wrong fails the run
+    except Exception as exc:
         state = "FAILED"
         message = _ANSI.sub("", str(exc))
         match = _FAILED_TASK.search(message)
         failed_task = match.group(1) if match else None
         sys.stdout.flush()
         error = error_from_log(log_path, failed_task, message) if match else f"{type(exc).__name__}: {message}"
-    return {"state": state, "error": error, "tasks": collect_tasks(ir, pipeline_root, failed_task),
-            "seconds": round(time.monotonic() - started, 3)}
+    return {
+        "state": state,
+        "error": error,
+        "tasks": collect_tasks(ir, pipeline_root, failed_task),
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

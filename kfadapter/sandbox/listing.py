@@ -15,18 +15,24 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
-from .errors import ApiError
+from kfadapter.sandbox.errors import ApiError
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
 
 OPERATIONS = {
-    "EQUALS": 1, "NOT_EQUALS": 2, "GREATER_THAN": 3, "GREATER_THAN_EQUALS": 5,
-    "LESS_THAN": 6, "LESS_THAN_EQUALS": 7, "IN": 8, "IS_SUBSTRING": 9,
+    "EQUALS": 1,
+    "NOT_EQUALS": 2,
+    "GREATER_THAN": 3,
+    "GREATER_THAN_EQUALS": 5,
+    "LESS_THAN": 6,
+    "LESS_THAN_EQUALS": 7,
+    "IN": 8,
+    "IS_SUBSTRING": 9,
 }
 _OP_NAMES = {v: k for k, v in OPERATIONS.items()}
 _COMPARE: dict[str, Callable[[str, object], bool]] = {
@@ -53,8 +59,14 @@ def _snake(key: str) -> str:
 class Resource:
     """How to list one resource: its id field, KFP's API field → model column map, getters per column."""
 
-    def __init__(self, list_key: str, id_field: str, columns: dict[str, str],
-                 getters: dict[str, Callable[[dict], object]], timestamps: tuple[str, ...] = ("CreatedAtInSec",)):
+    def __init__(
+        self,
+        list_key: str,
+        id_field: str,
+        columns: dict[str, str],
+        getters: dict[str, Callable[[dict], object]],
+        timestamps: tuple[str, ...] = ("CreatedAtInSec",),
+    ):
         self.list_key = list_key
         self.id_field = id_field
         self.columns = dict(columns)  # API field name -> model column, exactly KFP's APIToModelFieldMap
@@ -66,9 +78,9 @@ def _as_ts(value) -> str:
     """Normalise a timestamp predicate (RFC3339 string or epoch seconds) to the stored format."""
     try:
         if isinstance(value, (int, float)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
-            dt = datetime.fromtimestamp(int(value), tz=timezone.utc)
+            dt = datetime.fromtimestamp(int(value), tz=UTC)
         else:
-            dt = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+            dt = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
     except (ValueError, OverflowError, OSError) as exc:
         raise ApiError(3, f"Invalid timestamp in filter: {value!r}") from exc
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -140,8 +152,11 @@ def _parse_filter(resource: Resource, text: str) -> list[dict]:
 def _parse_sort(resource: Resource, text: str) -> tuple[str, bool]:
     parts = (text or "").lower().split()
     if len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
-        raise ApiError(3, f"Invalid input error: Received invalid sort by format {text!r}. Supported format: "
-                          '"field_name", "field_name desc", or "field_name asc"')
+        raise ApiError(
+            3,
+            f"Invalid input error: Received invalid sort by format {text!r}. Supported format: "
+            '"field_name", "field_name desc", or "field_name asc"',
+        )
     if not parts:
         return "CreatedAtInSec", False  # KFP's DefaultSortField, ties broken by id
     column = resource.columns.get(parts[0])
@@ -193,9 +208,12 @@ def list_page(resource: Resource, records: list[dict], args, serialize: Callable
         if sort_text or filter_text:
             asked = (*_parse_sort(resource, sort_text), _parse_filter(resource, filter_text))
             if asked != (column, desc, predicates):
-                raise ApiError(3, "Invalid input error: page token does not match the supplied sort by and/or "
-                                  "filtering criteria. Either specify the same criteria or leave the latter empty "
-                                  "if page token is specified")
+                raise ApiError(
+                    3,
+                    "Invalid input error: page token does not match the supplied sort by and/or "
+                    "filtering criteria. Either specify the same criteria or leave the latter empty "
+                    "if page token is specified",
+                )
     else:
         column, desc = _parse_sort(resource, sort_text)
         predicates = _parse_filter(resource, filter_text)

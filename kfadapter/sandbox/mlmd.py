@@ -7,6 +7,7 @@ when there is no such context), `GetExecutionsByContext` / `GetArtifactsByContex
 classes are the adapter's own (`kfadapter.outputs.mlmd`), whose wire format tests prove against bytes written
 by the real ml-metadata library.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,10 +19,10 @@ from typing import Any
 
 import grpc
 
-from ..outputs import mlmd as m
-from ..outputs.objectstore import parse_uri
-from . import versions
-from .errors import ApiError
+from kfadapter.outputs import mlmd as m
+from kfadapter.outputs.objectstore import parse_uri
+from kfadapter.sandbox import versions
+from kfadapter.sandbox.errors import ApiError
 
 _DEFAULT_PAGE = 20  # MLMD's default max_result_size
 _STATES = set(m.Execution.State.keys())
@@ -29,6 +30,7 @@ _TYPE_IDS = {"system.PipelineRun": 12, "system.ContainerExecution": 13, "system.
 
 
 # ---- records (control API) ------------------------------------------------------------------------------
+
 
 def artifact_uri(pipeline: str, run_id: str, task: str, output: str) -> str:
     """Where the KFP version played puts a task's output (from 2.5 with a random segment, a UUID in 2.17)."""
@@ -55,15 +57,19 @@ def _check_value(obj: Any, where: str) -> None:
 
 def attach(state: Any, run_id: str, doc: dict) -> dict:
     """Record a run's MLMD context, executions, output artifacts and events; returns the ids given."""
-    tasks = doc.get("tasks")
+    tasks: Any = doc.get("tasks")
     _check(isinstance(tasks, list), "tasks must be a list of {name, state?, type?, outputs?, artifacts?}")
     objects: dict[tuple[str, str], bytes] = {}
     store = state.mlmd
     with state.lock:
         pipeline = state._run(run_id)["_package"].pipeline_name  # 404 for an unknown run
         now_ms = int(time.time() * 1000)
-        run = {"context": {"id": _new_id(store), "name": run_id, "created": now_ms}, "executions": [],
-               "artifacts": [], "events": []}
+        run: dict[str, Any] = {
+            "context": {"id": _new_id(store), "name": run_id, "created": now_ms},
+            "executions": [],
+            "artifacts": [],
+            "events": [],
+        }
         ids: dict[str, Any] = {"context_id": run["context"]["id"], "executions": {}, "artifacts": {}}
         for task in tasks:
             _check(isinstance(task, dict) and isinstance(task.get("name"), str), "each task needs a name")
@@ -74,12 +80,23 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
             _check(isinstance(outputs, dict), "outputs must be an object")
             _check_value(outputs, f"outputs of {name!r}")
             exec_id = _new_id(store)
-            custom: dict[str, Any] = {"display_name": name, "task_name": name, "namespace": "kubeflow",
-                                      "pod_name": task.get("pod_name") or f"{run_id[:8]}-{name}-{exec_id}"}
+            custom: dict[str, Any] = {
+                "display_name": name,
+                "task_name": name,
+                "namespace": "kubeflow",
+                "pod_name": task.get("pod_name") or f"{run_id[:8]}-{name}-{exec_id}",
+            }
             if outputs:
                 custom["outputs"] = outputs
-            run["executions"].append({"id": exec_id, "name": f"run/{run_id}/{name}", "state": exec_state,
-                                      "type": task.get("type") or "system.ContainerExecution", "custom": custom})
+            run["executions"].append(
+                {
+                    "id": exec_id,
+                    "name": f"run/{run_id}/{name}",
+                    "state": exec_state,
+                    "type": task.get("type") or "system.ContainerExecution",
+                    "custom": custom,
+                }
+            )
             ids["executions"][name] = exec_id
             for art in task.get("artifacts") or []:
                 _check(isinstance(art, dict) and isinstance(art.get("name"), str), "each artifact needs a name")
@@ -90,14 +107,21 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
                 art_id = _new_id(store)
                 uri = art.get("uri") or artifact_uri(pipeline, run_id, name, art["name"])
                 if art.get("content_base64") is not None:
-                    location = parse_uri(uri)
+                    location: Any = parse_uri(uri)
                     _check(location is not None, "content_base64 needs a minio:// or s3:// uri")
                     try:
                         objects[location] = base64.b64decode(art["content_base64"], validate=True)
                     except (binascii.Error, TypeError):
                         raise ApiError(3, "control API: content_base64 is not base64") from None
-                run["artifacts"].append({"id": art_id, "uri": uri, "type": art.get("type") or "system.Artifact",
-                                         "state": "LIVE", "custom": {"display_name": art["name"], **meta}})
+                run["artifacts"].append(
+                    {
+                        "id": art_id,
+                        "uri": uri,
+                        "type": art.get("type") or "system.Artifact",
+                        "state": "LIVE",
+                        "custom": {"display_name": art["name"], **meta},
+                    }
+                )
                 run["events"].append({"artifact_id": art_id, "execution_id": exec_id, "key": art["name"]})
                 ids["artifacts"][f"{name}/{art['name']}"] = art_id
         store["runs"][run_id] = run
@@ -132,20 +156,28 @@ def clear_faults(state: Any) -> None:
 
 # ---- the gRPC service -------------------------------------------------------------------------------------
 
+
 def _props(target: Any, custom: dict) -> None:
     for key, value in custom.items():
         target[key].CopyFrom(m.to_value(value))
 
 
 def _execution(rec: dict) -> Any:
-    e = m.Execution(id=rec["id"], type_id=_TYPE_IDS.get(rec["type"], 15), name=rec["name"], type=rec["type"],
-                    last_known_state=m.Execution.State.Value(rec["state"]))
+    e = m.Execution(
+        id=rec["id"],
+        type_id=_TYPE_IDS.get(rec["type"], 15),
+        name=rec["name"],
+        type=rec["type"],
+        last_known_state=m.Execution.State.Value(rec["state"]),
+    )
     _props(e.custom_properties, rec["custom"])
     return e
 
 
 def _artifact(rec: dict) -> Any:
-    a = m.Artifact(id=rec["id"], type_id=20, uri=rec["uri"], type=rec["type"], state=m.Artifact.State.Value(rec["state"]))
+    a = m.Artifact(
+        id=rec["id"], type_id=20, uri=rec["uri"], type=rec["type"], state=m.Artifact.State.Value(rec["state"])
+    )
     _props(a.custom_properties, rec["custom"])
     return a
 
@@ -180,7 +212,7 @@ class _Service:
         except ValueError:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid next_page_token")
         resp = response_cls()
-        getattr(resp, key).extend(build(rec) for rec in items[start:start + size])
+        getattr(resp, key).extend(build(rec) for rec in items[start : start + size])
         if start + size < len(items):
             resp.next_page_token = str(start + size)
         return resp
@@ -193,10 +225,16 @@ class _Service:
             run = self.state.mlmd["runs"].get(request.context_name)
             if run is not None and request.type_name == m.PIPELINE_RUN_TYPE:
                 ctx = run["context"]
-                resp.context.CopyFrom(m.Context(id=ctx["id"], type_id=_TYPE_IDS[m.PIPELINE_RUN_TYPE],
-                                                name=ctx["name"], type=m.PIPELINE_RUN_TYPE,
-                                                create_time_since_epoch=ctx["created"],
-                                                last_update_time_since_epoch=ctx["created"]))
+                resp.context.CopyFrom(
+                    m.Context(
+                        id=ctx["id"],
+                        type_id=_TYPE_IDS[m.PIPELINE_RUN_TYPE],
+                        name=ctx["name"],
+                        type=m.PIPELINE_RUN_TYPE,
+                        create_time_since_epoch=ctx["created"],
+                        last_update_time_since_epoch=ctx["created"],
+                    )
+                )
         return resp  # MLMD answers an empty response, not NOT_FOUND, for an unknown name
 
     def GetExecutionsByContext(self, request: Any, context: Any) -> Any:
@@ -222,8 +260,12 @@ class _Service:
             for run in self.state.mlmd["runs"].values():
                 for ev in run["events"]:
                     if ev["execution_id"] in wanted:
-                        event = resp.events.add(artifact_id=ev["artifact_id"], execution_id=ev["execution_id"],
-                                                type=m.OUTPUT_EVENT, milliseconds_since_epoch=int(time.time() * 1000))
+                        event = resp.events.add(
+                            artifact_id=ev["artifact_id"],
+                            execution_id=ev["execution_id"],
+                            type=m.OUTPUT_EVENT,
+                            milliseconds_since_epoch=int(time.time() * 1000),
+                        )
                         event.path.steps.add(key=ev["key"])
         return resp
 
@@ -236,13 +278,15 @@ class MlmdServer:
         self._server: grpc.Server | None = None
         self.port: int | None = None
 
-    def start(self) -> "MlmdServer":
+    def start(self) -> MlmdServer:
         """Bind and serve on gRPC's own threads; returns self."""
         service = _Service(self._state)
-        handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(service, name),
-                                                              request_deserializer=req.FromString,
-                                                              response_serializer=resp.SerializeToString)
-                    for name, (req, resp) in m.METHODS.items()}
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                getattr(service, name), request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+            )
+            for name, (req, resp) in m.METHODS.items()
+        }
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-mlmd"))
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(m.SERVICE, handlers),))
         self.port = self._server.add_insecure_port(f"{self._host}:{self._port}")

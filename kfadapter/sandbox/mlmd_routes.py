@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import mlmd
-from .control import _body, _int
-from .errors import ApiError
+from kfadapter.sandbox import mlmd
+from kfadapter.sandbox.control import _body, _int
+from kfadapter.sandbox.errors import ApiError
 
 bp = Blueprint("sandbox_mlmd", __name__)
 

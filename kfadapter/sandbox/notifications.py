@@ -8,6 +8,7 @@ delivery, oldest first: ``{"notifications": [{"received_at", "run_id", "run_stat
 "body"}]}``; ``DELETE`` clears them. `kfadapter serve --sandbox` points the watcher here when no training manager
 is configured (KFADAPTER_TM_URL / TRAININGMGR_HOST).
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,13 @@ class Inbox:
 
     def add(self, body: object) -> dict:
         doc = body if isinstance(body, dict) else {}
-        item = {"received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run_id": doc.get("run_id"),
-                "run_status": doc.get("run_status"), "trainingjob_id": doc.get("trainingjob_id"), "body": body}
+        item = {
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "run_id": doc.get("run_id"),
+            "run_status": doc.get("run_status"),
+            "trainingjob_id": doc.get("trainingjob_id"),
+            "body": body,
+        }
         with self.lock:
             self.items.append(item)
             del self.items[:-MAX_KEPT]
@@ -55,8 +61,12 @@ def _inbox() -> Inbox:
 def receive():
     """Record one notification and answer as the training manager does."""
     item = _inbox().add(request.get_json(force=True, silent=True))
-    log.info("notification received: run %s of training job %s is %s", item["run_id"], item["trainingjob_id"],
-             item["run_status"])
+    log.info(
+        "notification received: run %s of training job %s is %s",
+        item["run_id"],
+        item["trainingjob_id"],
+        item["run_status"],
+    )
     if item["run_status"] == "SUCCEEDED":
         return jsonify({"Message": "Training successful"})
     return jsonify({"Error": "Training Failed"}), 500

@@ -7,6 +7,7 @@ off 403 `RequestTimeTooSkewed`. The expected signature is computed with botocore
 the headers the client says it signed. The credentials default to KFP's (`mlpipeline-minio-artifact`:
 minio / minio123); `app.config["S3_CREDENTIALS"]` maps access key → secret key.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,12 +21,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from flask import Blueprint, Response, current_app, request
 
-from . import mlmd, versions
+from kfadapter.sandbox import mlmd, versions
 
 bp = Blueprint("sandbox_s3", __name__)
 DEFAULT_CREDENTIALS = {"minio": "minio123"}  # KFP's secret mlpipeline-minio-artifact (accesskey / secretkey)
-_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request,\s*"
-                   r"SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})$")
+_AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request,\s*"
+    r"SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})$"
+)
 _MAX_SKEW = datetime.timedelta(minutes=15)
 _UNHASHED = ("UNSIGNED-PAYLOAD", "STREAMING-")
 
@@ -39,8 +42,10 @@ class S3Denied(Exception):
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>")
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+    )
     return Response(body, status=status, content_type="application/xml")
 
 
@@ -65,32 +70,40 @@ def check_signature(credentials: dict[str, str]) -> None:
         raise S3Denied("InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records.")
     stamp = request.headers.get("X-Amz-Date", "")
     try:
-        when = datetime.datetime.strptime(stamp, SIGV4_TIMESTAMP).replace(tzinfo=datetime.timezone.utc)
+        when = datetime.datetime.strptime(stamp, SIGV4_TIMESTAMP).replace(tzinfo=datetime.UTC)
     except ValueError:
         raise S3Denied("AccessDenied", "X-Amz-Date is missing or malformed.") from None
-    if abs(datetime.datetime.now(datetime.timezone.utc) - when) > _MAX_SKEW:
-        raise S3Denied("RequestTimeTooSkewed",
-                       "The difference between the request time and the server's time is too large.")
+    if abs(datetime.datetime.now(datetime.UTC) - when) > _MAX_SKEW:
+        raise S3Denied(
+            "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large."
+        )
     content_sha = request.headers.get("X-Amz-Content-SHA256", "")
     body = request.get_data()
     if content_sha and not content_sha.startswith(_UNHASHED) and content_sha != hashlib.sha256(body).hexdigest():
         raise S3Denied("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match.")
     names = signed.split(";")
     if "host" not in names or scope_date != stamp[:8] or service != "s3":
-        raise S3Denied("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
-                                                "you provided. Check your key and signing method.")
+        raise S3Denied(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature "
+            "you provided. Check your key and signing method.",
+        )
     path, query = _raw_target()
     # Rebuild the request from what the client signed: only the headers named in SignedHeaders.
     url = f"http://{request.host}{path}" + (f"?{query}" if query else "")
-    signed_request = AWSRequest(method=request.method, url=url, data=body,
-                                headers={n: request.headers.get(n, "") for n in names})
+    signed_request = AWSRequest(
+        method=request.method, url=url, data=body, headers={n: request.headers.get(n, "") for n in names}
+    )
     signed_request.context["timestamp"] = stamp
     signer = S3SigV4Auth(Credentials(access_key, secret), service, region)
     canonical = signer.canonical_request(signed_request)
     expected = signer.signature(signer.string_to_sign(signed_request, canonical), signed_request)
     if not hmac.compare_digest(expected, signature):
-        raise S3Denied("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
-                                                "you provided. Check your key and signing method.")
+        raise S3Denied(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature "
+            "you provided. Check your key and signing method.",
+        )
 
 
 @bp.route("/_s3/<bucket>/<path:key>", methods=["GET", "HEAD"])
@@ -103,5 +116,8 @@ def get_object(bucket, key):
     data = mlmd.get_object(current_app.extensions["sandbox"], bucket, key)
     if data is None:
         return _error(404, "NoSuchKey", "The specified key does not exist.")
-    return Response(data, content_type="application/octet-stream",
-                    headers={"ETag": f'"{len(data):x}"', "Server": versions.active().object_store.server_header})
+    return Response(
+        data,
+        content_type="application/octet-stream",
+        headers={"ETag": f'"{len(data):x}"', "Server": versions.active().object_store.server_header},
+    )

@@ -72,7 +72,9 @@ def _from_zip(data: bytes) -> bytes:
             if name is None:
                 raise PackageError("Error extracting pipeline from the zip file. Empty zip file.")
             if not name.lower().endswith(_PLAIN_SUFFIXES):
-                raise PackageError(f"Error extracting pipeline from the zip file. Expecting a pipeline.yaml file inside the zip. Got: {name}")
+                raise PackageError(
+                    f"Error extracting pipeline from the zip file. Expecting a pipeline.yaml file inside the zip. Got: {name}"
+                )
             return archive.read(name)
     except zipfile.BadZipFile as exc:
         raise PackageError("Error extracting pipeline from the zip file. Not a valid zip file.") from exc
@@ -86,7 +88,9 @@ def _from_targz(data: bytes) -> bytes:
             if name is None:
                 raise PackageError("Error extracting pipeline from the tarball file. Empty tarball.")
             if not name.lower().endswith(_PLAIN_SUFFIXES):
-                raise PackageError(f"Error extracting pipeline from the tarball file. Expecting a pipeline.yaml file inside the tarball. Got: {name}")
+                raise PackageError(
+                    f"Error extracting pipeline from the tarball file. Expecting a pipeline.yaml file inside the tarball. Got: {name}"
+                )
             return archive.extractfile(name).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise PackageError("Error extracting pipeline from the tarball file. Not a valid tarball file.") from exc

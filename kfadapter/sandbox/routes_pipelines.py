@@ -6,9 +6,9 @@ import urllib.request
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import bodies, packages, versions
-from .errors import ApiError, PlainError, UploadError
-from .state_catalog import NAMESPACE_MAX, PIPELINE_NAME_MAX, VERSION_NAME_MAX, too_long
+from kfadapter.sandbox import bodies, packages, versions
+from kfadapter.sandbox.errors import ApiError, PlainError, UploadError
+from kfadapter.sandbox.state_catalog import NAMESPACE_MAX, PIPELINE_NAME_MAX, VERSION_NAME_MAX, too_long
 
 bp = Blueprint("sandbox_pipelines", __name__)
 V2 = "/apis/v2beta1"
@@ -38,8 +38,9 @@ def create_pipeline():
     """Create a pipeline without versions."""
     body = bodies.json_body(versions.active().body_fields(bodies.PIPELINE))
     name, display = bodies.string(body, "name"), bodies.string(body, "display_name")
-    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(body, "description"),
-                                           namespace=bodies.string(body, "namespace"))
+    pipeline, _ = _state().create_pipeline(
+        name or display, display, bodies.string(body, "description"), namespace=bodies.string(body, "namespace")
+    )
     return jsonify(pipeline)
 
 
@@ -51,8 +52,13 @@ def create_pipeline_and_version():
     pipe = bodies.fields(body.get("pipeline"), fields(bodies.PIPELINE), "pipeline")
     ver = bodies.fields(body.get("pipeline_version"), fields(bodies.VERSION), "pipeline_version")
     name, display = bodies.string(pipe, "name"), bodies.string(pipe, "display_name")
-    pipeline, _ = _state().create_pipeline(name or display, display, bodies.string(pipe, "description"),
-                                           _version_package(ver), bodies.string(pipe, "namespace"))
+    pipeline, _ = _state().create_pipeline(
+        name or display,
+        display,
+        bodies.string(pipe, "description"),
+        _version_package(ver),
+        bodies.string(pipe, "namespace"),
+    )
     return jsonify(pipeline)
 
 
@@ -89,7 +95,9 @@ def _fetch(url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=10) as resp:  # outside the state lock
             return resp.read(packages.MAX_PACKAGE_BYTES + 1)
     except OSError as exc:
-        raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: cannot download {url}: {exc}") from exc
+        raise ApiError(
+            3, f"Failed to create a pipeline version: Invalid input error: cannot download {url}: {exc}"
+        ) from exc
 
 
 def _version_package(body: dict) -> packages.Package:
@@ -100,8 +108,9 @@ def _version_package(body: dict) -> packages.Package:
         elif url:
             package = packages.parse(packages.unpack(url.rsplit("/", 1)[-1], _fetch(url)))
         else:
-            raise ApiError(3, "Failed to create a pipeline version: Invalid input error: "
-                              "pipeline spec or package url is required")
+            raise ApiError(
+                3, "Failed to create a pipeline version: Invalid input error: pipeline spec or package url is required"
+            )
     except packages.PackageError as exc:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
     problem = versions.active().ir_problem(package.ir) if package.kind == "v2" else None
@@ -119,8 +128,14 @@ def create_version(pipeline_id):
     message = too_long("PipelineVersion", "Name", name or display, VERSION_NAME_MAX)
     if message and versions.active().name_length_limits:
         raise ApiError(3, message)
-    version = _state().create_version(pipeline_id, name or display, display, bodies.string(body, "description"),
-                                      package, bodies.string(body, "code_source_url"))
+    version = _state().create_version(
+        pipeline_id,
+        name or display,
+        display,
+        bodies.string(body, "description"),
+        package,
+        bodies.string(body, "code_source_url"),
+    )
     return jsonify(version)
 
 
@@ -179,8 +194,9 @@ def upload_pipeline():
     name = args.get("name") or display or filename or package.pipeline_name
     _check_length("Pipeline", "Name", name, PIPELINE_NAME_MAX)
     try:
-        pipeline, _ = _state().create_pipeline(name, display, args.get("description", ""), package,
-                                               args.get("namespace", ""))
+        pipeline, _ = _state().create_pipeline(
+            name, display, args.get("description", ""), package, args.get("namespace", "")
+        )
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline and a pipeline version") from exc
     return jsonify(pipeline)
@@ -198,8 +214,9 @@ def upload_version():
     name = args.get("name") or display or filename or package.pipeline_name
     _check_length("PipelineVersion", "Name", name, VERSION_NAME_MAX)
     try:
-        version = _state().create_version(pipeline_id, name, display,
-                                          args.get("description", ""), package, args.get("code_source_url", ""))
+        version = _state().create_version(
+            pipeline_id, name, display, args.get("description", ""), package, args.get("code_source_url", "")
+        )
     except ApiError as exc:
         raise _upload_failure(exc, "Failed to create a pipeline version") from exc
     return jsonify(version)
@@ -216,8 +233,11 @@ def list_experiments():
 def create_experiment():
     """Create an experiment (409 on a duplicate display_name)."""
     body = bodies.json_body(bodies.EXPERIMENT)
-    return jsonify(_state().create_experiment(bodies.string(body, "display_name"), bodies.string(body, "description"),
-                                              bodies.string(body, "namespace")))
+    return jsonify(
+        _state().create_experiment(
+            bodies.string(body, "display_name"), bodies.string(body, "description"), bodies.string(body, "namespace")
+        )
+    )
 
 
 @bp.get(f"{V2}/experiments/<id:experiment_id>")

@@ -7,8 +7,8 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import bodies, packages, versions
-from .errors import ApiError, grpc_response
+from kfadapter.sandbox import bodies, packages, versions
+from kfadapter.sandbox.errors import ApiError, grpc_response
 
 bp = Blueprint("sandbox_runs", __name__)
 V2 = "/apis/v2beta1"
@@ -56,10 +56,15 @@ def create_run():
     if not isinstance(params, dict):
         raise ApiError(3, "proto: syntax error: runtime_config.parameters must be an object")
     run = _state().create_run(
-        display_name=bodies.string(body, "display_name"), description=bodies.string(body, "description"),
-        experiment_id=bodies.string(body, "experiment_id"), version_ref=ref, package=package,
-        parameters=params, pipeline_root=bodies.string(config, "pipeline_root"),
-        service_account=bodies.string(body, "service_account"))
+        display_name=bodies.string(body, "display_name"),
+        description=bodies.string(body, "description"),
+        experiment_id=bodies.string(body, "experiment_id"),
+        version_ref=ref,
+        package=package,
+        parameters=params,
+        pipeline_root=bodies.string(config, "pipeline_root"),
+        service_account=bodies.string(body, "service_account"),
+    )
     executor = _executor()
     if executor is not None:  # v2 runs really execute (kfp.local); v1 runs stay driven by the control API
         run_package, run_params = _state().run_package(run["run_id"])
@@ -159,9 +164,15 @@ def create_run_v1():
             raise ApiError(3, "Failed to create a run: Invalid input error: workflow_manifest is not JSON") from exc
     state = _state()
     run = state.create_run(
-        display_name=bodies.string(body, "name"), description=bodies.string(body, "description"),
-        experiment_id=experiment_id, version_ref=ref, package=package, parameters=_v1_parameters(spec),
-        service_account=bodies.string(body, "service_account"), api="v1beta1")
+        display_name=bodies.string(body, "name"),
+        description=bodies.string(body, "description"),
+        experiment_id=experiment_id,
+        version_ref=ref,
+        package=package,
+        parameters=_v1_parameters(spec),
+        service_account=bodies.string(body, "service_account"),
+        api="v1beta1",
+    )
     return jsonify(state.get_run_v1(run["run_id"]))
 
 

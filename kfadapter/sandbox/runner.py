@@ -14,6 +14,7 @@ archives its log as `main-logs` (served by `:read`). A terminated run (CANCELING
 (SIGTERM, then SIGKILL after a grace period); its workflow then ends Failed, as Argo ends a workflow whose
 `activeDeadlineSeconds` KFP set to 0, so the run ends FAILED. Runs of v1 (Argo) packages are not executed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from . import mlmd, workdirs
-from .errors import ApiError
-from .workflow import DEADLINE, EXIT_1, ExecutedWorkflow, TaskRun
+from kfadapter.sandbox import mlmd, workdirs
+from kfadapter.sandbox.errors import ApiError
+from kfadapter.sandbox.workflow import DEADLINE, EXIT_1, ExecutedWorkflow, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class RunExecutor:
         wf = ExecutedWorkflow(run_id, (ir.get("pipelineInfo") or {}).get("name") or "pipeline", self._now())
         try:
             self._execute_inner(run_id, ir, parameters, wf)
-        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+        except Exception as exc:
             log.exception("sandbox run %s: execution failed", run_id)
             wf.stop(self._now(), phase="Failed", message=f"sandbox executor: {type(exc).__name__}: {exc}")
             self._report(run_id, wf)
@@ -176,15 +177,33 @@ class RunExecutor:
         env = dict(os.environ)
         env["TMPDIR"] = str(workdir / "tmp")  # kfp.local's per-task venvs: inside the run's directory
         env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        cmd = [sys.executable, "-m", "kfadapter.sandbox.executor", "--package", str(package),
-               "--args", json.dumps(parameters), "--workdir", str(workdir), "--log", str(log_path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kfadapter.sandbox.executor",
+            "--package",
+            str(package),
+            "--args",
+            json.dumps(parameters),
+            "--workdir",
+            str(workdir),
+            "--log",
+            str(log_path),
+        ]
         with self._lock:
             if run_id in self._canceled:
                 proc = None
             else:
                 with open(log_path, "wb") as logf:
-                    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                            cwd=str(workdir), env=env, start_new_session=True)
+                    proc = subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=logf,
+                        stderr=subprocess.STDOUT,
+                        cwd=str(workdir),
+                        env=env,
+                        start_new_session=True,
+                    )
                 self._procs[run_id] = proc
         if proc is None:
             self._end_terminated(run_id, wf, None)
@@ -206,15 +225,23 @@ class RunExecutor:
         try:
             result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            wf.stop(self._now(), phase="Failed", message=f"sandbox executor exited with {proc.returncode} "
-                                                         f"without a result: {_tail(log_path)}")
+            wf.stop(
+                self._now(),
+                phase="Failed",
+                message=f"sandbox executor exited with {proc.returncode} without a result: {_tail(log_path)}",
+            )
             self._report(run_id, wf)
             return
         self._record_mlmd(run_id, ir, result)
         self._archive_logs(run_id, wf, result)
         self._finish(run_id, wf, result)
-        log.info("sandbox run %s: %s in %.1f s%s", run_id, result.get("state"), result.get("seconds", 0.0),
-                 f" ({result.get('error')})" if result.get("error") else "")
+        log.info(
+            "sandbox run %s: %s in %.1f s%s",
+            run_id,
+            result.get("state"),
+            result.get("seconds", 0.0),
+            f" ({result.get('error')})" if result.get("error") else "",
+        )
         if not self.keep_workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -284,14 +311,24 @@ class RunExecutor:
                 outputs.append({"name": "executor-logs", "type": "system.Artifact", "path": task["log"]})
             for art in outputs:
                 uri = version.artifact_uri(pipeline, run_id, task["name"], art["name"], salt)
-                entry = {"name": art["name"], "type": art.get("type") or "system.Artifact", "uri": uri,
-                         "metadata": art.get("metadata") or {}}
+                entry = {
+                    "name": art["name"],
+                    "type": art.get("type") or "system.Artifact",
+                    "uri": uri,
+                    "metadata": art.get("metadata") or {},
+                }
                 path = Path(art.get("path") or "")
                 if path.is_file() and path.stat().st_size <= MAX_ARTIFACT_BYTES:
                     entry["content_base64"] = base64.b64encode(path.read_bytes()).decode()
                 arts.append(entry)
-            tasks.append({"name": task["name"], "state": task.get("state") or "COMPLETE",
-                          "outputs": task.get("outputs") or {}, "artifacts": arts})
+            tasks.append(
+                {
+                    "name": task["name"],
+                    "state": task.get("state") or "COMPLETE",
+                    "outputs": task.get("outputs") or {},
+                    "artifacts": arts,
+                }
+            )
         try:
             mlmd.attach(self.state, run_id, {"tasks": tasks})
         except ApiError as exc:

@@ -7,11 +7,11 @@ import threading
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import create_sandbox_app
-from .mlmd import MlmdServer
-from .objectstore import DEFAULT_CREDENTIALS
-from .runner import RunExecutor
-from .versions import DEFAULT, PROFILES
+from kfadapter.sandbox.app import create_sandbox_app
+from kfadapter.sandbox.mlmd import MlmdServer
+from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
+from kfadapter.sandbox.runner import RunExecutor
+from kfadapter.sandbox.versions import DEFAULT, PROFILES
 
 
 class _Handler(WSGIRequestHandler):
@@ -34,9 +34,19 @@ class SandboxServer:
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
     emulates multi-user KFP (see `create_sandbox_app`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, app: Flask | None = None, quiet: bool = True,
-                 mlmd_port: int = 0, execute: bool = False, workers: int = 2, workdir: str | None = None,
-                 multi_user: bool = False, kfp_version: str | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        app: Flask | None = None,
+        quiet: bool = True,
+        mlmd_port: int = 0,
+        execute: bool = False,
+        workers: int = 2,
+        workdir: str | None = None,
+        multi_user: bool = False,
+        kfp_version: str | None = None,
+    ):
         self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
@@ -44,7 +54,7 @@ class SandboxServer:
         self._server = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
         handler = _QuietHandler if self._quiet else _Handler
         self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
@@ -102,7 +112,7 @@ class SandboxServer:
         """Base URL, e.g. http://127.0.0.1:43123 (pass it as kfp.Client(host=...))."""
         return f"http://{self._host}:{self.port}"
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -116,24 +126,33 @@ def enable_execution(app: Flask, workers: int = 2, workdir: str | None = None) -
     return executor
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8888, mlmd_port: int = 0, execute: bool = False,
-                  workers: int = 2, workdir: str | None = None, multi_user: bool = False,
-                  kfp_version: str | None = None) -> None:
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8888,
+    mlmd_port: int = 0,
+    execute: bool = False,
+    workers: int = 2,
+    workdir: str | None = None,
+    multi_user: bool = False,
+    kfp_version: str | None = None,
+) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
     app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
-        print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})",
-              flush=True)
+        print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})", flush=True)
     server = make_server(host, port, app, threaded=True)
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     mode = " (multi-user)" if multi_user else ""
     print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
-    print(f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
-          f"(access key {access_key!r}, secret key {secret_key!r})", flush=True)
+    print(
+        f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
+        f"(access key {access_key!r}, secret key {secret_key!r})",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

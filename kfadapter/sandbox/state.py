@@ -6,12 +6,12 @@ experiments) and `state_runs` (runs and artifacts).
 
 from __future__ import annotations
 
-from .state_base import DEFAULT_EXPERIMENT, STATES, TERMINAL
-from .state_runs import RunState
+from kfadapter.sandbox.state_base import DEFAULT_EXPERIMENT, STATES, TERMINAL
+from kfadapter.sandbox.state_runs import RunState
 
 
 class SandboxState(RunState):
     """All sandbox data, guarded by one lock."""
 
 
-__all__ = ["SandboxState", "DEFAULT_EXPERIMENT", "STATES", "TERMINAL"]
+__all__ = ["DEFAULT_EXPERIMENT", "STATES", "TERMINAL", "SandboxState"]

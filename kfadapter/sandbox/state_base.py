@@ -3,6 +3,7 @@
 Every public method of the state takes `self.lock` for its whole (short, CPU-only) body; package parsing and
 HTTP I/O happen in the routes, outside the lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,26 @@ import time
 import uuid
 from collections import Counter
 
-from . import listing, packages, versions
-from .errors import ApiError
-from .views import V1_STATUS
+from kfadapter.sandbox import listing, packages, versions
+from kfadapter.sandbox.errors import ApiError
+from kfadapter.sandbox.views import V1_STATUS
 
 TERMINAL = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
-STATES = frozenset({"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "SUCCEEDED", "SKIPPED",
-                    "FAILED", "CANCELING", "CANCELED", "PAUSED"})
+STATES = frozenset(
+    {
+        "RUNTIME_STATE_UNSPECIFIED",
+        "PENDING",
+        "RUNNING",
+        "SUCCEEDED",
+        "SKIPPED",
+        "FAILED",
+        "CANCELING",
+        "CANCELED",
+        "PAUSED",
+    }
+)
 DEFAULT_EXPERIMENT = "Default"
+
 
 def _get(key: str):
     return lambda r: r.get(key)
@@ -29,45 +42,124 @@ def _v1_status(rec: dict) -> str:
 
 
 # KFP 2.17's APIToModelFieldMap per resource (model/*.go): only these keys filter and sort.
-PIPELINES = listing.Resource("pipelines", "pipeline_id", {
-    "id": "UUID", "pipeline_id": "UUID", "name": "Name", "display_name": "DisplayName",
-    "created_at": "CreatedAtInSec", "description": "Description", "namespace": "Namespace",
-}, {"UUID": _get("pipeline_id"), "Name": _get("name"), "DisplayName": _get("display_name"),
-    "CreatedAtInSec": _get("created_at"), "Description": _get("description"), "Namespace": _get("namespace")})
-VERSIONS = listing.Resource("pipeline_versions", "pipeline_version_id", {
-    "id": "UUID", "pipeline_version_id": "UUID", "name": "Name", "display_name": "DisplayName",
-    "created_at": "CreatedAtInSec", "status": "Status", "description": "Description",
-    "pipeline_spec": "PipelineSpec",
-}, {"UUID": _get("pipeline_version_id"), "Name": _get("name"), "DisplayName": _get("display_name"),
-    "CreatedAtInSec": _get("created_at"), "Status": lambda r: "READY", "Description": _get("description"),
-    "PipelineSpec": lambda r: json.dumps(r.get("pipeline_spec"), sort_keys=True)})
-EXPERIMENTS = listing.Resource("experiments", "experiment_id", {
-    "id": "UUID", "experiment_id": "UUID", "name": "Name", "display_name": "Name",
-    "created_at": "CreatedAtInSec", "last_run_created_at": "LastRunCreatedAtInSec", "description": "Description",
-    "namespace": "Namespace", "storage_state": "StorageState",
-}, {"UUID": _get("experiment_id"), "Name": _get("display_name"), "CreatedAtInSec": _get("created_at"),
-    "LastRunCreatedAtInSec": _get("last_run_created_at"), "Description": _get("description"),
-    "Namespace": _get("namespace"), "StorageState": _get("storage_state")},
-    timestamps=("CreatedAtInSec", "LastRunCreatedAtInSec"))
-RUNS = listing.Resource("runs", "run_id", {
-    "run_id": "UUID", "id": "UUID", "display_name": "DisplayName", "name": "DisplayName",
-    "created_at": "CreatedAtInSec", "finished_at": "FinishedAtInSec", "description": "Description",
-    "scheduled_at": "ScheduledAtInSec", "storage_state": "StorageState", "status": "Conditions",
-    "namespace": "Namespace", "experiment_id": "ExperimentUUID", "state": "State",
-    "state_history": "StateHistory", "runtime_details": "PipelineRuntimeManifest", "recurring_run_id": "JobUUID",
-}, {"UUID": _get("run_id"), "DisplayName": _get("display_name"), "CreatedAtInSec": _get("created_at"),
-    "FinishedAtInSec": _get("finished_at"), "Description": _get("description"),
-    "ScheduledAtInSec": _get("scheduled_at"), "StorageState": _get("storage_state"), "Conditions": _v1_status,
-    "Namespace": _get("_namespace"), "ExperimentUUID": _get("experiment_id"), "State": _get("state"),
-    "StateHistory": lambda r: json.dumps(r.get("state_history")), "PipelineRuntimeManifest": lambda r: "",
-    "JobUUID": _get("recurring_run_id")},
-    timestamps=("CreatedAtInSec", "FinishedAtInSec", "ScheduledAtInSec"))
+PIPELINES = listing.Resource(
+    "pipelines",
+    "pipeline_id",
+    {
+        "id": "UUID",
+        "pipeline_id": "UUID",
+        "name": "Name",
+        "display_name": "DisplayName",
+        "created_at": "CreatedAtInSec",
+        "description": "Description",
+        "namespace": "Namespace",
+    },
+    {
+        "UUID": _get("pipeline_id"),
+        "Name": _get("name"),
+        "DisplayName": _get("display_name"),
+        "CreatedAtInSec": _get("created_at"),
+        "Description": _get("description"),
+        "Namespace": _get("namespace"),
+    },
+)
+VERSIONS = listing.Resource(
+    "pipeline_versions",
+    "pipeline_version_id",
+    {
+        "id": "UUID",
+        "pipeline_version_id": "UUID",
+        "name": "Name",
+        "display_name": "DisplayName",
+        "created_at": "CreatedAtInSec",
+        "status": "Status",
+        "description": "Description",
+        "pipeline_spec": "PipelineSpec",
+    },
+    {
+        "UUID": _get("pipeline_version_id"),
+        "Name": _get("name"),
+        "DisplayName": _get("display_name"),
+        "CreatedAtInSec": _get("created_at"),
+        "Status": lambda r: "READY",
+        "Description": _get("description"),
+        "PipelineSpec": lambda r: json.dumps(r.get("pipeline_spec"), sort_keys=True),
+    },
+)
+EXPERIMENTS = listing.Resource(
+    "experiments",
+    "experiment_id",
+    {
+        "id": "UUID",
+        "experiment_id": "UUID",
+        "name": "Name",
+        "display_name": "Name",
+        "created_at": "CreatedAtInSec",
+        "last_run_created_at": "LastRunCreatedAtInSec",
+        "description": "Description",
+        "namespace": "Namespace",
+        "storage_state": "StorageState",
+    },
+    {
+        "UUID": _get("experiment_id"),
+        "Name": _get("display_name"),
+        "CreatedAtInSec": _get("created_at"),
+        "LastRunCreatedAtInSec": _get("last_run_created_at"),
+        "Description": _get("description"),
+        "Namespace": _get("namespace"),
+        "StorageState": _get("storage_state"),
+    },
+    timestamps=("CreatedAtInSec", "LastRunCreatedAtInSec"),
+)
+RUNS = listing.Resource(
+    "runs",
+    "run_id",
+    {
+        "run_id": "UUID",
+        "id": "UUID",
+        "display_name": "DisplayName",
+        "name": "DisplayName",
+        "created_at": "CreatedAtInSec",
+        "finished_at": "FinishedAtInSec",
+        "description": "Description",
+        "scheduled_at": "ScheduledAtInSec",
+        "storage_state": "StorageState",
+        "status": "Conditions",
+        "namespace": "Namespace",
+        "experiment_id": "ExperimentUUID",
+        "state": "State",
+        "state_history": "StateHistory",
+        "runtime_details": "PipelineRuntimeManifest",
+        "recurring_run_id": "JobUUID",
+    },
+    {
+        "UUID": _get("run_id"),
+        "DisplayName": _get("display_name"),
+        "CreatedAtInSec": _get("created_at"),
+        "FinishedAtInSec": _get("finished_at"),
+        "Description": _get("description"),
+        "ScheduledAtInSec": _get("scheduled_at"),
+        "StorageState": _get("storage_state"),
+        "Conditions": _v1_status,
+        "Namespace": _get("_namespace"),
+        "ExperimentUUID": _get("experiment_id"),
+        "State": _get("state"),
+        "StateHistory": lambda r: json.dumps(r.get("state_history")),
+        "PipelineRuntimeManifest": lambda r: "",
+        "JobUUID": _get("recurring_run_id"),
+    },
+    timestamps=("CreatedAtInSec", "FinishedAtInSec", "ScheduledAtInSec"),
+)
 
 # A tiny IR used by the bulk seeding helpers.
 _SEED_IR = {
     "pipelineInfo": {"name": "seed"},
-    "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": {
-        "epochs": {"parameterType": "NUMBER_INTEGER", "defaultValue": 1.0, "isOptional": True}}}},
+    "root": {
+        "dag": {"tasks": {}},
+        "inputDefinitions": {
+            "parameters": {"epochs": {"parameterType": "NUMBER_INTEGER", "defaultValue": 1.0, "isOptional": True}}
+        },
+    },
     "schemaVersion": "2.1.0",
     "sdkVersion": "kfp-2.16.1",
 }
@@ -82,6 +174,7 @@ def _seed_package(spec: dict | None) -> packages.Package:
 
 def _new_id() -> str:
     return str(uuid.uuid4())
+
 
 class StateBase:
     """The data dictionaries, one lock, the clock, request counters and faults."""
@@ -160,4 +253,3 @@ class StateBase:
                             self.faults.remove(fault)
                     return dict(fault)
             return None
-

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from . import listing, packages, views, workflow
-from .errors import ApiError, not_found
-from .state_base import RUNS, STATES, TERMINAL, _new_id
-from .state_catalog import CatalogState
+from kfadapter.sandbox import listing, packages, views, workflow
+from kfadapter.sandbox.errors import ApiError, not_found
+from kfadapter.sandbox.state_base import RUNS, STATES, TERMINAL, _new_id
+from kfadapter.sandbox.state_catalog import CatalogState
 
 # TerminateRun's SQL update only matches these states (storage/run_store.go); anything else is a 400.
 TERMINABLE = frozenset({"PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED"})
@@ -28,28 +28,64 @@ class RunState(CatalogState):
         if vid:
             return self._version(vid)
         if not pid:
-            raise ApiError(3, "Failed to create a run: Invalid input error: pipeline version reference needs a pipeline_version_id")
+            raise ApiError(
+                3, "Failed to create a run: Invalid input error: pipeline version reference needs a pipeline_version_id"
+            )
         self._pipeline(pid)
-        owned = sorted((v["created_at"], v["pipeline_version_id"], v) for v in self.versions.values()
-                       if v["pipeline_id"] == pid)
+        owned = sorted(
+            (v["created_at"], v["pipeline_version_id"], v) for v in self.versions.values() if v["pipeline_id"] == pid
+        )
         if not owned:
             raise not_found("PipelineVersion", f"(latest of pipeline {pid})")
         return owned[-1][2]  # KFP uses the latest version when only the pipeline is given
 
-    def create_run(self, *, display_name: str, description: str = "", experiment_id: str = "",
-                   version_ref: dict | None = None, package: packages.Package | None = None,
-                   parameters: dict | None = None, pipeline_root: str = "", service_account: str = "",
-                   api: str = "v2beta1", check: bool = True) -> dict:
+    def create_run(
+        self,
+        *,
+        display_name: str,
+        description: str = "",
+        experiment_id: str = "",
+        version_ref: dict | None = None,
+        package: packages.Package | None = None,
+        parameters: dict | None = None,
+        pipeline_root: str = "",
+        service_account: str = "",
+        api: str = "v2beta1",
+        check: bool = True,
+    ) -> dict:
         """Create a PENDING run; `api` picks v2beta1 (typed params) or v1beta1 (string params) rules."""
         with self.lock:
-            rec = self._new_run(display_name, description, experiment_id, version_ref, package,
-                                dict(parameters or {}), pipeline_root, service_account, api, check)
+            rec = self._new_run(
+                display_name,
+                description,
+                experiment_id,
+                version_ref,
+                package,
+                dict(parameters or {}),
+                pipeline_root,
+                service_account,
+                api,
+                check,
+            )
             return views.run(rec)
 
-    def _new_run(self, display_name, description, experiment_id, version_ref, package, params,
-                 pipeline_root, service_account, api, check) -> dict:
+    def _new_run(
+        self,
+        display_name,
+        description,
+        experiment_id,
+        version_ref,
+        package,
+        params,
+        pipeline_root,
+        service_account,
+        api,
+        check,
+    ) -> dict:
         if not display_name:
-            raise ApiError(3, "Failed to create a run: Invalid input error: The run name is empty. Please specify a valid name")
+            raise ApiError(
+                3, "Failed to create a run: Invalid input error: The run name is empty. Please specify a valid name"
+            )
         experiment_id = experiment_id or self._default_experiment_id()
         namespace = self._experiment(experiment_id)["namespace"]  # a run lives in its experiment's namespace
         ref, pipeline_name = None, ""
@@ -59,7 +95,10 @@ class RunState(CatalogState):
             ref = {"pipeline_id": ver["pipeline_id"], "pipeline_version_id": ver["pipeline_version_id"]}
             pipeline_name = self.pipelines.get(ver["pipeline_id"], {}).get("display_name", "")
         if package is None:
-            raise ApiError(3, "Failed to create a run: Invalid input error: the run needs a pipeline_version_reference or a pipeline_spec")
+            raise ApiError(
+                3,
+                "Failed to create a run: Invalid input error: the run needs a pipeline_version_reference or a pipeline_spec",
+            )
         v1_params = None
         if package.kind == "v1":
             defaults = packages.workflow_parameters(package.workflow)
@@ -68,7 +107,9 @@ class RunState(CatalogState):
             known = {p["name"] for p in defaults}
             for name in params:
                 if check and name not in known:
-                    raise ApiError(3, f"Failed to create a run: Invalid input error: Unrecognized input parameter: {name}")
+                    raise ApiError(
+                        3, f"Failed to create a run: Invalid input error: Unrecognized input parameter: {name}"
+                    )
             v1_params = [{"name": p["name"], "value": params.get(p["name"], p["value"])} for p in defaults]
         elif check:
             try:
@@ -77,15 +118,28 @@ class RunState(CatalogState):
                 raise ApiError(3, f"Failed to create a run: Invalid input error: {exc}") from exc
         now = self._now()
         rec = {
-            "run_id": _new_id(), "experiment_id": experiment_id, "display_name": display_name,
-            "description": description, "pipeline_version_reference": ref,
+            "run_id": _new_id(),
+            "experiment_id": experiment_id,
+            "display_name": display_name,
+            "description": description,
+            "pipeline_version_reference": ref,
             "pipeline_spec": None if ref else package.spec,
             "runtime_config": {"parameters": params, "pipeline_root": pipeline_root},
-            "service_account": service_account, "state": "PENDING",
-            "created_at": now, "scheduled_at": now, "finished_at": views.EPOCH,
-            "state_history": [{"update_time": now, "state": "PENDING"}], "storage_state": "AVAILABLE",
-            "_package": package, "_v1_params": v1_params, "_attached": None, "_api": api,
-            "_pipeline_name": pipeline_name, "_namespace": namespace, "_workflow": None, "_terminating": False,
+            "service_account": service_account,
+            "state": "PENDING",
+            "created_at": now,
+            "scheduled_at": now,
+            "finished_at": views.EPOCH,
+            "state_history": [{"update_time": now, "state": "PENDING"}],
+            "storage_state": "AVAILABLE",
+            "_package": package,
+            "_v1_params": v1_params,
+            "_attached": None,
+            "_api": api,
+            "_pipeline_name": pipeline_name,
+            "_namespace": namespace,
+            "_workflow": None,
+            "_terminating": False,
             "_tasks": {},
         }
         self.runs[rec["run_id"]] = rec
@@ -116,10 +170,14 @@ class RunState(CatalogState):
             if exp:
                 namespace = self._experiment(exp)["namespace"]
             if self.multi_user and not namespace:
-                raise ApiError(3, "Failed to list runs due to authorization error: Invalid input error: "
-                                  "A run cannot have an empty namespace in multi-user mode")
-            recs = [r for r in self.runs.values()
-                    if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)]
+                raise ApiError(
+                    3,
+                    "Failed to list runs due to authorization error: Invalid input error: "
+                    "A run cannot have an empty namespace in multi-user mode",
+                )
+            recs = [
+                r for r in self.runs.values() if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)
+            ]
             return listing.list_page(RUNS, recs, args, views.run)
 
     def delete_run(self, run_id: str) -> None:
@@ -195,8 +253,11 @@ class RunState(CatalogState):
         with self.lock:
             rec = self._run(run_id)
             if rec["state"] not in TERMINABLE:
-                raise ApiError(3, f"Failed to terminate a run: Failed to terminate run {run_id}: Invalid input "
-                                  f"error: Failed to terminate a run {run_id}. Row not found")
+                raise ApiError(
+                    3,
+                    f"Failed to terminate a run: Failed to terminate run {run_id}: Invalid input "
+                    f"error: Failed to terminate a run {run_id}. Row not found",
+                )
             rec["state"] = "CANCELING"
             rec["_terminating"] = True
 
@@ -205,7 +266,11 @@ class RunState(CatalogState):
         with self.lock:
             rec = self._run(run_id)
             if rec["state"] not in ("FAILED", "CANCELED"):
-                raise ApiError(9, f"Failed to retry run {run_id}: run is in state {rec['state']}, only failed or canceled runs can be retried", http_status=400)
+                raise ApiError(
+                    9,
+                    f"Failed to retry run {run_id}: run is in state {rec['state']}, only failed or canceled runs can be retried",
+                    http_status=400,
+                )
             rec["_terminating"], rec["_workflow"] = False, None
             if rec["_package"].kind != "v1" and rec["_attached"] is None:
                 rec["_tasks"], rec["run_details"] = {}, None  # an executed run gets a new workflow
@@ -242,6 +307,9 @@ class RunState(CatalogState):
     def bulk_runs(self, count: int, version_ref: dict, experiment_id: str, prefix: str) -> list[str]:
         """Create `count` PENDING runs without parameter checks."""
         with self.lock:
-            return [self._new_run(f"{prefix}-{i:04d}", "", experiment_id, version_ref, None, {}, "", "",
-                                  "v2beta1", False)["run_id"] for i in range(count)]
-
+            return [
+                self._new_run(f"{prefix}-{i:04d}", "", experiment_id, version_ref, None, {}, "", "", "v2beta1", False)[
+                    "run_id"
+                ]
+                for i in range(count)
+            ]

@@ -4,11 +4,13 @@ Read from the tags 2.3.0, 2.5.0, 2.14.0 and 2.17.0 of kubeflow/pipelines (kfp-fa
 version difference the sandbox reproduces is a field of `KfpVersion`; the rest of the sandbox asks `active()`
 (the profile of the app serving the request) and never compares version numbers itself.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from flask import current_app, has_app_context
 
@@ -18,24 +20,44 @@ SCHEMA_VERSION = "2.1.0"  # the only IR schema every version accepts (template/v
 # ValidatePipelineName, applied to every v2 upload, is the strict one.
 _NAME_SOME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 IR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")  # common/utils.go ValidatePipelineName
-_SPEC_FIELDS = {"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion", "sdk_version",
-                "schemaVersion", "schema_version", "components", "root", "defaultPipelineRoot",
-                "default_pipeline_root"}
+_SPEC_FIELDS = {
+    "pipelineInfo",
+    "pipeline_info",
+    "deploymentSpec",
+    "deployment_spec",
+    "sdkVersion",
+    "sdk_version",
+    "schemaVersion",
+    "schema_version",
+    "components",
+    "root",
+    "defaultPipelineRoot",
+    "default_pipeline_root",
+}
 
 # Fields of the pipeline spec (camelCase, as compilers write them) that a server's pipeline-spec copy does not
 # know, so its strict parse refuses a package holding them. 2.3.0 pins the pipeline-spec module of 2023-10-27
 # (api v0.0.0-20231027040853-58ce09e07d03); 2.5.0 and 2.14.0 build their own api/ tree.
-_NEWER_THAN_2_3 = frozenset({
-    "resourceCpuLimit", "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest",  # ResourceSpec
-    "resourceType", "resourceCount",  # ResourceSpec.AcceleratorConfig
-    "singlePlatformSpecs", "cacheKey",  # ComponentSpec, PipelineTaskSpec.CachingOptions
-})
-_NEWER_THAN_2_14 = frozenset({
-    "taskConfigPassthroughs",  # ComponentSpec (2.15)
-    "downloadToWorkspace",  # ImporterSpec (2.15)
-    "literals",  # ComponentInputsSpec.ParameterSpec (2.16)
-    "TASK_CONFIG",  # a ParameterType enum value (2.15)
-})
+_NEWER_THAN_2_3 = frozenset(
+    {
+        "resourceCpuLimit",
+        "resourceMemoryLimit",
+        "resourceCpuRequest",
+        "resourceMemoryRequest",  # ResourceSpec
+        "resourceType",
+        "resourceCount",  # ResourceSpec.AcceleratorConfig
+        "singlePlatformSpecs",
+        "cacheKey",  # ComponentSpec, PipelineTaskSpec.CachingOptions
+    }
+)
+_NEWER_THAN_2_14 = frozenset(
+    {
+        "taskConfigPassthroughs",  # ComponentSpec (2.15)
+        "downloadToWorkspace",  # ImporterSpec (2.15)
+        "literals",  # ComponentInputsSpec.ParameterSpec (2.16)
+        "TASK_CONFIG",  # a ParameterType enum value (2.15)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -130,21 +152,26 @@ class KfpVersion:
             return f'invalid v2 pipeline spec: proto: {what} "{unknown}"'
         version = ir.get("schemaVersion", ir.get("schema_version"))
         if version != SCHEMA_VERSION:
-            return (f"KFP only supports schema version {SCHEMA_VERSION}, but the pipeline spec has version "
-                    f"{version or ''}")
+            return (
+                f"KFP only supports schema version {SCHEMA_VERSION}, but the pipeline spec has version {version or ''}"
+            )
         name = str((ir.get("pipelineInfo") or ir.get("pipeline_info") or {}).get("name") or "")
         if not name:
             return "invalid v2 pipeline spec: name is empty"
         if not _NAME_SOME.search(name):
-            return ("invalid v2 pipeline spec: name should consist of lower case alphanumeric characters, '-' or "
-                    "'.', and must start and end with an alphanumeric character")
+            return (
+                "invalid v2 pipeline spec: name should consist of lower case alphanumeric characters, '-' or "
+                "'.', and must start and end with an alphanumeric character"
+            )
         if not isinstance(ir.get("root"), dict):
             return "invalid v2 pipeline spec: root component is empty"
         if len(name) > 128:
             return "pipeline's name must contain no more than 128 characters"
         if not IR_NAME_PATTERN.match(name):
-            return ("pipeline's name must contain only lowercase alphanumeric characters or '-' and must start "
-                    "with alphanumeric characters")
+            return (
+                "pipeline's name must contain only lowercase alphanumeric characters or '-' and must start "
+                "with alphanumeric characters"
+            )
         return None
 
     def artifact_uri(self, pipeline: str, run_id: str, task: str, output: str, salt: str) -> str:
@@ -164,14 +191,31 @@ def _walk(doc: Any) -> Iterator[tuple[str, Any]]:
 
 
 PROFILES = {
-    "2.3": KfpVersion("2.3.0", True, False, False, False, 500, _NEWER_THAN_2_3 | _NEWER_THAN_2_14, False, 400,
-                      False, False, False, False, MINIO),
-    "2.5": KfpVersion("2.5.0", True, False, False, False, 500, _NEWER_THAN_2_14, False, 400, False, True, True,
-                      False, MINIO),
-    "2.14": KfpVersion("2.14.0", False, True, True, True, 500, _NEWER_THAN_2_14, False, 400, False, True, True,
-                       True, MINIO),
-    "2.17": KfpVersion("2.17.0", False, True, True, True, 400, frozenset(), True, 500, True, True, True, True,
-                       SEAWEEDFS),
+    "2.3": KfpVersion(
+        "2.3.0",
+        True,
+        False,
+        False,
+        False,
+        500,
+        _NEWER_THAN_2_3 | _NEWER_THAN_2_14,
+        False,
+        400,
+        False,
+        False,
+        False,
+        False,
+        MINIO,
+    ),
+    "2.5": KfpVersion(
+        "2.5.0", True, False, False, False, 500, _NEWER_THAN_2_14, False, 400, False, True, True, False, MINIO
+    ),
+    "2.14": KfpVersion(
+        "2.14.0", False, True, True, True, 500, _NEWER_THAN_2_14, False, 400, False, True, True, True, MINIO
+    ),
+    "2.17": KfpVersion(
+        "2.17.0", False, True, True, True, 400, frozenset(), True, 500, True, True, True, True, SEAWEEDFS
+    ),
 }
 
 

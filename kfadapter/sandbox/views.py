@@ -5,14 +5,20 @@ from __future__ import annotations
 import copy
 import json
 
-from . import versions
+from kfadapter.sandbox import versions
 
 EPOCH = "1970-01-01T00:00:00Z"
 
 # v2 RuntimeState -> v1 run status, as KFP's RuntimeState.ToV1 maps them.
 V1_STATUS = {
-    "PENDING": "Pending", "PAUSED": "Pending", "RUNNING": "Running", "SUCCEEDED": "Succeeded",
-    "SKIPPED": "Skipped", "FAILED": "Failed", "CANCELED": "Failed", "CANCELING": "Terminating",
+    "PENDING": "Pending",
+    "PAUSED": "Pending",
+    "RUNNING": "Running",
+    "SUCCEEDED": "Succeeded",
+    "SKIPPED": "Skipped",
+    "FAILED": "Failed",
+    "CANCELED": "Failed",
+    "CANCELING": "Terminating",
 }
 _WORKFLOW_KEYS = {"apiVersion", "kind", "metadata", "spec", "status"}
 
@@ -64,22 +70,40 @@ def v1_parameters(rec: dict) -> list[dict]:
 def run_v1(rec: dict, experiment_name: str, version_name: str) -> dict:
     """A v1beta1 Run (status is the v1 view of the state)."""
     ref = rec.get("pipeline_version_reference") or {}
-    refs = [{"key": {"type": "EXPERIMENT", "id": rec["experiment_id"]}, "name": experiment_name,
-             "relationship": "OWNER"}]
+    refs = [
+        {"key": {"type": "EXPERIMENT", "id": rec["experiment_id"]}, "name": experiment_name, "relationship": "OWNER"}
+    ]
     if ref.get("pipeline_version_id"):
-        refs.append({"key": {"type": "PIPELINE_VERSION", "id": ref["pipeline_version_id"]},
-                     "name": version_name, "relationship": "CREATOR"})
-    spec = _prune({"pipeline_id": ref.get("pipeline_id"), "pipeline_name": rec.get("_pipeline_name"),
-                   "parameters": [_prune(p) for p in v1_parameters(rec)]})
-    return _prune({
-        "id": rec["run_id"], "name": rec["display_name"], "description": rec.get("description"),
-        # STORAGESTATE_AVAILABLE is the enum's zero value: protojson leaves it out.
-        "storage_state": "STORAGESTATE_ARCHIVED" if rec["storage_state"] == "ARCHIVED" else None,
-        "pipeline_spec": spec,
-        "resource_references": refs, "service_account": rec.get("service_account"),
-        "created_at": rec["created_at"], "scheduled_at": rec["scheduled_at"],
-        "finished_at": rec["finished_at"], "status": V1_STATUS.get(rec["state"], "Unknown"),
-    })
+        refs.append(
+            {
+                "key": {"type": "PIPELINE_VERSION", "id": ref["pipeline_version_id"]},
+                "name": version_name,
+                "relationship": "CREATOR",
+            }
+        )
+    spec = _prune(
+        {
+            "pipeline_id": ref.get("pipeline_id"),
+            "pipeline_name": rec.get("_pipeline_name"),
+            "parameters": [_prune(p) for p in v1_parameters(rec)],
+        }
+    )
+    return _prune(
+        {
+            "id": rec["run_id"],
+            "name": rec["display_name"],
+            "description": rec.get("description"),
+            # STORAGESTATE_AVAILABLE is the enum's zero value: protojson leaves it out.
+            "storage_state": "STORAGESTATE_ARCHIVED" if rec["storage_state"] == "ARCHIVED" else None,
+            "pipeline_spec": spec,
+            "resource_references": refs,
+            "service_account": rec.get("service_account"),
+            "created_at": rec["created_at"],
+            "scheduled_at": rec["scheduled_at"],
+            "finished_at": rec["finished_at"],
+            "status": V1_STATUS.get(rec["state"], "Unknown"),
+        }
+    )
 
 
 def is_workflow(doc: dict) -> bool:
@@ -99,8 +123,11 @@ def workflow_manifest(rec: dict) -> dict | None:
         meta.setdefault("labels", {})["pipeline/runid"] = rec["run_id"]
         wf.setdefault("spec", {}).setdefault("arguments", {})["parameters"] = [dict(p) for p in rec["_v1_params"]]
     elif attached is not None:
-        wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-              "metadata": {"name": "run-" + rec["run_id"][:8], "labels": {"pipeline/runid": rec["run_id"]}}}
+        wf = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "run-" + rec["run_id"][:8], "labels": {"pipeline/runid": rec["run_id"]}},
+        }
     else:
         return None
     if attached is not None:

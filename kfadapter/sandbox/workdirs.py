@@ -5,6 +5,7 @@ Each start makes `<KFADAPTER_SANDBOX_WORKDIR or the temp dir>/kfadapter-sandbox-
 inside it, and `serve --sandbox` keeps its store there too. At start-up, folders whose owner is dead (a sandbox
 killed with SIGKILL) are removed; folders without an owner file are left alone (not ours to judge).
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ create_time = the workflow's creation, start/end_time = the node's (Go's zero ti
 state = the node phase as a RuntimeState, child_tasks[].pod_name = the node's children (node ids),
 state_history grown at each report where the state changed; no error, no inputs/outputs, no execution_id.
 """
+
 from __future__ import annotations
 
 import random
@@ -23,8 +24,14 @@ from dataclasses import dataclass, field
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's time.Time{} through timestamppb, what KFP shows for an unset time
 # Argo node phase -> KFP RuntimeState (model.RuntimeState.ToV2; Omitted has no v2 name).
-PHASE_STATE = {"Pending": "PENDING", "Running": "RUNNING", "Succeeded": "SUCCEEDED", "Skipped": "SKIPPED",
-               "Failed": "FAILED", "Error": "FAILED"}
+PHASE_STATE = {
+    "Pending": "PENDING",
+    "Running": "RUNNING",
+    "Succeeded": "SUCCEEDED",
+    "Skipped": "SKIPPED",
+    "Failed": "FAILED",
+    "Error": "FAILED",
+}
 EXIT_1 = "main: Error (exit code 1)"
 DEADLINE = "Step exceeded its deadline"
 
@@ -91,10 +98,19 @@ class ExecutedWorkflow:
         root_started = self.created
 
         def add(name, display, kind, template, phase, started, finished, children=(), message=None, outputs=None):
-            node = {"id": self.node_id(name), "name": name, "displayName": display, "type": kind,
-                    "templateName": template, "templateScope": f"local/{w}", "phase": phase,
-                    "startedAt": started, "finishedAt": finished,
-                    "children": [self.node_id(c) for c in children], "outputs": outputs}
+            node = {
+                "id": self.node_id(name),
+                "name": name,
+                "displayName": display,
+                "type": kind,
+                "templateName": template,
+                "templateScope": f"local/{w}",
+                "phase": phase,
+                "startedAt": started,
+                "finishedAt": finished,
+                "children": [self.node_id(c) for c in children],
+                "outputs": outputs,
+            }
             if name != w:
                 node["boundaryID"] = self.node_id(name.rsplit(".", 1)[0] if "." in name else w)
             if message:
@@ -105,42 +121,94 @@ class ExecutedWorkflow:
         dag_phase = self.phase
         add(w, w, "DAG", "entrypoint", dag_phase, root_started, end, [f"{w}.root-driver"])
         if self.terminating and done and not self.tasks:  # stopped before its first step ended
-            add(f"{w}.root-driver", "root-driver", "Pod", "system-dag-driver", "Failed", root_started, end,
-                message=DEADLINE)
+            add(
+                f"{w}.root-driver",
+                "root-driver",
+                "Pod",
+                "system-dag-driver",
+                "Failed",
+                root_started,
+                end,
+                message=DEADLINE,
+            )
             return self._document(nodes)
-        add(f"{w}.root-driver", "root-driver", "Pod", "system-dag-driver", "Succeeded", root_started,
-            root_started, [f"{w}.root"])
-        add(f"{w}.root", "root", "DAG", "root", dag_phase, root_started, end,
-            [f"{w}.root.{t}-driver" for t in self.tasks])
+        add(
+            f"{w}.root-driver",
+            "root-driver",
+            "Pod",
+            "system-dag-driver",
+            "Succeeded",
+            root_started,
+            root_started,
+            [f"{w}.root"],
+        )
+        add(
+            f"{w}.root",
+            "root",
+            "DAG",
+            "root",
+            dag_phase,
+            root_started,
+            end,
+            [f"{w}.root.{t}-driver" for t in self.tasks],
+        )
         for t in self.tasks.values():
             base = f"{w}.root.{t.name}"
-            add(f"{base}-driver", f"{t.name}-driver", "Pod", "system-container-driver", "Succeeded", t.started,
-                t.started, [base])
-            add(base, t.name, "DAG", "system-container-executor", t.phase, t.started, t.finished,
-                [f"{base}.executor"])
+            add(
+                f"{base}-driver",
+                f"{t.name}-driver",
+                "Pod",
+                "system-container-driver",
+                "Succeeded",
+                t.started,
+                t.started,
+                [base],
+            )
+            add(base, t.name, "DAG", "system-container-executor", t.phase, t.started, t.finished, [f"{base}.executor"])
             # archiveLogs: true (O-RAN's and KFP's default): the pod's log is the artifact `main-logs`.
             logs = {"artifacts": [{"name": "main-logs", "s3": {"key": t.log_key}}]} if t.log_key else None
-            add(f"{base}.executor", "executor", "Pod", "system-container-impl", t.phase, t.started, t.finished,
-                message=t.message if t.phase == "Failed" else None, outputs=logs)
+            add(
+                f"{base}.executor",
+                "executor",
+                "Pod",
+                "system-container-impl",
+                t.phase,
+                t.started,
+                t.finished,
+                message=t.message if t.phase == "Failed" else None,
+                outputs=logs,
+            )
         return self._document(nodes)
 
     def _document(self, nodes: dict) -> dict:
         end, w = self.finished, self.name
-        spec = {"entrypoint": "entrypoint", "serviceAccountName": "pipeline-runner",
-                "podMetadata": {"labels": {"pipelines.kubeflow.org/v2_component": "true"}}}
+        spec = {
+            "entrypoint": "entrypoint",
+            "serviceAccountName": "pipeline-runner",
+            "podMetadata": {"labels": {"pipelines.kubeflow.org/v2_component": "true"}},
+        }
         if self.terminating:
             spec["activeDeadlineSeconds"] = 0
-        status = {"phase": self.phase, "startedAt": self.created, "finishedAt": end, "nodes": nodes,
-                  "progress": f"{sum(1 for t in self.tasks.values() if t.phase == 'Succeeded')}/"
-                              f"{max(len(self.tasks), 1)}"}
+        status = {
+            "phase": self.phase,
+            "startedAt": self.created,
+            "finishedAt": end,
+            "nodes": nodes,
+            "progress": f"{sum(1 for t in self.tasks.values() if t.phase == 'Succeeded')}/{max(len(self.tasks), 1)}",
+        }
         if self.message and self.phase != "Running":
             status["message"] = self.message
         return {
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-            "metadata": {"name": w, "namespace": "kubeflow", "uid": self.uid, "creationTimestamp": self.created,
-                         "generateName": f"{self.pipeline}-",
-                         "labels": {"pipeline/runid": self.run_id,
-                                    "workflows.argoproj.io/phase": self.phase}},
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "name": w,
+                "namespace": "kubeflow",
+                "uid": self.uid,
+                "creationTimestamp": self.created,
+                "generateName": f"{self.pipeline}-",
+                "labels": {"pipeline/runid": self.run_id, "workflows.argoproj.io/phase": self.phase},
+            },
             "spec": spec,
             "status": {k: v for k, v in status.items() if v is not None},
         }
@@ -159,9 +227,13 @@ def task_details(run_id: str, workflow: dict, created: str, known: dict[str, dic
         if not history or history[-1]["state"] != state:
             history.append({"update_time": now, "state": state})
         detail = {
-            "run_id": run_id, "task_id": entry["task_id"], "display_name": node.get("displayName") or "",
-            "create_time": created, "start_time": node.get("startedAt") or ZERO_TIME,
-            "end_time": node.get("finishedAt") or ZERO_TIME, "state": state,
+            "run_id": run_id,
+            "task_id": entry["task_id"],
+            "display_name": node.get("displayName") or "",
+            "create_time": created,
+            "start_time": node.get("startedAt") or ZERO_TIME,
+            "end_time": node.get("finishedAt") or ZERO_TIME,
+            "state": state,
             "state_history": [dict(h) for h in history],
             "child_tasks": [{"pod_name": child} for child in node.get("children") or []],
         }

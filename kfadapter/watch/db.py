@@ -3,6 +3,7 @@
 SQLAlchemy Core with the psycopg 3 driver; every database failure leaves here as `StoreUnavailable` (503), so a
 route never answers 500 because the store's disk is full or its server is restarting.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,14 +11,14 @@ import random
 import sqlite3
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import StoreUnavailable
+from kfadapter.core.errors import StoreUnavailable
 
 SQLITE_BUSY_MS = 10_000
 PG_CONNECT_TIMEOUT = 5  # seconds; a stopped server must not hang a request
@@ -42,20 +43,32 @@ def make_engine(path_or_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
-                               pool_size=8, max_overflow=32)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+            pool_size=8,
+            max_overflow=32,
+        )
         _sqlite_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=20, pool_timeout=10,
-                         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT,
-                                       "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"})
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=20,
+        pool_timeout=10,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT,
+            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+        },
+    )
 
 
 def _sqlite_transactions(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and never takes the write lock up front; a read that
     # later writes can then fail at once with "database is locked". Writers here begin IMMEDIATE instead.
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # noqa: ANN001
+    def _connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
@@ -90,8 +103,11 @@ class Database:
                 return
             except StoreUnavailable as exc:
                 orig = getattr(exc.__cause__, "orig", None)
-                if not isinstance(orig, sqlite3.OperationalError) or "locked" not in str(orig) \
-                        or attempt == attempts - 1:
+                if (
+                    not isinstance(orig, sqlite3.OperationalError)
+                    or "locked" not in str(orig)
+                    or attempt == attempts - 1
+                ):
                     raise
                 time.sleep(0.05 + random.random() * 0.05)
 
@@ -119,11 +135,13 @@ class Database:
         try:
             yield
         except DBAPIError as exc:
-            raise StoreUnavailable(f"the store cannot be used: {_reason(exc)}",
-                                   details={"backend": self.backend}) from exc
+            raise StoreUnavailable(
+                f"the store cannot be used: {_reason(exc)}", details={"backend": self.backend}
+            ) from exc
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"the store cannot be used: {type(exc).__name__}",
-                                   details={"backend": self.backend}) from exc
+            raise StoreUnavailable(
+                f"the store cannot be used: {type(exc).__name__}", details={"backend": self.backend}
+            ) from exc
 
     def dispose(self) -> None:
         """Close pooled connections."""

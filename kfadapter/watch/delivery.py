@@ -8,18 +8,19 @@ notification is still undelivered, in one transaction, and stops as soon as the 
 "delivered" are written in one statement right after the POST. The lease outlives one POST (see Watcher), so no
 other process can start delivering while this one waits for the manager.
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import requests
 
-from ..observability import NOTIFY_ATTEMPTS
-from .store import ANSWER_CHARS, Notification, Store
+from kfadapter.core.observability import NOTIFY_ATTEMPTS
+from kfadapter.watch.store import ANSWER_CHARS, Notification, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,19 @@ def backoff(attempts: int, cap: float, rng: random.Random | None = None) -> floa
     return min(cap, delay * jitter)
 
 
-def deliver_due(store: Store, session: requests.Session, url: str, *, now: float, timeout: float,
-                max_backoff: float, limit: int = 100, lease: LeaseRef | None = None,
-                clock: Callable[[], float] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> DeliveryResult:
+def deliver_due(
+    store: Store,
+    session: requests.Session,
+    url: str,
+    *,
+    now: float,
+    timeout: float,
+    max_backoff: float,
+    limit: int = 100,
+    lease: LeaseRef | None = None,
+    clock: Callable[[], float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> DeliveryResult:
     """POST due notifications in order until one fails, the lease is lost or a stop is asked for."""
     clock = clock or time.time
     result = DeliveryResult()
@@ -82,18 +92,19 @@ def deliver_due(store: Store, session: requests.Session, url: str, *, now: float
         else:
             error = error or f"HTTP {status}"
             retry_at = at + backoff(note.attempts, max_backoff)
-            store.record_attempt(note.run_id, now=at, status=status, error=error, delivered=False,
-                                 retry_at=retry_at, answer=answer)
+            store.record_attempt(
+                note.run_id, now=at, status=status, error=error, delivered=False, retry_at=retry_at, answer=answer
+            )
             result.retrying.append(note.run_id)
-            log.warning("notification of run %s not delivered (%s); retry in %.0f s", note.run_id, error,
-                        retry_at - at)
+            log.warning("notification of run %s not delivered (%s); retry in %.0f s", note.run_id, error, retry_at - at)
             # The manager is down or overloaded: the rest wait for the next pass instead of each timing out.
             break
     return result
 
 
-def _post(session: requests.Session, url: str, note: Notification,
-          timeout: float) -> tuple[int | None, str | None, str | None]:
+def _post(
+    session: requests.Session, url: str, note: Notification, timeout: float
+) -> tuple[int | None, str | None, str | None]:
     try:
         resp = session.post(url, json=note.payload(), timeout=timeout, stream=True)
     except requests.Timeout:
@@ -103,7 +114,7 @@ def _post(session: requests.Session, url: str, note: Notification,
     try:
         # Only the start of the answer is kept: a manager cannot make the watcher read an unbounded body.
         answer = resp.raw.read(ANSWER_CHARS, decode_content=True).decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - urllib3's read errors: the status line arrived, so it was received
+    except Exception:
         answer = None
     finally:
         resp.close()

@@ -5,29 +5,40 @@ The intent carries a unique token that becomes part of the run's display name. A
 KFP's answer and the store's (kill -9, store down) leaves its intent behind; `reconcile` finds the run by that
 name and tracks it, or drops the intent once KFP still has no such run after the grace period.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from ..errors import AdapterError, StoreUnavailable
-from ..kfconnect import KfConnect
-from .store import Store
+from kfadapter.core.errors import AdapterError, StoreUnavailable
+from kfadapter.kfconnect import KfConnect
+from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
 
 
 def run_name_for(trainingjob_id: str, token: str) -> str:
     """Return the display name of the run an intent starts: training job, UTC time, token."""
-    return f"{trainingjob_id}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{token}"
+    return f"{trainingjob_id}-{datetime.now(UTC):%Y%m%d%H%M%S}-{token}"
 
 
-def execute(kf: KfConnect, store: Store, trainingjob_id: str, pipeline_name: str, version: str | None,
-            experiment: str, arguments: dict[str, Any], *, clock: Callable[[], float] = time.time) -> dict:
+def execute(
+    kf: KfConnect,
+    store: Store,
+    trainingjob_id: str,
+    pipeline_name: str,
+    version: str | None,
+    experiment: str,
+    arguments: dict[str, Any],
+    *,
+    clock: Callable[[], float] = time.time,
+) -> dict:
     """Write the intent, start the run, track its id; raise StoreUnavailable (KFP untouched) if the store fails."""
     token = uuid.uuid4().hex[:16]
     run_name = run_name_for(trainingjob_id, token)
@@ -39,13 +50,21 @@ def execute(kf: KfConnect, store: Store, trainingjob_id: str, pipeline_name: str
             _drop(store, token)
         raise
     try:
-        store.bind_intent(token, result["run_id"], trainingjob_id, pipeline_name=pipeline_name,
-                          experiment_id=result["experiment_id"], now=clock())
+        store.bind_intent(
+            token,
+            result["run_id"],
+            trainingjob_id,
+            pipeline_name=pipeline_name,
+            experiment_id=result["experiment_id"],
+            now=clock(),
+        )
     except StoreUnavailable as exc:
         # The run exists: its intent stays, and the watcher tracks it once the store is back.
-        raise StoreUnavailable(f"run {result['run_id']} was started but the store cannot record it yet; it is "
-                               "tracked and notified once the store is back",
-                               details={"run_id": result["run_id"], "run_name": run_name}) from exc
+        raise StoreUnavailable(
+            f"run {result['run_id']} was started but the store cannot record it yet; it is "
+            "tracked and notified once the store is back",
+            details={"run_id": result["run_id"], "run_name": run_name},
+        ) from exc
     return result
 
 
@@ -82,16 +101,27 @@ def reconcile(kf: KfConnect, store: Store, now: float, grace: float) -> Reconcil
     for intent in pending:
         run = by_name.get(intent.run_name)
         if run is not None:
-            store.bind_intent(intent.token, run["run_id"], intent.trainingjob_id,
-                              pipeline_name=intent.pipeline_name, experiment_id=run.get("experiment_id"), now=now)
+            store.bind_intent(
+                intent.token,
+                run["run_id"],
+                intent.trainingjob_id,
+                pipeline_name=intent.pipeline_name,
+                experiment_id=run.get("experiment_id"),
+                now=now,
+            )
             result.found[intent.token] = run["run_id"]
-            log.info("watcher: run %s of training job %s found by its intent; tracked", run["run_id"],
-                     intent.trainingjob_id)
+            log.info(
+                "watcher: run %s of training job %s found by its intent; tracked", run["run_id"], intent.trainingjob_id
+            )
         elif now - intent.created_at > grace:
             store.drop_intent(intent.token)
             result.dropped.append(intent.token)
-            log.info("watcher: intent %s of training job %s has no run in KFP after %.0f s; dropped",
-                     intent.token, intent.trainingjob_id, grace)
+            log.info(
+                "watcher: intent %s of training job %s has no run in KFP after %.0f s; dropped",
+                intent.token,
+                intent.trainingjob_id,
+                grace,
+            )
         else:
             result.waiting += 1
     return result

@@ -6,6 +6,7 @@ expires by itself if its holder dies (kill -9), after `ttl`. KFP's 409 on a take
 against writers that bypass the lock (another adapter version, the KFP UI): when the lock cannot be had in
 time or the store is down, the upload goes ahead and relies on it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,11 +14,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
-from ..errors import StoreUnavailable
-from .store import Store
+from kfadapter.core.errors import StoreUnavailable
+from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
 

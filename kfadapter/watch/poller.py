@@ -2,14 +2,15 @@
 
 Pure apart from its two collaborators (KfConnect, Store): no sleeps, no threads, no lock held across I/O.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from ..errors import AdapterError, NotFound
-from ..kfconnect import TERMINAL_STATES, KfConnect
-from .store import Store
+from kfadapter.core.errors import AdapterError, NotFound
+from kfadapter.kfconnect import TERMINAL_STATES, KfConnect
+from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
 """The store's tables at the newest migration (queries use these; kfadapter/watch/migrations creates them)."""
+
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
@@ -7,7 +8,8 @@ metadata = MetaData()
 
 # Runs being watched until they reach a terminal state.
 tracked_runs = Table(
-    "tracked_runs", metadata,
+    "tracked_runs",
+    metadata,
     Column("run_id", Text, primary_key=True),
     Column("trainingjob_id", Text, nullable=False),
     Column("pipeline_name", Text),
@@ -18,7 +20,8 @@ tracked_runs = Table(
 # Finished runs: the notification to the training manager (pending or delivered) and, after delivery, the
 # run's history until KFADAPTER_HISTORY_DAYS have passed.
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("run_id", Text, primary_key=True),
     Column("trainingjob_id", Text, nullable=False),
     Column("run_status", Text, nullable=False),
@@ -36,14 +39,16 @@ outbox = Table(
 )
 
 meta = Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     Column("key", Text, primary_key=True),
     Column("value", Float, nullable=False),
 )
 
 # Named leases: the run watcher's, and one per pipeline name while an upload picks its version number.
 lease = Table(
-    "lease", metadata,
+    "lease",
+    metadata,
     Column("name", Text, primary_key=True),
     Column("holder", Text, nullable=False),
     Column("expires_at", Float, nullable=False),
@@ -51,7 +56,8 @@ lease = Table(
 
 # Executions written before KFP is asked to start the run; the row goes when its run id is tracked.
 intents = Table(
-    "intents", metadata,
+    "intents",
+    metadata,
     Column("token", String(64), primary_key=True),
     Column("trainingjob_id", Text, nullable=False),
     Column("pipeline_name", Text, nullable=False),

@@ -6,6 +6,7 @@ is versioned with Alembic and migrated when a Store opens, so a store made by an
 Every statement that decides between concurrent writers is a single conditional statement (an upsert with a
 WHERE, a DELETE … RETURNING), so it is atomic on both backends without table locks.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,8 @@ from sqlalchemy import and_, delete, func, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .db import Database
-from .schema import intents, lease, meta, outbox, tracked_runs
+from kfadapter.watch.db import Database
+from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
 _MIGRATION_LOCK = 0x6B666164  # pg_advisory_xact_lock key: one replica migrates, the others wait
@@ -100,7 +101,7 @@ class Store:
                 command.stamp(cfg, "0001")  # made by the landed version, which had no version table
             command.upgrade(cfg, "head")
 
-    def _insert(self, table):  # noqa: ANN001, ANN202
+    def _insert(self, table):
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
 
     def ping(self) -> None:
@@ -114,18 +115,30 @@ class Store:
 
     # ---- tracked runs -------------------------------------------------------------------------------------
 
-    def track(self, run_id: str, trainingjob_id: str, *, pipeline_name: str | None = None,
-              experiment_id: str | None = None, now: float | None = None) -> None:
+    def track(
+        self,
+        run_id: str,
+        trainingjob_id: str,
+        *,
+        pipeline_name: str | None = None,
+        experiment_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
         """Start tracking a run (idempotent)."""
         with self.db.write() as conn:
             self._track(conn, run_id, trainingjob_id, pipeline_name, experiment_id, now)
 
-    def _track(self, conn, run_id, trainingjob_id, pipeline_name, experiment_id, now) -> None:  # noqa: ANN001
-        stmt = self._insert(tracked_runs).values(run_id=run_id, trainingjob_id=trainingjob_id,
-                                                 pipeline_name=pipeline_name, experiment_id=experiment_id,
-                                                 created_at=time.time() if now is None else now)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id"],
-                                                set_={"trainingjob_id": stmt.excluded.trainingjob_id}))
+    def _track(self, conn, run_id, trainingjob_id, pipeline_name, experiment_id, now) -> None:
+        stmt = self._insert(tracked_runs).values(
+            run_id=run_id,
+            trainingjob_id=trainingjob_id,
+            pipeline_name=pipeline_name,
+            experiment_id=experiment_id,
+            created_at=time.time() if now is None else now,
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["run_id"], set_={"trainingjob_id": stmt.excluded.trainingjob_id})
+        )
 
     def untrack(self, run_id: str) -> bool:
         """Stop tracking a run; tell whether it was tracked."""
@@ -141,8 +154,9 @@ class Store:
     def tracked(self) -> list[TrackedRun]:
         """Return every tracked run, oldest first."""
         with self.db.read() as conn:
-            rows = conn.execute(select(*_TRACKED_COLUMNS).order_by(tracked_runs.c.created_at,
-                                                                    tracked_runs.c.run_id)).all()
+            rows = conn.execute(
+                select(*_TRACKED_COLUMNS).order_by(tracked_runs.c.created_at, tracked_runs.c.run_id)
+            ).all()
         return [TrackedRun(*r) for r in rows]
 
     # ---- intents ------------------------------------------------------------------------------------------
@@ -150,11 +164,26 @@ class Store:
     def add_intent(self, token: str, trainingjob_id: str, pipeline_name: str, run_name: str, now: float) -> None:
         """Record an execution before KFP is asked for its run (raises StoreUnavailable if it cannot)."""
         with self.db.write() as conn:
-            conn.execute(intents.insert().values(token=token, trainingjob_id=trainingjob_id,
-                                                 pipeline_name=pipeline_name, run_name=run_name, created_at=now))
+            conn.execute(
+                intents.insert().values(
+                    token=token,
+                    trainingjob_id=trainingjob_id,
+                    pipeline_name=pipeline_name,
+                    run_name=run_name,
+                    created_at=now,
+                )
+            )
 
-    def bind_intent(self, token: str, run_id: str, trainingjob_id: str, *, pipeline_name: str | None,
-                    experiment_id: str | None, now: float) -> None:
+    def bind_intent(
+        self,
+        token: str,
+        run_id: str,
+        trainingjob_id: str,
+        *,
+        pipeline_name: str | None,
+        experiment_id: str | None,
+        now: float,
+    ) -> None:
         """Track the run an intent started and drop the intent, in one transaction (idempotent)."""
         with self.db.write() as conn:
             self._track(conn, run_id, trainingjob_id, pipeline_name, experiment_id, now)
@@ -168,9 +197,15 @@ class Store:
     def intents(self) -> list[Intent]:
         """Return every intent still waiting for its run id, oldest first."""
         with self.db.read() as conn:
-            rows = conn.execute(select(intents.c.token, intents.c.trainingjob_id, intents.c.pipeline_name,
-                                       intents.c.run_name, intents.c.created_at)
-                                .order_by(intents.c.created_at)).all()
+            rows = conn.execute(
+                select(
+                    intents.c.token,
+                    intents.c.trainingjob_id,
+                    intents.c.pipeline_name,
+                    intents.c.run_name,
+                    intents.c.created_at,
+                ).order_by(intents.c.created_at)
+            ).all()
         return [Intent(*r) for r in rows]
 
     # ---- outbox and history -------------------------------------------------------------------------------
@@ -179,30 +214,48 @@ class Store:
         """Move a tracked run to the outbox in one transaction; tell whether it was still tracked."""
         with self.db.write() as conn:
             # DELETE … RETURNING: of two concurrent finishers exactly one gets the row.
-            row = conn.execute(delete(tracked_runs).where(tracked_runs.c.run_id == run_id)
-                               .returning(*_TRACKED_COLUMNS)).first()
+            row = conn.execute(
+                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*_TRACKED_COLUMNS)
+            ).first()
             if row is None:
                 return False
             run = TrackedRun(*row)
-            conn.execute(self._insert(outbox).values(
-                run_id=run_id, trainingjob_id=run.trainingjob_id, run_status=run_status, created_at=now,
-                attempts=0, next_attempt_at=now, pipeline_name=run.pipeline_name,
-                experiment_id=run.experiment_id, tracked_at=run.created_at).on_conflict_do_nothing())
+            conn.execute(
+                self._insert(outbox)
+                .values(
+                    run_id=run_id,
+                    trainingjob_id=run.trainingjob_id,
+                    run_status=run_status,
+                    created_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
+                    pipeline_name=run.pipeline_name,
+                    experiment_id=run.experiment_id,
+                    tracked_at=run.created_at,
+                )
+                .on_conflict_do_nothing()
+            )
             return True
 
     def due(self, now: float, limit: int = 100) -> list[Notification]:
         """Return undelivered notifications whose next attempt is due, oldest first."""
         with self.db.read() as conn:
-            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_(None),
-                                                             outbox.c.next_attempt_at <= now)
-                                .order_by(outbox.c.next_attempt_at, outbox.c.created_at).limit(limit)).all()
+            rows = conn.execute(
+                select(*_NOTE_COLUMNS)
+                .where(outbox.c.delivered_at.is_(None), outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
+                .limit(limit)
+            ).all()
         return [Notification(*r) for r in rows]
 
     def pending(self) -> list[Notification]:
         """Return every undelivered notification."""
         with self.db.read() as conn:
-            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_(None))
-                                .order_by(outbox.c.created_at, outbox.c.run_id)).all()
+            rows = conn.execute(
+                select(*_NOTE_COLUMNS)
+                .where(outbox.c.delivered_at.is_(None))
+                .order_by(outbox.c.created_at, outbox.c.run_id)
+            ).all()
         return [Notification(*r) for r in rows]
 
     def notification(self, run_id: str) -> Notification | None:
@@ -214,8 +267,12 @@ class Store:
     def recent_deliveries(self, limit: int = 50) -> list[Notification]:
         """Return the most recently delivered notifications."""
         with self.db.read() as conn:
-            rows = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.delivered_at.is_not(None))
-                                .order_by(outbox.c.delivered_at.desc()).limit(limit)).all()
+            rows = conn.execute(
+                select(*_NOTE_COLUMNS)
+                .where(outbox.c.delivered_at.is_not(None))
+                .order_by(outbox.c.delivered_at.desc())
+                .limit(limit)
+            ).all()
         return [Notification(*r) for r in rows]
 
     def claim(self, run_id: str, lease_name: str, holder: str, ttl: float, now: float) -> tuple[bool, bool]:
@@ -229,12 +286,26 @@ class Store:
             row = conn.execute(select(outbox.c.delivered_at).where(outbox.c.run_id == run_id)).first()
             return True, row is not None and row[0] is None
 
-    def record_attempt(self, run_id: str, *, now: float, status: int | None, error: str | None,
-                       delivered: bool, retry_at: float | None = None, answer: str | None = None) -> None:
+    def record_attempt(
+        self,
+        run_id: str,
+        *,
+        now: float,
+        status: int | None,
+        error: str | None,
+        delivered: bool,
+        retry_at: float | None = None,
+        answer: str | None = None,
+    ) -> None:
         """Record one delivery attempt and the manager's answer: delivered, or due again at `retry_at`."""
-        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_attempt_at": now, "last_status": status,
-                                  "last_error": error, "delivered_at": now if delivered else None,
-                                  "tm_answer": answer[:ANSWER_CHARS] if answer is not None else None}
+        values: dict[str, Any] = {
+            "attempts": outbox.c.attempts + 1,
+            "last_attempt_at": now,
+            "last_status": status,
+            "last_error": error,
+            "delivered_at": now if delivered else None,
+            "tm_answer": answer[:ANSWER_CHARS] if answer is not None else None,
+        }
         if retry_at is not None:
             values["next_attempt_at"] = retry_at
         with self.db.write() as conn:
@@ -243,8 +314,9 @@ class Store:
     def prune_delivered(self, older_than: float) -> int:
         """Forget delivered notifications (history) older than a cutoff; return how many."""
         with self.db.write() as conn:
-            return conn.execute(delete(outbox).where(outbox.c.delivered_at.is_not(None),
-                                                     outbox.c.delivered_at < older_than)).rowcount
+            return conn.execute(
+                delete(outbox).where(outbox.c.delivered_at.is_not(None), outbox.c.delivered_at < older_than)
+            ).rowcount
 
     def history(self, run_id: str) -> dict | None:
         """Return what the store knows of one run (tracked, or finished and kept as history), or None."""
@@ -259,8 +331,7 @@ class Store:
     def runs_of(self, trainingjob_id: str) -> list[dict]:
         """Return a training job's runs (tracked and finished), newest first."""
         with self.db.read() as conn:
-            live = conn.execute(select(*_TRACKED_COLUMNS)
-                                .where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
+            live = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
             done = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.trainingjob_id == trainingjob_id)).all()
         views = [_tracked_view(TrackedRun(*r)) for r in live] + [_finished_view(Notification(*r)) for r in done]
         return sorted(views, key=lambda v: (v["tracked_at"] or v["finished_at"] or 0.0, v["run_id"]), reverse=True)
@@ -272,13 +343,15 @@ class Store:
         with self.db.write() as conn:
             return self._acquire(conn, name, holder, ttl, now)
 
-    def _acquire(self, conn, name: str, holder: str, ttl: float, now: float) -> bool:  # noqa: ANN001
+    def _acquire(self, conn, name: str, holder: str, ttl: float, now: float) -> bool:
         stmt = self._insert(lease).values(name=name, holder=holder, expires_at=now + ttl)
         # One statement: PostgreSQL locks the conflicting row, SQLite holds the write lock, so two
         # contenders cannot both see the lease as free.
         stmt = stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
-            where=or_(lease.c.holder == holder, lease.c.expires_at <= now)).returning(lease.c.holder)
+            index_elements=["name"],
+            set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+            where=or_(lease.c.holder == holder, lease.c.expires_at <= now),
+        ).returning(lease.c.holder)
         return conn.execute(stmt).first() is not None
 
     def release_lease(self, name: str, holder: str) -> None:
@@ -304,25 +377,51 @@ class Store:
         """Return counts of tracked runs, pending notifications and intents, and the last cycle's time."""
         with self.db.read() as conn:
             tracked = conn.execute(select(func.count()).select_from(tracked_runs)).scalar_one()
-            pending = conn.execute(select(func.count()).select_from(outbox)
-                                   .where(outbox.c.delivered_at.is_(None))).scalar_one()
+            pending = conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))
+            ).scalar_one()
             waiting = conn.execute(select(func.count()).select_from(intents)).scalar_one()
             last = conn.execute(select(meta.c.value).where(meta.c.key == "last_cycle_at")).scalar_one_or_none()
         return {"tracked": tracked, "pending": pending, "intents": waiting, "last_cycle_at": last}
 
 
 def _tracked_view(run: TrackedRun) -> dict:
-    return {"run_id": run.run_id, "trainingjob_id": run.trainingjob_id, "pipeline_name": run.pipeline_name,
-            "experiment_id": run.experiment_id, "tracked": True, "tracked_at": run.created_at, "state": None,
-            "finished_at": None,
-            "notification": {"status": "waiting_for_run", "attempts": 0, "notified_at": None,
-                             "last_status": None, "last_error": None, "answer": None}}
+    return {
+        "run_id": run.run_id,
+        "trainingjob_id": run.trainingjob_id,
+        "pipeline_name": run.pipeline_name,
+        "experiment_id": run.experiment_id,
+        "tracked": True,
+        "tracked_at": run.created_at,
+        "state": None,
+        "finished_at": None,
+        "notification": {
+            "status": "waiting_for_run",
+            "attempts": 0,
+            "notified_at": None,
+            "last_status": None,
+            "last_error": None,
+            "answer": None,
+        },
+    }
 
 
 def _finished_view(n: Notification) -> dict:
-    return {"run_id": n.run_id, "trainingjob_id": n.trainingjob_id, "pipeline_name": n.pipeline_name,
-            "experiment_id": n.experiment_id, "tracked": False, "tracked_at": n.tracked_at, "state": n.run_status,
-            "finished_at": n.created_at,
-            "notification": {"status": "delivered" if n.delivered_at is not None else "pending",
-                             "attempts": n.attempts, "notified_at": n.delivered_at, "last_status": n.last_status,
-                             "last_error": n.last_error, "answer": n.tm_answer}}
+    return {
+        "run_id": n.run_id,
+        "trainingjob_id": n.trainingjob_id,
+        "pipeline_name": n.pipeline_name,
+        "experiment_id": n.experiment_id,
+        "tracked": False,
+        "tracked_at": n.tracked_at,
+        "state": n.run_status,
+        "finished_at": n.created_at,
+        "notification": {
+            "status": "delivered" if n.delivered_at is not None else "pending",
+            "attempts": n.attempts,
+            "notified_at": n.delivered_at,
+            "last_status": n.last_status,
+            "last_error": n.last_error,
+            "answer": n.tm_answer,
+        },
+    }

@@ -3,6 +3,7 @@
 Every gunicorn worker, process or replica sharing a store may run a Watcher; the lease row in the store makes
 exactly one of them poll and deliver at a time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,18 +12,18 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import requests
 
-from ..errors import StoreUnavailable
-from ..kfconnect import KfConnect
-from ..settings import Settings
-from .delivery import DeliveryResult, LeaseRef, deliver_due
-from .intents import ReconcileResult, reconcile
-from .poller import PollResult, poll_once
-from .store import Store
+from kfadapter.core.errors import StoreUnavailable
+from kfadapter.kfconnect import KfConnect
+from kfadapter.settings import Settings
+from kfadapter.watch.delivery import DeliveryResult, LeaseRef, deliver_due
+from kfadapter.watch.intents import ReconcileResult, reconcile
+from kfadapter.watch.poller import PollResult, poll_once
+from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,15 @@ class Cycle:
 class Watcher:
     """Poll KFP for tracked runs and notify the training manager, under a lease."""
 
-    def __init__(self, kf: KfConnect, store: Store, settings: Settings, *,
-                 clock: Callable[[], float] = time.time, holder: str | None = None) -> None:
+    def __init__(
+        self,
+        kf: KfConnect,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        holder: str | None = None,
+    ) -> None:
         self.kf, self.store, self.settings, self.clock = kf, store, settings, clock
         self._auto_holder = holder is None
         self.holder = holder or _new_holder()
@@ -70,11 +78,17 @@ class Watcher:
             delivery = None
             if self.settings.tm_url:
                 # The pass renews the lease before each notification and stops when it cannot.
-                delivery = deliver_due(self.store, self._session, self.settings.tm_url, now=now,
-                                       timeout=self.settings.notify_timeout,
-                                       max_backoff=self.settings.notify_max_backoff,
-                                       lease=LeaseRef(LEASE_NAME, self.holder, self.lease_ttl), clock=clock,
-                                       should_stop=self._stop.is_set)
+                delivery = deliver_due(
+                    self.store,
+                    self._session,
+                    self.settings.tm_url,
+                    now=now,
+                    timeout=self.settings.notify_timeout,
+                    max_backoff=self.settings.notify_max_backoff,
+                    lease=LeaseRef(LEASE_NAME, self.holder, self.lease_ttl),
+                    clock=clock,
+                    should_stop=self._stop.is_set,
+                )
             self.store.prune_delivered(now - self.settings.history_days * 86400.0)
             if poll.error is None:
                 self.store.mark_cycle(now)
@@ -82,14 +96,16 @@ class Watcher:
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         """Start the background loop (idempotent)."""
         if self._thread is None:
             if self._auto_holder:
                 self.holder = _new_holder()  # after a fork, each worker must be a holder of its own
             if not self.settings.tm_url:
-                log.warning("watcher: no training manager URL (KFADAPTER_TM_URL or TRAININGMGR_HOST); "
-                            "notifications are queued, not sent")
+                log.warning(
+                    "watcher: no training manager URL (KFADAPTER_TM_URL or TRAININGMGR_HOST); "
+                    "notifications are queued, not sent"
+                )
             self._thread = threading.Thread(target=self._loop, name="kfadapter-watcher", daemon=True)
             self._thread.start()
         return self
@@ -116,7 +132,7 @@ class Watcher:
                 self.poll_once()
             except StoreUnavailable as exc:  # a database restart: nothing is lost, the next cycle goes on
                 log.warning("watcher cycle skipped: %s", exc.message)
-            except Exception:  # noqa: BLE001 - the loop must survive anything one cycle throws
+            except Exception:
                 log.exception("watcher cycle failed")
             self._stop.wait(self.settings.poll_interval)
 

@@ -1,4 +1,5 @@
 """The installed package's version (one place for `kfadapter --version` and `GET /`)."""
+
 from __future__ import annotations
 
 from importlib import metadata

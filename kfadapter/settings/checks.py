@@ -3,8 +3,9 @@
 `kfadapter.settings` reads the environment through these rules; `load()` adds the checks that look at the
 file system, and `gunicorn_options()` reads gunicorn's knobs. Every failure is a `SettingsError` whose text is
 one line: the variable, its value (hidden for secrets) and what is allowed. `kfadapter serve`, `kfadapter
-sandbox` and kfadapter/gunicorn_conf.py print it and exit with status 2 before any worker starts.
+sandbox` and kfadapter/server/gunicorn_conf.py print it and exit with status 2 before any worker starts.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,28 +15,46 @@ import re
 import ssl
 import string
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 PORT = (1, 65535)
 NO_MAX = 2**63 - 1
 # Inclusive (low, high) of numeric settings; names not listed must be positive (and finite, for numbers).
 RANGES: dict[str, tuple[float, float]] = {
-    "KFADAPTER_PORT": PORT, "KF_ADAPTER_PORT": PORT, "KUBEFLOW_PORT": PORT, "TRAININGMGR_PORT": PORT,
-    "KFADAPTER_KFP_CONNECT_TIMEOUT": (0.01, 600), "KFADAPTER_KFP_TIMEOUT": (0.01, 3600),
-    "KFADAPTER_KFP_UPLOAD_TIMEOUT": (0.01, 3600), "KFADAPTER_MLMD_TIMEOUT": (0.01, 3600),
-    "KFADAPTER_OBJECT_STORE_TIMEOUT": (0.01, 3600), "KFADAPTER_NOTIFY_TIMEOUT": (0.01, 600),
-    "KFADAPTER_POLL_INTERVAL": (0.1, 86400), "KFADAPTER_NOTIFY_MAX_BACKOFF": (0.1, 86400),
-    "KFADAPTER_LEASE_TTL": (1, 86400), "KFADAPTER_UPLOAD_ATTEMPTS": (1, 1000),
-    "KFADAPTER_SANDBOX_WORKERS": (1, 256), "KFADAPTER_ARTIFACT_MAX_MEMBERS": (1, 10**7),
-    "KFADAPTER_GUNICORN_WORKERS": (1, 256), "KFADAPTER_GUNICORN_THREADS": (1, 4096),
-    "KFADAPTER_GUNICORN_WORKER_CONNECTIONS": (1, 10**6), "KFADAPTER_GUNICORN_TIMEOUT": (1, 86400),
-    "KFADAPTER_GUNICORN_GRACEFUL_TIMEOUT": (1, 86400), "KFADAPTER_GUNICORN_KEEPALIVE": (0, 3600),
-    "KFADAPTER_GUNICORN_MAX_REQUESTS": (0, NO_MAX), "KFADAPTER_GUNICORN_HEADER_TIMEOUT": (0.1, 3600),
+    "KFADAPTER_PORT": PORT,
+    "KF_ADAPTER_PORT": PORT,
+    "KUBEFLOW_PORT": PORT,
+    "TRAININGMGR_PORT": PORT,
+    "KFADAPTER_KFP_CONNECT_TIMEOUT": (0.01, 600),
+    "KFADAPTER_KFP_TIMEOUT": (0.01, 3600),
+    "KFADAPTER_KFP_UPLOAD_TIMEOUT": (0.01, 3600),
+    "KFADAPTER_MLMD_TIMEOUT": (0.01, 3600),
+    "KFADAPTER_OBJECT_STORE_TIMEOUT": (0.01, 3600),
+    "KFADAPTER_NOTIFY_TIMEOUT": (0.01, 600),
+    "KFADAPTER_POLL_INTERVAL": (0.1, 86400),
+    "KFADAPTER_NOTIFY_MAX_BACKOFF": (0.1, 86400),
+    "KFADAPTER_LEASE_TTL": (1, 86400),
+    "KFADAPTER_UPLOAD_ATTEMPTS": (1, 1000),
+    "KFADAPTER_SANDBOX_WORKERS": (1, 256),
+    "KFADAPTER_ARTIFACT_MAX_MEMBERS": (1, 10**7),
+    "KFADAPTER_GUNICORN_WORKERS": (1, 256),
+    "KFADAPTER_GUNICORN_THREADS": (1, 4096),
+    "KFADAPTER_GUNICORN_WORKER_CONNECTIONS": (1, 10**6),
+    "KFADAPTER_GUNICORN_TIMEOUT": (1, 86400),
+    "KFADAPTER_GUNICORN_GRACEFUL_TIMEOUT": (1, 86400),
+    "KFADAPTER_GUNICORN_KEEPALIVE": (0, 3600),
+    "KFADAPTER_GUNICORN_MAX_REQUESTS": (0, NO_MAX),
+    "KFADAPTER_GUNICORN_HEADER_TIMEOUT": (0.1, 3600),
     "KFADAPTER_GUNICORN_BODY_TIMEOUT": (1, 86400),
 }
-SECRETS = ("KFADAPTER_KFP_TOKEN", "KFADAPTER_API_TOKEN", "KFADAPTER_OBJECT_STORE_ACCESS_KEY",
-           "KFADAPTER_OBJECT_STORE_SECRET_KEY", "KFADAPTER_STORE_URL")  # the store URL may hold a password
+SECRETS = (
+    "KFADAPTER_KFP_TOKEN",
+    "KFADAPTER_API_TOKEN",
+    "KFADAPTER_OBJECT_STORE_ACCESS_KEY",
+    "KFADAPTER_OBJECT_STORE_SECRET_KEY",
+    "KFADAPTER_STORE_URL",
+)  # the store URL may hold a password
 _HOST = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})"  # a DNS name or an IPv4 address
 _HOST_PORT = rf"(?:{_HOST}|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{{1,5}})"
 _URL = rf"https?://(?:{_HOST}|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?(?:/[^\s]*)?"
@@ -69,10 +88,12 @@ TEXT: dict[str, tuple[str | Callable[[str], bool], str]] = {
 GUNICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+class SettingsError(ValueError):
+    """A configuration variable is missing or invalid."""
+
+
 def settings_error(name: str, raw: object, allowed: str):
     """Return the SettingsError for `name`=`raw` (value hidden for secrets), saying what is allowed."""
-    from .settings import SettingsError
-
     shown = "(hidden)" if name in SECRETS else repr(raw)
     return SettingsError(f"{name}={shown}: must be {allowed}")
 
@@ -133,8 +154,9 @@ def check_templates(name: str, raw: str, mapping: Mapping[str, str]) -> None:
             template.format_map({f: "x" for f in fields})
         except (ValueError, KeyError, IndexError, AttributeError, TypeError):
             example = '"{featuregroup_name}_{trainingjob_id}"'
-            raise settings_error(name, raw, f"templates of {{name}} fields like {example} "
-                                            f"(parameter {param!r} has {template!r})") from None
+            raise settings_error(
+                name, raw, f"templates of {{name}} fields like {example} (parameter {param!r} has {template!r})"
+            ) from None
 
 
 def readable_file(name: str, path: str) -> None:
@@ -170,8 +192,11 @@ def check_files(settings, env: Mapping[str, str]) -> None:
             raise settings_error("KFADAPTER_KFP_CA_CERT", settings.kfp_ca_cert, "a PEM CA bundle") from None
     if settings.kfp_token_file and not settings.kfp_token:
         # Kubernetes mounts a projected token before the container starts: a missing file is a missing mount.
-        source = "KFADAPTER_KFP_TOKEN_FILE" if env.get("KFADAPTER_KFP_TOKEN_FILE", "").strip() \
+        source = (
+            "KFADAPTER_KFP_TOKEN_FILE"
+            if env.get("KFADAPTER_KFP_TOKEN_FILE", "").strip()
             else "KF_PIPELINES_SA_TOKEN_PATH"
+        )
         readable_file(source, settings.kfp_token_file)
     if settings.sandbox_workdir:
         writable_dir("KFADAPTER_SANDBOX_WORKDIR", settings.sandbox_workdir, create=True)
@@ -180,17 +205,6 @@ def check_files(settings, env: Mapping[str, str]) -> None:
         writable_dir("KFADAPTER_STORE_PATH", os.path.dirname(os.path.abspath(store_path)), True, store_path)
         if os.path.exists(store_path) and not (os.path.isfile(store_path) and os.access(store_path, os.W_OK)):
             raise settings_error("KFADAPTER_STORE_PATH", store_path, "a writable file")
-
-
-def load(env: Mapping[str, str] | None = None, files: bool = True):
-    """Read and check the adapter's settings (and, with `files`, what they name on disk)."""
-    from .settings import Settings
-
-    env = os.environ if env is None else env
-    settings = Settings.from_env(env)
-    if files:
-        check_files(settings, env)
-    return settings
 
 
 @dataclass(frozen=True)
@@ -227,10 +241,14 @@ def gunicorn_options(env: Mapping[str, str] | None = None, check_dirs: bool = Fa
 
     loglevel = (get("KFADAPTER_GUNICORN_LOGLEVEL") or "info").lower()
     if loglevel not in GUNICORN_LOG_LEVELS:
-        raise settings_error("KFADAPTER_GUNICORN_LOGLEVEL", env["KFADAPTER_GUNICORN_LOGLEVEL"],
-                             "one of " + ", ".join(GUNICORN_LOG_LEVELS))
+        raise settings_error(
+            "KFADAPTER_GUNICORN_LOGLEVEL",
+            env["KFADAPTER_GUNICORN_LOGLEVEL"],
+            "one of " + ", ".join(GUNICORN_LOG_LEVELS),
+        )
     options = GunicornOptions(
-        bind=get("KFADAPTER_GUNICORN_BIND"), workers=num("KFADAPTER_GUNICORN_WORKERS", int, 2),
+        bind=get("KFADAPTER_GUNICORN_BIND"),
+        workers=num("KFADAPTER_GUNICORN_WORKERS", int, 2),
         threads=num("KFADAPTER_GUNICORN_THREADS", int, 32),
         worker_connections=num("KFADAPTER_GUNICORN_WORKER_CONNECTIONS", int, 1000),
         timeout=num("KFADAPTER_GUNICORN_TIMEOUT", int, None),
@@ -239,11 +257,16 @@ def gunicorn_options(env: Mapping[str, str] | None = None, check_dirs: bool = Fa
         max_requests=num("KFADAPTER_GUNICORN_MAX_REQUESTS", int, 0),
         header_timeout=num("KFADAPTER_GUNICORN_HEADER_TIMEOUT", float, 10.0),
         body_timeout=num("KFADAPTER_GUNICORN_BODY_TIMEOUT", float, 120.0),
-        accesslog=get("KFADAPTER_GUNICORN_ACCESSLOG"), loglevel=loglevel,
-        worker_tmp_dir=get("KFADAPTER_GUNICORN_WORKER_TMP_DIR"), metrics_dir=get("PROMETHEUS_MULTIPROC_DIR"))
+        accesslog=get("KFADAPTER_GUNICORN_ACCESSLOG"),
+        loglevel=loglevel,
+        worker_tmp_dir=get("KFADAPTER_GUNICORN_WORKER_TMP_DIR"),
+        metrics_dir=get("PROMETHEUS_MULTIPROC_DIR"),
+    )
     if check_dirs:
-        for name, path in (("KFADAPTER_GUNICORN_WORKER_TMP_DIR", options.worker_tmp_dir),
-                           ("PROMETHEUS_MULTIPROC_DIR", options.metrics_dir)):
+        for name, path in (
+            ("KFADAPTER_GUNICORN_WORKER_TMP_DIR", options.worker_tmp_dir),
+            ("PROMETHEUS_MULTIPROC_DIR", options.metrics_dir),
+        ):
             if path:
                 writable_dir(name, path, create=False)
         if options.accesslog and options.accesslog != "-":

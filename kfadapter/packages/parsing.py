@@ -2,6 +2,7 @@
 
 No Flask, no kfp, no I/O: everything here is a function of its inputs and is tested directly.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,26 +11,33 @@ import math
 import string
 import struct
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
-from .errors import BadRequest, PayloadTooLarge, Undecodable
-from .limits import LimitExceeded, Limits, check_yaml
-from .outputs import archive
+from kfadapter.core import archive
+from kfadapter.core.errors import BadRequest, PayloadTooLarge, Undecodable
+from kfadapter.core.limits import LimitExceeded, Limits, check_yaml
 
 V2 = "v2"  # KFP 2.x compiler: pipeline IR
 V1 = "v1"  # KFP 1.x compiler: Argo Workflow
 
 # kfp 1.x type names -> KFP v2 parameterType (kfp-facts.md, "Pipeline packages and parameters").
 V1_TYPES = {
-    "integer": "NUMBER_INTEGER", "int": "NUMBER_INTEGER",
-    "float": "NUMBER_DOUBLE", "double": "NUMBER_DOUBLE",
-    "boolean": "BOOLEAN", "bool": "BOOLEAN",
-    "string": "STRING", "str": "STRING",
-    "jsonobject": "STRUCT", "dict": "STRUCT",
-    "jsonarray": "LIST", "list": "LIST",
+    "integer": "NUMBER_INTEGER",
+    "int": "NUMBER_INTEGER",
+    "float": "NUMBER_DOUBLE",
+    "double": "NUMBER_DOUBLE",
+    "boolean": "BOOLEAN",
+    "bool": "BOOLEAN",
+    "string": "STRING",
+    "str": "STRING",
+    "jsonobject": "STRUCT",
+    "dict": "STRUCT",
+    "jsonarray": "LIST",
+    "list": "LIST",
 }
 _TAR_SLACK = 1024 * 1024  # headers and padding around the one file of a tar.gz package
 _MAX_ZIP_DIRECTORY = 1024 * 1024  # the central directory of a one-file zip is a few hundred bytes
@@ -81,7 +89,10 @@ class RunArguments:
     derived: list[str] = field(default_factory=list)
 
 
-def load_package(data: bytes, limits: Limits = Limits()) -> Package:
+_DEFAULT_LIMITS = Limits()
+
+
+def load_package(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> Package:
     """Sniff and parse an uploaded package within `limits`; raise BadRequest unless it is a v2 IR or v1 Argo."""
     if not data:
         raise BadRequest("the uploaded file is empty", code="invalid_package")
@@ -103,14 +114,19 @@ def load_package(data: bytes, limits: Limits = Limits()) -> Package:
     if _is_argo(spec):
         meta = spec.get("metadata") or {}
         return Package(V1, spec, container, meta.get("name") or meta.get("generateName"))
-    raise BadRequest("the uploaded file is neither a KFP v2 pipeline (pipelineInfo, root) nor a "
-                     "KFP v1 Argo Workflow (kind: Workflow)", code="invalid_package")
+    raise BadRequest(
+        "the uploaded file is neither a KFP v2 pipeline (pipelineInfo, root) nor a "
+        "KFP v1 Argo Workflow (kind: Workflow)",
+        code="invalid_package",
+    )
 
 
 def _too_many_members(kind: str, limits: Limits) -> BadRequest:
-    return BadRequest(f"a {kind} package may hold at most KFADAPTER_PACKAGE_MAX_MEMBERS ({limits.package_members}) "
-                      "entries", code="invalid_package",
-                      details={"limit": "KFADAPTER_PACKAGE_MAX_MEMBERS", "max": limits.package_members})
+    return BadRequest(
+        f"a {kind} package may hold at most KFADAPTER_PACKAGE_MAX_MEMBERS ({limits.package_members}) entries",
+        code="invalid_package",
+        details={"limit": "KFADAPTER_PACKAGE_MAX_MEMBERS", "max": limits.package_members},
+    )
 
 
 def _check_zip_directory(data: bytes, limits: Limits) -> None:
@@ -119,16 +135,19 @@ def _check_zip_directory(data: bytes, limits: Limits) -> None:
     if pos < 0:
         raise BadRequest("the zip package cannot be read: no end of central directory", code="invalid_package")
     entries, directory_size = _EOCD.unpack_from(data, pos)[4:6]
-    if pos >= _ZIP64_LOCATOR.size and data[pos - _ZIP64_LOCATOR.size:pos - 16] == b"PK\x06\x07":
+    if pos >= _ZIP64_LOCATOR.size and data[pos - _ZIP64_LOCATOR.size : pos - 16] == b"PK\x06\x07":
         record = _ZIP64_LOCATOR.unpack_from(data, pos - _ZIP64_LOCATOR.size)[2]
-        if record + _ZIP64_EOCD.size > len(data) or data[record:record + 4] != b"PK\x06\x06":
+        if record + _ZIP64_EOCD.size > len(data) or data[record : record + 4] != b"PK\x06\x06":
             raise BadRequest("the zip package cannot be read: a broken zip64 end record", code="invalid_package")
         entries, directory_size = _ZIP64_EOCD.unpack_from(data, record)[7:9]
     if entries > limits.package_members:
         raise _too_many_members("zip", limits)
     if directory_size > _MAX_ZIP_DIRECTORY:
-        raise BadRequest(f"the zip package's central directory is larger than {_MAX_ZIP_DIRECTORY} bytes",
-                         code="invalid_package", details={"max": _MAX_ZIP_DIRECTORY})
+        raise BadRequest(
+            f"the zip package's central directory is larger than {_MAX_ZIP_DIRECTORY} bytes",
+            code="invalid_package",
+            details={"max": _MAX_ZIP_DIRECTORY},
+        )
 
 
 def _single_zip_member(data: bytes, limits: Limits) -> bytes:
@@ -139,8 +158,9 @@ def _single_zip_member(data: bytes, limits: Limits) -> bytes:
                 raise _too_many_members("zip", limits)
             members = [m for m in zf.infolist() if not m.is_dir()]
             if len(members) != 1:
-                raise BadRequest(f"a zip package must hold exactly one file, it holds {len(members)}",
-                                 code="invalid_package")
+                raise BadRequest(
+                    f"a zip package must hold exactly one file, it holds {len(members)}", code="invalid_package"
+                )
             if members[0].file_size > limits.package_bytes:
                 raise PayloadTooLarge("the file inside the zip is larger than 32 MiB")
             # Read at most the cap, so a lying header cannot make us inflate without bound.
@@ -170,8 +190,9 @@ def _single_tar_member(data: bytes, limits: Limits) -> bytes:
             raise _too_many_members("tar.gz", limits) from None
         if exc.code == "artifact_too_large":
             raise PayloadTooLarge(f"the tar.gz package unpacks to more than {caps.max_bytes} bytes") from None
-        raise BadRequest(f"the tar.gz package cannot be read: {exc.message}", code="invalid_package",
-                         details=exc.details) from None
+        raise BadRequest(
+            f"the tar.gz package cannot be read: {exc.message}", code="invalid_package", details=exc.details
+        ) from None
     if found is None:
         raise BadRequest("a tar.gz package must hold exactly one file", code="invalid_package")
     return found
@@ -187,15 +208,14 @@ def _read_capped(fh: Any, limits: Limits) -> bytes:
 def _parse_documents(text: bytes, limits: Limits) -> list[Any]:
     try:
         check_yaml(text, limits)  # aliases, expanded size and depth, before anything is built
-        docs = [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-                if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d is not None]
     except LimitExceeded as exc:
-        raise BadRequest(f"the uploaded file is refused: {exc.message}", code="invalid_package",
-                         details=exc.details) from None
+        raise BadRequest(
+            f"the uploaded file is refused: {exc.message}", code="invalid_package", details=exc.details
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadRequest(f"the uploaded file is not valid YAML or JSON: {reason}",
-                         code="invalid_package") from None
+        raise BadRequest(f"the uploaded file is not valid YAML or JSON: {reason}", code="invalid_package") from None
     if not docs or not isinstance(docs[0], dict):
         raise BadRequest("the uploaded file does not hold a YAML or JSON object", code="invalid_package")
     return docs
@@ -241,8 +261,9 @@ def _ir_parameters(ir: Mapping) -> list[Parameter]:
         default = d.get("defaultValue")
         if ptype == "NUMBER_INTEGER" and isinstance(default, float) and default.is_integer():
             default = int(default)  # the compiler writes integer defaults as floats (3.0)
-        out.append(Parameter(name, ptype, default, bool(d.get("isOptional")) or "defaultValue" in d,
-                             d.get("description")))
+        out.append(
+            Parameter(name, ptype, default, bool(d.get("isOptional")) or "defaultValue" in d, d.get("description"))
+        )
     return out
 
 
@@ -268,8 +289,11 @@ def _argo_parameters(wf: Mapping) -> list[Parameter]:
                 default = convert_value(ptype, default)
             except ValueError:
                 pass  # keep the text as the compiler wrote it
-        out.append(Parameter(item["name"], ptype, default,
-                             bool(item.get("optional")) or "default" in item, item.get("description")))
+        out.append(
+            Parameter(
+                item["name"], ptype, default, bool(item.get("optional")) or "default" in item, item.get("description")
+            )
+        )
     return out
 
 
@@ -325,8 +349,9 @@ def convert_value(ptype: str, raw: Any) -> Any:
     return raw
 
 
-def build_arguments(params: Iterable[Parameter], given: Mapping[str, Any], *, trainingjob_id: str,
-                    mapping: Mapping[str, str], kind: str) -> RunArguments:
+def build_arguments(
+    params: Iterable[Parameter], given: Mapping[str, Any], *, trainingjob_id: str, mapping: Mapping[str, str], kind: str
+) -> RunArguments:
     """Map a caller's arguments onto the declared parameters; raise BadRequest naming every problem.
 
     Declared parameters the caller gave are converted by type. Declared parameters the caller did not
@@ -362,8 +387,7 @@ def build_arguments(params: Iterable[Parameter], given: Mapping[str, Any], *, tr
             parts.append("missing required parameter(s): " + ", ".join(missing))
         if invalid:
             parts.append("cannot convert: " + "; ".join(f"{k} ({v})" for k, v in invalid.items()))
-        raise BadRequest("; ".join(parts), code="invalid_arguments",
-                         details={"missing": missing, "invalid": invalid})
+        raise BadRequest("; ".join(parts), code="invalid_arguments", details={"missing": missing, "invalid": invalid})
     return result
 
 

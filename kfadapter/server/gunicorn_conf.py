@@ -1,18 +1,20 @@
 """gunicorn configuration: buffered gthread workers, every knob overridable from the environment.
 
-Used as `gunicorn -c python:kfadapter.gunicorn_conf kfadapter.wsgi:app` (what `kfadapter serve` runs).
+Used as `gunicorn -c python:kfadapter.server.gunicorn_conf kfadapter.wsgi:app` (what `kfadapter serve` runs).
 Each worker starts the run watcher after it has loaded the app; the store's lease lets only one of them poll.
 Every setting is checked here, in the master, before any worker starts: a bad value prints one line and exits 2.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import sys
 
-from kfadapter import server_worker, tempdirs
-from kfadapter.settings import SettingsError
-from kfadapter.settings_checks import gunicorn_options, load
+from kfadapter.core import tempdirs
+from kfadapter.server import worker as server_worker
+from kfadapter.settings import SettingsError, load
+from kfadapter.settings.checks import gunicorn_options
 
 try:
     _settings = load()
@@ -29,10 +31,13 @@ if not _options.metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempdirs.owned_dir("kfadapter-metrics-")
 
 bind = _options.bind or f"{_settings.host}:{_settings.port}"
-# gthread whose event loop reads each whole request before a thread runs it (kfadapter/server_worker.py): slow
+# gthread whose event loop reads each whole request before a thread runs it (kfadapter/server/worker.py): slow
 # and idle clients cost a socket and a spool, never a thread, and /liveness has threads of its own.
-worker_class = server_worker.configured(header_timeout=_options.header_timeout, body_timeout=_options.body_timeout,
-                                        max_body=_settings.max_upload_bytes + 1024 * 1024)
+worker_class = server_worker.configured(
+    header_timeout=_options.header_timeout,
+    body_timeout=_options.body_timeout,
+    max_body=_settings.max_upload_bytes + 1024 * 1024,
+)
 worker_connections = _options.worker_connections
 workers = _options.workers
 # Threads mostly wait on KFP; enough of them keep requests answered while KFP is slow.
@@ -45,7 +50,7 @@ max_requests = _options.max_requests
 # The app logs one JSON line per request (with its request id); gunicorn's access log is off by default.
 accesslog = _options.accesslog
 loglevel = _options.loglevel
-logger_class = "kfadapter.gunicorn_logger.EscapingLogger"  # a client's %0A / %1B never reaches a log raw
+logger_class = "kfadapter.server.logger.EscapingLogger"  # a client's %0A / %1B never reaches a log raw
 # Uploads are spooled to /tmp; keep gunicorn's heartbeat files off a read-only root.
 worker_tmp_dir = _options.worker_tmp_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 

@@ -4,6 +4,7 @@ Each check runs in bounded memory over the raw bytes (or YAML's event stream, wh
 and raises `LimitExceeded` naming the setting, so a caller turns it into its own 4xx or 502 before the real
 parser could allocate without bound.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,11 +48,16 @@ class Limits:
     package_members: int = 100
 
     @classmethod
-    def of(cls, settings: Any) -> "Limits":
+    def of(cls, settings: Any) -> Limits:
         """Take the limits from a `Settings`."""
-        return cls(json_bytes=settings.max_json_bytes, json_depth=settings.max_json_depth,
-                   yaml_aliases=settings.yaml_max_aliases, yaml_nodes=settings.yaml_max_nodes,
-                   package_bytes=settings.max_upload_bytes, package_members=settings.package_max_members)
+        return cls(
+            json_bytes=settings.max_json_bytes,
+            json_depth=settings.max_json_depth,
+            yaml_aliases=settings.yaml_max_aliases,
+            yaml_nodes=settings.yaml_max_nodes,
+            package_bytes=settings.max_upload_bytes,
+            package_members=settings.package_max_members,
+        )
 
 
 def json_depth(data: bytes) -> int:
@@ -64,9 +70,11 @@ def check_json_depth(data: bytes, max_depth: int, label: str | None = None) -> N
     """Raise LimitExceeded when JSON text nests deeper than `max_depth` (`label` says where the limit comes from)."""
     depth = json_depth(data)
     if depth > max_depth:
-        raise LimitExceeded(f"the JSON nests {depth} levels deep, more than "
-                            f"{label or f'KFADAPTER_MAX_JSON_DEPTH ({max_depth})'}", "KFADAPTER_MAX_JSON_DEPTH",
-                            max_depth)
+        raise LimitExceeded(
+            f"the JSON nests {depth} levels deep, more than {label or f'KFADAPTER_MAX_JSON_DEPTH ({max_depth})'}",
+            "KFADAPTER_MAX_JSON_DEPTH",
+            max_depth,
+        )
 
 
 def loads_json(data: bytes, *, max_bytes: int, max_depth: int, size_setting: str) -> Any:
@@ -108,8 +116,11 @@ def _walk_events(loader: Any, limits: Limits) -> None:
             open_nodes.append((event.anchor, nodes, chars))
             nodes += 1
             if len(open_nodes) > limits.json_depth:
-                raise LimitExceeded(f"the YAML nests more than KFADAPTER_MAX_JSON_DEPTH ({limits.json_depth}) "
-                                    "levels deep", "KFADAPTER_MAX_JSON_DEPTH", limits.json_depth)
+                raise LimitExceeded(
+                    f"the YAML nests more than KFADAPTER_MAX_JSON_DEPTH ({limits.json_depth}) levels deep",
+                    "KFADAPTER_MAX_JSON_DEPTH",
+                    limits.json_depth,
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             anchor, nodes_before, chars_before = open_nodes.pop()
             if anchor is not None:
@@ -117,17 +128,30 @@ def _walk_events(loader: Any, limits: Limits) -> None:
         elif isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > limits.yaml_aliases:
-                raise LimitExceeded(f"the YAML has more than KFADAPTER_YAML_MAX_ALIASES ({limits.yaml_aliases}) "
-                                    "aliases", "KFADAPTER_YAML_MAX_ALIASES", limits.yaml_aliases)
+                raise LimitExceeded(
+                    f"the YAML has more than KFADAPTER_YAML_MAX_ALIASES ({limits.yaml_aliases}) aliases",
+                    "KFADAPTER_YAML_MAX_ALIASES",
+                    limits.yaml_aliases,
+                )
             if any(anchor == event.anchor for anchor, _, _ in open_nodes):
-                raise LimitExceeded(f"the YAML alias *{event.anchor} refers to a node that contains it (an "
-                                    "endless document)", "KFADAPTER_YAML_MAX_NODES", limits.yaml_nodes)
+                raise LimitExceeded(
+                    f"the YAML alias *{event.anchor} refers to a node that contains it (an endless document)",
+                    "KFADAPTER_YAML_MAX_NODES",
+                    limits.yaml_nodes,
+                )
             added_nodes, added_chars = sizes.get(event.anchor, (1, 0))  # undefined: the loader reports it
             nodes, chars = nodes + added_nodes, chars + added_chars
         if nodes > limits.yaml_nodes:
-            raise LimitExceeded(f"the YAML expands to more than KFADAPTER_YAML_MAX_NODES ({limits.yaml_nodes}) "
-                                "nodes (aliases counted as what they repeat)", "KFADAPTER_YAML_MAX_NODES",
-                                limits.yaml_nodes)
+            raise LimitExceeded(
+                f"the YAML expands to more than KFADAPTER_YAML_MAX_NODES ({limits.yaml_nodes}) "
+                "nodes (aliases counted as what they repeat)",
+                "KFADAPTER_YAML_MAX_NODES",
+                limits.yaml_nodes,
+            )
         if chars > max_chars:
-            raise LimitExceeded(f"the YAML's aliases expand its text to more than {max_chars} characters, the "
-                                "largest package KFP takes", "package_bytes", max_chars)
+            raise LimitExceeded(
+                f"the YAML's aliases expand its text to more than {max_chars} characters, the "
+                "largest package KFP takes",
+                "package_bytes",
+                max_chars,
+            )

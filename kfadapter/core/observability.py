@@ -3,6 +3,7 @@
 Metrics live in prometheus-client's default registry; under gunicorn, `PROMETHEUS_MULTIPROC_DIR` (set by
 `gunicorn_conf`) makes every worker write to shared files so any worker's `/metrics` shows the whole service.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -12,7 +13,7 @@ import re
 import sys
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -27,8 +28,9 @@ HTTP_LATENCY = Histogram("kfadapter_http_request_duration_seconds", "HTTP reques
 KFP_CALLS = Counter("kfadapter_kfp_calls_total", "Calls made to KFP", ["operation"])
 KFP_ERRORS = Counter("kfadapter_kfp_errors_total", "Failed calls to KFP", ["operation", "error"])
 KFP_LATENCY = Histogram("kfadapter_kfp_call_duration_seconds", "KFP call latency", ["operation"])
-NOTIFY_ATTEMPTS = Counter("kfadapter_notification_attempts_total", "Notification POSTs to the training manager",
-                          ["outcome"])
+NOTIFY_ATTEMPTS = Counter(
+    "kfadapter_notification_attempts_total", "Notification POSTs to the training manager", ["outcome"]
+)
 
 
 # C0, DEL, C1 and the Unicode line separators: a client's `%0A` or `%1B[` must not start a line or a colour.
@@ -60,7 +62,7 @@ class _RequestIdFilter(EscapeFilter):
 
 
 class _EscapingJsonFormatter(JsonFormatter):
-    def process_log_record(self, log_data):  # noqa: ANN001 - pythonjsonlogger's LogData
+    def process_log_record(self, log_data):
         # Extra fields (path, route, ...) carry client text too.
         return {k: escape_control(v) if isinstance(v, str) and k not in _TRACES else v for k, v in log_data.items()}
 
@@ -70,8 +72,12 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
-        handler.setFormatter(_EscapingJsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-                                                    rename_fields={"levelname": "level", "asctime": "time"}))
+        handler.setFormatter(
+            _EscapingJsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"levelname": "level", "asctime": "time"},
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()
@@ -86,13 +92,13 @@ def new_request_id(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class kfp_call:  # noqa: N801 - used like a function: `with kfp_call("op"):`
+class kfp_call:
     """Count and time one KFP call; record its failure kind."""
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
 
-    def __enter__(self) -> "kfp_call":
+    def __enter__(self) -> kfp_call:
         self.start = time.perf_counter()
         KFP_CALLS.labels(self.operation).inc()
         return self
@@ -111,13 +117,16 @@ class StoreCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         stats = self.store.stats()
-        yield GaugeMetricFamily("kfadapter_watch_tracked_runs", "Runs tracked for notification",
-                                value=stats["tracked"])
-        yield GaugeMetricFamily("kfadapter_watch_pending_notifications", "Notifications not yet delivered",
-                                value=stats["pending"])
+        yield GaugeMetricFamily("kfadapter_watch_tracked_runs", "Runs tracked for notification", value=stats["tracked"])
+        yield GaugeMetricFamily(
+            "kfadapter_watch_pending_notifications", "Notifications not yet delivered", value=stats["pending"]
+        )
         last = stats["last_cycle_at"]
-        yield GaugeMetricFamily("kfadapter_watch_lag_seconds", "Seconds since the watcher last completed a cycle",
-                                value=(self.clock() - last) if last else float("nan"))
+        yield GaugeMetricFamily(
+            "kfadapter_watch_lag_seconds",
+            "Seconds since the watcher last completed a cycle",
+            value=(self.clock() - last) if last else float("nan"),
+        )
 
 
 def render_metrics(store) -> bytes:

@@ -2,16 +2,19 @@
 
 Precedence for each setting: the `KFADAPTER_*` name, then the O-RAN name (so an unchanged aimlfw-dep
 ConfigMap keeps working), then the default. Invalid values raise `SettingsError` naming the variable, the value
-and what is allowed (ranges and shapes: kfadapter/settings_checks.py).
+and what is allowed (ranges and shapes: kfadapter/settings/checks.py).
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
-from . import settings_checks as checks
+from kfadapter.settings import checks
+from kfadapter.settings.checks import SettingsError
 
 # O-RAN's derivation (tm-contract.md, "Pipeline arguments"): applied only to parameters the pipeline
 # declares and the caller did not give; `{name}` refers to the caller's arguments (plus trainingjob_id).
@@ -23,10 +26,6 @@ DEFAULT_ARGUMENT_MAPPING: dict[str, str] = {
 
 
 TM_NOTIFICATION_PATH = "/trainingjob/pipelineNotification"
-
-
-class SettingsError(ValueError):
-    """A configuration variable is missing or invalid."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class Settings:
     output_inline_bytes: int = 64 * 1024
     sandbox_workers: int = 2
     sandbox_workdir: str | None = None
-    # Caps on parsing untrusted bytes (kfadapter/limits.py), each checked before the parser runs.
+    # Caps on parsing untrusted bytes (kfadapter/core/limits.py), each checked before the parser runs.
     max_json_bytes: int = 1024 * 1024
     max_json_depth: int = 100
     yaml_max_aliases: int = 1000
@@ -85,14 +84,16 @@ class Settings:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("kfp_token", "api_token", "object_store_access_key", "object_store_secret_key",
-                          "store_url") and value:
+            if (
+                f.name in ("kfp_token", "api_token", "object_store_access_key", "object_store_secret_key", "store_url")
+                and value
+            ):
                 value = "***"
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read settings from `env` (default: os.environ)."""
         env = os.environ if env is None else env
         r = _Reader(env)
@@ -150,7 +151,7 @@ class Settings:
         )
 
 
-def _api_token(r: "_Reader") -> str | None:
+def _api_token(r: _Reader) -> str | None:
     token = r.str("KFADAPTER_API_TOKEN")
     path = r.str("KFADAPTER_API_TOKEN_FILE")
     if token is None and path is not None:
@@ -164,7 +165,7 @@ def _api_token(r: "_Reader") -> str | None:
     return token
 
 
-def _store_url(r: "_Reader") -> str | None:
+def _store_url(r: _Reader) -> str | None:
     url = r.str("KFADAPTER_STORE_URL")
     if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         # The URL may hold a password: it is a secret, shown as (hidden).
@@ -172,7 +173,7 @@ def _store_url(r: "_Reader") -> str | None:
     return url
 
 
-def _tm_url(r: "_Reader") -> str | None:
+def _tm_url(r: _Reader) -> str | None:
     url = r.str("KFADAPTER_TM_URL")
     if url is None and r.str("TRAININGMGR_HOST"):
         url = f"http://{r.str('TRAININGMGR_HOST')}:{r.int('TRAININGMGR_PORT', 32002)}{TM_NOTIFICATION_PATH}"

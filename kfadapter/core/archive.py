@@ -6,28 +6,51 @@ truncated or trailing gzip data, decompression bombs, tar members with absolute 
 oversized extension headers, thousands of members) raises `Undecodable` (422) and never more than one chunk
 of it is held in memory.
 """
+
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterator
 
-from ..errors import NotFound, Undecodable
+from kfadapter.core.errors import NotFound, Undecodable
+
 # The stages live in `streams`; they are part of this module's interface too.
-from .streams import (CHUNK, Base64Decode, Capped, Gunzip, JsonDataField, Limits, Peek, Reader,  # noqa: F401
-                      read_exact)
+from kfadapter.core.streams import (
+    CHUNK,
+    Base64Decode,
+    Capped,
+    Gunzip,
+    JsonDataField,
+    Limits,
+    Peek,
+    Reader,
+    read_exact,
+)
+
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENSION_HEADER = 1024 * 1024  # PAX / GNU long-name headers are kilobytes; more is an attack
 _FILE_TYPES = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
-_EXTENSION_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-                    tarfile.GNUTYPE_LONGLINK}
-_LINK_OR_DEVICE = {tarfile.LNKTYPE: "hard link", tarfile.SYMTYPE: "symbolic link", tarfile.CHRTYPE: "character device",
-                   tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
+_EXTENSION_TYPES = {
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+}
+_LINK_OR_DEVICE = {
+    tarfile.LNKTYPE: "hard link",
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "fifo",
+}
 
 
 # ---- opening a stored object ----------------------------------------------------------------------------
+
 
 @dataclass
 class Decoded:
@@ -63,6 +86,7 @@ def _is_tar_header(block: bytes) -> bool:
 
 
 # ---- tar ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Member:
@@ -118,7 +142,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
             raise Undecodable("corrupt tar: malformed PAX header") from None
         if space < 0 or length <= 0 or pos + length > len(data):
             raise Undecodable("corrupt tar: malformed PAX header")
-        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return records
@@ -149,8 +173,11 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
             raise Undecodable(f"corrupt tar header: {exc}") from None
         count += 1
         if count > limits.max_members:
-            raise Undecodable(f"the archive has more than {limits.max_members} entries", code="too_many_members",
-                              details={"max_members": limits.max_members})
+            raise Undecodable(
+                f"the archive has more than {limits.max_members} entries",
+                code="too_many_members",
+                details={"max_members": limits.max_members},
+            )
         size = info.size
         if size < 0:
             raise Undecodable("corrupt tar header: negative size")
@@ -158,9 +185,12 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
             # Checked from the 512-byte header, before a byte of the extension is read.
             pending_bytes += size
             if pending_bytes > _MAX_EXTENSION_HEADER:
-                raise Undecodable(f"unsafe tar: extension headers (PAX or GNU long name) of {pending_bytes} bytes, "
-                                  f"more than {_MAX_EXTENSION_HEADER}", code="unsafe_archive",
-                                  details={"max_extension_bytes": _MAX_EXTENSION_HEADER})
+                raise Undecodable(
+                    f"unsafe tar: extension headers (PAX or GNU long name) of {pending_bytes} bytes, "
+                    f"more than {_MAX_EXTENSION_HEADER}",
+                    code="unsafe_archive",
+                    details={"max_extension_bytes": _MAX_EXTENSION_HEADER},
+                )
             data = read_exact(src, size + _padding(size))
             if len(data) < size + _padding(size):
                 raise Undecodable("truncated tar: an extension header stops early")
@@ -178,8 +208,9 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
         pending, pending_bytes = {}, 0
         name = safe_name(name)
         if info.type in _LINK_OR_DEVICE:
-            raise Undecodable(f"unsafe tar member {name[:200]!r}: a {_LINK_OR_DEVICE[info.type]}",
-                              code="unsafe_archive")
+            raise Undecodable(
+                f"unsafe tar member {name[:200]!r}: a {_LINK_OR_DEVICE[info.type]}", code="unsafe_archive"
+            )
         if info.type == tarfile.DIRTYPE:
             kind = "dir"
         elif info.type in _FILE_TYPES:
@@ -187,8 +218,11 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
         else:
             raise Undecodable(f"unsupported tar member {name[:200]!r} (type {info.type!r})", code="unsafe_archive")
         if size > limits.max_bytes:
-            raise Undecodable(f"tar member {name[:200]!r} is larger than {limits.max_bytes} bytes",
-                              code="artifact_too_large", details={"max_bytes": limits.max_bytes})
+            raise Undecodable(
+                f"tar member {name[:200]!r} is larger than {limits.max_bytes} bytes",
+                code="artifact_too_large",
+                details={"max_bytes": limits.max_bytes},
+            )
         reader = _MemberReader(src, size)
         yield Member(name, size, kind), reader
         reader.skip()
@@ -197,6 +231,7 @@ def iter_members(src: Reader, limits: Limits) -> Iterator[tuple[Member, Reader]]
 
 
 # ---- scanning and streaming ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Scan:
@@ -224,7 +259,7 @@ def _capture(reader: Reader, head_bytes: int) -> tuple[bytes, int]:
             return b"".join(parts), total
         total += len(chunk)
         if kept < head_bytes:
-            take = chunk[:head_bytes - kept]
+            take = chunk[: head_bytes - kept]
             parts.append(take)
             kept += len(take)
 

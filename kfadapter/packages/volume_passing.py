@@ -31,25 +31,41 @@ Three modules, one direction of imports (`volume_passing` -> `volume_rewrite` ->
 
 Pure: no Flask, no kfp, no I/O. Every refusal is a `BadRequest` with a machine code.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
-from .errors import BadRequest
-from .pipelines import V1, Package
-from .volume_checks import UNSUPPORTED
-from .volume_rewrite import ANNOTATION, SUBPATH_SUFFIX, _rewrite
+from kfadapter.core.errors import BadRequest
+from kfadapter.packages.parsing import V1, Package
+from kfadapter.packages.volume_checks import UNSUPPORTED
+from kfadapter.packages.volume_rewrite import ANNOTATION, SUBPATH_SUFFIX, _rewrite
 
 # ANNOTATION, SUBPATH_SUFFIX and UNSUPPORTED live in the lower modules and are re-exported here.
 __all__ = [
-    "ANNOTATION", "ARTIFACT", "DEFAULT_PATH_PREFIX", "DEFAULT_VOLUME_NAME", "METHODS", "SUBPATH_SUFFIX",
-    "UNSUPPORTED", "V2_MESSAGE", "VOLUME", "apply_data_passing", "check_method", "check_volume", "claim_volume",
-    "dump_workflow", "parse_volume", "rewrite_package", "rewrite_workflow",
+    "ANNOTATION",
+    "ARTIFACT",
+    "DEFAULT_PATH_PREFIX",
+    "DEFAULT_VOLUME_NAME",
+    "METHODS",
+    "SUBPATH_SUFFIX",
+    "UNSUPPORTED",
+    "V2_MESSAGE",
+    "VOLUME",
+    "apply_data_passing",
+    "check_method",
+    "check_volume",
+    "claim_volume",
+    "dump_workflow",
+    "parse_volume",
+    "rewrite_package",
+    "rewrite_workflow",
 ]
 
 ARTIFACT = "artifact"  # Argo artifacts through the artifact repository: the package is uploaded as it is
@@ -64,15 +80,41 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Volume sources several pods can share. Per-pod (emptyDir, ephemeral) and read-only (configMap, secret,
 # ...) sources cannot carry a file from one step to the next, so they are refused by name.
-_SHARED_SOURCES = frozenset({
-    "persistentVolumeClaim", "nfs", "hostPath", "cephfs", "glusterfs", "csi", "azureFile", "azureDisk",
-    "awsElasticBlockStore", "gcePersistentDisk", "cinder", "iscsi", "rbd", "fc", "flexVolume", "flocker",
-    "portworxVolume", "quobyte", "scaleIO", "storageos", "vsphereVolume", "photonPersistentDisk",
-})
+_SHARED_SOURCES = frozenset(
+    {
+        "persistentVolumeClaim",
+        "nfs",
+        "hostPath",
+        "cephfs",
+        "glusterfs",
+        "csi",
+        "azureFile",
+        "azureDisk",
+        "awsElasticBlockStore",
+        "gcePersistentDisk",
+        "cinder",
+        "iscsi",
+        "rbd",
+        "fc",
+        "flexVolume",
+        "flocker",
+        "portworxVolume",
+        "quobyte",
+        "scaleIO",
+        "storageos",
+        "vsphereVolume",
+        "photonPersistentDisk",
+    }
+)
 _UNSHARED_SOURCES = {
-    "emptyDir": "lives only as long as one pod", "ephemeral": "lives only as long as one pod",
-    "configMap": "is read-only", "secret": "is read-only", "downwardAPI": "is read-only",
-    "projected": "is read-only", "gitRepo": "is a per-pod clone", "image": "is read-only",
+    "emptyDir": "lives only as long as one pod",
+    "ephemeral": "lives only as long as one pod",
+    "configMap": "is read-only",
+    "secret": "is read-only",
+    "downwardAPI": "is read-only",
+    "projected": "is read-only",
+    "gitRepo": "is a per-pod clone",
+    "image": "is read-only",
 }
 
 
@@ -81,16 +123,20 @@ def check_method(method: str | None) -> str:
     if method is None:
         return ARTIFACT
     if method not in METHODS:
-        raise BadRequest(f"data_passing must be one of: {', '.join(METHODS)} (got {method!r})",
-                         code="invalid_data_passing", details={"field": "data_passing", "accepted": list(METHODS)})
+        raise BadRequest(
+            f"data_passing must be one of: {', '.join(METHODS)} (got {method!r})",
+            code="invalid_data_passing",
+            details={"field": "data_passing", "accepted": list(METHODS)},
+        )
     return method
 
 
 def parse_volume(text: str | None) -> dict:
     """Turn the `volume` argument, a PVC claim name or a JSON Kubernetes volume object, into a volume."""
     if text is None or not text.strip():
-        raise _bad_volume("data_passing=volume needs 'volume': a PersistentVolumeClaim name or a JSON "
-                          "Kubernetes volume object")
+        raise _bad_volume(
+            "data_passing=volume needs 'volume': a PersistentVolumeClaim name or a JSON Kubernetes volume object"
+        )
     text = text.strip()
     if not text.startswith("{"):
         return claim_volume(text)
@@ -104,31 +150,40 @@ def parse_volume(text: str | None) -> dict:
 def claim_volume(claim: str) -> dict:
     """Build the volume for an existing PersistentVolumeClaim, named `DEFAULT_VOLUME_NAME`."""
     if not isinstance(claim, str) or not _DNS_SUBDOMAIN.fullmatch(claim):
-        raise _bad_volume(f"{claim!r} is not a valid PersistentVolumeClaim name (lowercase letters, digits, "
-                          "'-' and '.', at most 253)")
+        raise _bad_volume(
+            f"{claim!r} is not a valid PersistentVolumeClaim name (lowercase letters, digits, '-' and '.', at most 253)"
+        )
     return {"name": DEFAULT_VOLUME_NAME, "persistentVolumeClaim": {"claimName": claim}}
 
 
 def check_volume(obj: Any) -> dict:
     """Validate a Kubernetes volume object for data passing; return a copy with `name` first."""
     if not isinstance(obj, Mapping):
-        raise _bad_volume("'volume' must be a claim name or a JSON object such as "
-                          '{"name": "data", "persistentVolumeClaim": {"claimName": "my-pvc"}}')
+        raise _bad_volume(
+            "'volume' must be a claim name or a JSON object such as "
+            '{"name": "data", "persistentVolumeClaim": {"claimName": "my-pvc"}}'
+        )
     name = obj.get("name", DEFAULT_VOLUME_NAME)
     if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name):
-        raise _bad_volume(f"volume name {name!r} is not a valid Kubernetes name (lowercase letters, digits and "
-                          "'-', at most 63)")
+        raise _bad_volume(
+            f"volume name {name!r} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)"
+        )
     sources = sorted(k for k in obj if k != "name")
     if len(sources) != 1:
-        raise _bad_volume(f"a volume needs exactly one source (such as persistentVolumeClaim or nfs), "
-                          f"got {sources or 'none'}")
+        raise _bad_volume(
+            f"a volume needs exactly one source (such as persistentVolumeClaim or nfs), got {sources or 'none'}"
+        )
     source = sources[0]
     if source in _UNSHARED_SOURCES:
-        raise _bad_volume(f"a volume of type {source} {_UNSHARED_SOURCES[source]}, so steps could not pass files "
-                          "through it; use a shared volume such as a ReadWriteMany persistentVolumeClaim")
+        raise _bad_volume(
+            f"a volume of type {source} {_UNSHARED_SOURCES[source]}, so steps could not pass files "
+            "through it; use a shared volume such as a ReadWriteMany persistentVolumeClaim"
+        )
     if source not in _SHARED_SOURCES:
-        raise _bad_volume(f"unknown volume source {source!r}; use one Kubernetes volume source such as "
-                          "persistentVolumeClaim, nfs or hostPath")
+        raise _bad_volume(
+            f"unknown volume source {source!r}; use one Kubernetes volume source such as "
+            "persistentVolumeClaim, nfs or hostPath"
+        )
     body = obj[source]
     if not isinstance(body, Mapping):
         raise _bad_volume(f"the {source} of the volume must be an object")
@@ -143,8 +198,7 @@ def _bad_volume(message: str) -> BadRequest:
     return BadRequest(message, code="invalid_volume", details={"field": "volume"})
 
 
-def apply_data_passing(package: Package, data: bytes, method: str | None,
-                       volume: str | None) -> tuple[Package, bytes]:
+def apply_data_passing(package: Package, data: bytes, method: str | None, volume: str | None) -> tuple[Package, bytes]:
     """Apply the upload's `data_passing`/`volume` arguments: the package and bytes to upload."""
     method = check_method(method)
     if method == ARTIFACT:
@@ -157,8 +211,9 @@ def apply_data_passing(package: Package, data: bytes, method: str | None,
     return rewrite_package(package, parse_volume(volume))
 
 
-def rewrite_package(package: Package, volume: Mapping, *,
-                    path_prefix: str = DEFAULT_PATH_PREFIX) -> tuple[Package, bytes]:
+def rewrite_package(
+    package: Package, volume: Mapping, *, path_prefix: str = DEFAULT_PATH_PREFIX
+) -> tuple[Package, bytes]:
     """Rewrite a v1 package to pass data through `volume`; return the new package and its YAML bytes."""
     if package.kind != V1:
         raise BadRequest(V2_MESSAGE, code=UNSUPPORTED, details={"pipeline_kind": package.kind})
@@ -169,8 +224,9 @@ def rewrite_package(package: Package, volume: Mapping, *,
 
 def dump_workflow(workflow: Mapping) -> bytes:
     """Serialize a workflow as YAML, keeping key order, so equal inputs give equal bytes."""
-    return yaml.dump(workflow, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                     width=4096).encode()
+    return yaml.dump(
+        workflow, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
+    ).encode()
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
@@ -197,15 +253,24 @@ def rewrite_workflow(workflow: Mapping, volume: Mapping, *, path_prefix: str = D
     except (AttributeError, TypeError, KeyError, IndexError) as exc:
         # The checks above cover what kfp 1.x writes; a hand-made workflow of the wrong shape (a string where
         # Argo wants a list, ...) must still be a 400 about the package, never a 500.
-        raise BadRequest(f"the workflow is malformed ({type(exc).__name__}: {exc}); volume passing needs a "
-                         "well-formed Argo workflow", code="invalid_package") from None
-
+        raise BadRequest(
+            f"the workflow is malformed ({type(exc).__name__}: {exc}); volume passing needs a "
+            "well-formed Argo workflow",
+            code="invalid_package",
+        ) from None
 
 
 def _check_prefix(prefix: str) -> str:
     parts = prefix.strip("/").split("/") if isinstance(prefix, str) else []
-    if (not isinstance(prefix, str) or prefix.startswith("/") or not prefix.strip("/")
-            or any(p in ("", ".", "..") or "{" in p for p in parts)):
-        raise BadRequest(f"the path prefix must be a relative path inside the volume, got {prefix!r}",
-                         code="invalid_volume", details={"field": "path_prefix"})
+    if (
+        not isinstance(prefix, str)
+        or prefix.startswith("/")
+        or not prefix.strip("/")
+        or any(p in ("", ".", "..") or "{" in p for p in parts)
+    ):
+        raise BadRequest(
+            f"the path prefix must be a relative path inside the volume, got {prefix!r}",
+            code="invalid_volume",
+            details={"field": "path_prefix"},
+        )
     return "/".join(parts)

@@ -1,14 +1,16 @@
 """Refusals for volume data passing: everything in a v1 Argo workflow that stops a faithful rewrite.
 
-Internal to `kfadapter.volume_passing` (import the public names from there). `_problems` lists every reason,
+Internal to `kfadapter.packages.volume_passing` (import the public names from there). `_problems` lists every reason,
 found before `volume_rewrite` changes anything; the template accessors (`_kind`, `_artifacts`, `_tasks`) and
 the artifact reference pattern `_FROM` are shared with `volume_rewrite`. Pure: no Flask, no kfp, no I/O.
 """
+
 from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 UNSUPPORTED = "volume_passing_unsupported"
 # Where an artifact can get its content from other than a producing step: a constant (raw) or a location.
@@ -35,20 +37,22 @@ def _tasks(template: Mapping) -> Iterator[dict]:
         yield from (s for s in (group if isinstance(group, list) else [group]) if isinstance(s, dict))
 
 
-
 def _problems(spec: Mapping, templates: list[dict]) -> list[str]:
     """List everything that stops a faithful rewrite (empty: the rewrite is safe)."""
     problems: list[str] = []
     for art in (spec.get("arguments") or {}).get("artifacts") or []:
-        problems.append(f"workflow argument artifact {_name(art)!r} is a constant artifact argument; only "
-                        "outputs of earlier steps can be passed through the volume")
+        problems.append(
+            f"workflow argument artifact {_name(art)!r} is a constant artifact argument; only "
+            "outputs of earlier steps can be passed through the volume"
+        )
     by_name = {t.get("name"): t for t in templates}
     for template in templates:
         tname, kind = template.get("name"), _kind(template)
         if kind is None:
             if _artifacts(template, "inputs") or _artifacts(template, "outputs"):
-                problems.append(f"template {tname!r} has artifacts but is not a container, script, DAG or "
-                                "steps template")
+                problems.append(
+                    f"template {tname!r} has artifacts but is not a container, script, DAG or steps template"
+                )
             continue
         for side in ("inputs", "outputs"):
             for art in _artifacts(template, side):
@@ -58,15 +62,19 @@ def _problems(spec: Mapping, templates: list[dict]) -> list[str]:
             continue
         for art in _artifacts(template, "outputs"):
             if isinstance(art, Mapping) and isinstance(art.get("name"), str):
-                problems += _ref_problems(template, art.get("from"),
-                                          f"output artifact {art['name']!r} of template {tname!r}")
+                problems += _ref_problems(
+                    template, art.get("from"), f"output artifact {art['name']!r} of template {tname!r}"
+                )
         for task in _tasks(template):
             if "templateRef" in task:
-                problems.append(f"task {task.get('name')!r} of {tname!r} uses templateRef; templates outside "
-                                "this workflow cannot be rewritten")
+                problems.append(
+                    f"task {task.get('name')!r} of {tname!r} uses templateRef; templates outside "
+                    "this workflow cannot be rewritten"
+                )
             elif task.get("template") not in by_name and task.get("inline") is None:
-                problems.append(f"task {task.get('name')!r} of {tname!r} calls unknown template "
-                                f"{task.get('template')!r}")
+                problems.append(
+                    f"task {task.get('name')!r} of {tname!r} calls unknown template {task.get('template')!r}"
+                )
             for art in (task.get("arguments") or {}).get("artifacts") or []:
                 problems += _argument_problems(template, task, art)
             if task.get("inline") is not None:
@@ -88,8 +96,10 @@ def _artifact_problems(template: Mapping, side: str, art: Any) -> list[str]:
     out = []
     sources = [s for s in _ARTIFACT_SOURCES if s in art]
     if sources:
-        out.append(f"{where} takes a constant or external value ({sources[0]}); only outputs of earlier "
-                   "steps can be passed through the volume")
+        out.append(
+            f"{where} takes a constant or external value ({sources[0]}); only outputs of earlier "
+            "steps can be passed through the volume"
+        )
     if art.get("globalName"):
         out.append(f"{where} is exported as global artifact {art['globalName']!r}")
     if "fromExpression" in art:
@@ -105,8 +115,11 @@ def _artifact_problems(template: Mapping, side: str, art: Any) -> list[str]:
 
 def _mount_problems(template: Mapping) -> list[str]:
     body = template[_kind(template)]
-    seen = {m.get("mountPath"): f"volume mount {m.get('name')!r}" for m in body.get("volumeMounts") or []
-            if isinstance(m, Mapping)}
+    seen = {
+        m.get("mountPath"): f"volume mount {m.get('name')!r}"
+        for m in body.get("volumeMounts") or []
+        if isinstance(m, Mapping)
+    }
     out = []
     for side in ("inputs", "outputs"):
         for art in _artifacts(template, side):
@@ -116,8 +129,10 @@ def _mount_problems(template: Mapping) -> list[str]:
             directory = posixpath.dirname(posixpath.normpath(path))
             if directory in seen:
                 # One directory can hold one mount, so two artifacts there cannot get separate subPaths.
-                out.append(f"{side[:-1]} artifact {art['name']!r} of template {template.get('name')!r} shares "
-                           f"directory {directory} with {seen[directory]}")
+                out.append(
+                    f"{side[:-1]} artifact {art['name']!r} of template {template.get('name')!r} shares "
+                    f"directory {directory} with {seen[directory]}"
+                )
             seen[directory] = f"{side[:-1]} artifact {art['name']!r}"
     return out
 
@@ -127,16 +142,20 @@ def _argument_problems(template: Mapping, task: Mapping, art: Any) -> list[str]:
     if not isinstance(art, Mapping) or not isinstance(art.get("name"), str):
         return [f"task {task.get('name')!r} in {template.get('name')!r} has an artifact argument without a name"]
     if "from" not in art:
-        return [f"{where} is a constant artifact argument (raw or external data); only outputs of earlier "
-                "steps can be passed through the volume"]
+        return [
+            f"{where} is a constant artifact argument (raw or external data); only outputs of earlier "
+            "steps can be passed through the volume"
+        ]
     return _ref_problems(template, art["from"], where)
 
 
 def _ref_problems(template: Mapping, ref: Any, where: str) -> list[str]:
     match = _FROM.fullmatch(ref) if isinstance(ref, str) else None
     if match is None:
-        return [f"{where} comes from {ref!r}; only one task's or step's output artifact, or an input artifact "
-                "of the template, can be passed"]
+        return [
+            f"{where} comes from {ref!r}; only one task's or step's output artifact, or an input artifact "
+            "of the template, can be passed"
+        ]
     producer, artifact = match.group(2), match.group(3)
     if producer is None:
         if artifact not in {_name(a) for a in _artifacts(template, "inputs")}:
@@ -156,8 +175,7 @@ def _file_name_problems(templates: list[dict], by_name: Mapping[Any, dict]) -> l
         tname = template.get("name")
         if _kind(template) in _POD_KINDS:
             for art in _artifacts(template, "outputs"):
-                flow[("outputs", tname, art["name"])] = {(posixpath.basename(art["path"]),
-                                                          f"{tname}/{art['name']}")}
+                flow[("outputs", tname, art["name"])] = {(posixpath.basename(art["path"]), f"{tname}/{art['name']}")}
             continue
         if _kind(template) not in _GRAPH_KINDS:
             continue
@@ -166,8 +184,12 @@ def _file_name_problems(templates: list[dict], by_name: Mapping[Any, dict]) -> l
             edges.append((_source(_FROM.fullmatch(str(art["from"])), tname, callee), ("outputs", tname, art["name"])))
         for task in _tasks(template):
             for art in (task.get("arguments") or {}).get("artifacts") or []:
-                edges.append((_source(_FROM.fullmatch(str(art["from"])), tname, callee),
-                              ("inputs", task.get("template"), art["name"])))
+                edges.append(
+                    (
+                        _source(_FROM.fullmatch(str(art["from"])), tname, callee),
+                        ("inputs", task.get("template"), art["name"]),
+                    )
+                )
     changed = True
     while changed:
         changed = False
@@ -184,14 +206,16 @@ def _file_name_problems(templates: list[dict], by_name: Mapping[Any, dict]) -> l
             wanted = posixpath.basename(art["path"])
             for written, producer in sorted(flow.get(("inputs", template.get("name"), art["name"]), ())):
                 if written != wanted:
-                    out.append(f"template {template.get('name')!r} reads input artifact {art['name']!r} as file "
-                               f"{wanted!r} but {producer} writes {written!r}; a consumer mounts its producer's "
-                               "directory, so both must use one file name")
+                    out.append(
+                        f"template {template.get('name')!r} reads input artifact {art['name']!r} as file "
+                        f"{wanted!r} but {producer} writes {written!r}; a consumer mounts its producer's "
+                        "directory, so both must use one file name"
+                    )
     return out
 
 
 def _source(match: re.Match, tname: Any, callee: Mapping) -> tuple:
-    scope, producer, artifact = match.groups()
+    _scope, producer, artifact = match.groups()
     if producer is None:
         return ("inputs", tname, artifact)
     return ("outputs", callee.get(producer), artifact)

@@ -11,6 +11,7 @@ whether KFP-backed requests can be served, and busy threads are part of that ans
 431 from the event loop. Requests this framer cannot delimit (malformed framing, a body over the limit) are
 handed over as they are, gunicorn's parser or the application answers them, and the connection is closed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -35,13 +36,19 @@ _PROBES = (b"/liveness",)
 def _answer(status: int, reason: str, code: str, message: str) -> bytes:
     """An error envelope answered from the event loop, closing the connection."""
     body = json.dumps({"status": status, "code": code, "message": message, "details": {}}).encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 _TIMEOUT = _answer(408, "Request Timeout", "request_timeout", "the request was not received in time")
-_HEAD_TOO_LARGE = _answer(431, "Request Header Fields Too Large", "headers_too_large",
-                          f"the request line and headers exceed {_MAX_HEAD} bytes")
+_HEAD_TOO_LARGE = _answer(
+    431,
+    "Request Header Fields Too Large",
+    "headers_too_large",
+    f"the request line and headers exceed {_MAX_HEAD} bytes",
+)
 
 
 # gunicorn's status for its own parse errors (others: 400); answered as JSON by BufferedThreadWorker.handle_error.
@@ -97,7 +104,7 @@ class RequestFramer:
                 self.state, self.too_large = "done", True
             return len(data)
         used = len(data) - (len(self.head) - end - 4)
-        del self.head[end + 4:]
+        del self.head[end + 4 :]
         self._framing(bytes(self.head[:end]))
         return used
 
@@ -378,6 +385,8 @@ class BufferedThreadWorker(ThreadWorker):
 
 def configured(header_timeout: float, body_timeout: float, max_body: int) -> type[BufferedThreadWorker]:
     """Return the worker class with these deadlines and body limit (for gunicorn's `worker_class`)."""
-    return type("BufferedThreadWorker", (BufferedThreadWorker,),
-                {"header_timeout": header_timeout, "body_timeout": body_timeout, "max_body": max_body,
-                 "__module__": __name__})
+    return type(
+        "BufferedThreadWorker",
+        (BufferedThreadWorker,),
+        {"header_timeout": header_timeout, "body_timeout": body_timeout, "max_body": max_body, "__module__": __name__},
+    )

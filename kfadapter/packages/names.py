@@ -7,11 +7,12 @@ pipeline, so a 128-character pipeline name fails there), and a v2 package's `pip
 them as path segments, so a request for `/pipelines/names/..` would reach another KFP route.
 Leaf module: no Flask, no kfp.
 """
+
 from __future__ import annotations
 
 import re
 
-from .errors import BadRequest
+from kfadapter.core.errors import BadRequest
 
 NAME_MAX_BYTES = 128
 PIPELINE_NAME_MAX_CHARS = 127
@@ -38,8 +39,9 @@ def check_name(value: str, what: str, max_bytes: int = NAME_MAX_BYTES) -> str:
     """Return `value`, or raise a 400 `invalid_name` naming the rule it breaks."""
     problem = name_problem(value, max_bytes)
     if problem:
-        raise BadRequest(f"invalid {what} {value[:80]!r}: {problem}", code="invalid_name",
-                         details={"field": what, "rule": problem})
+        raise BadRequest(
+            f"invalid {what} {value[:80]!r}: {problem}", code="invalid_name", details={"field": what, "rule": problem}
+        )
     return value
 
 
@@ -47,21 +49,28 @@ def check_pipeline_name(value: str) -> str:
     """A name for a new pipeline: the name rules, and at most 127 characters (its first version's name too)."""
     check_name(value, "pipeline name")
     if len(value) > PIPELINE_NAME_MAX_CHARS:
-        problem = (f"it is {len(value)} characters long; KFP names the first version after the pipeline and "
-                   f"version names are at most {PIPELINE_NAME_MAX_CHARS} characters")
-        raise BadRequest(f"invalid pipeline name {value[:80]!r}: {problem}", code="invalid_name",
-                         details={"field": "pipeline name", "rule": problem})
+        problem = (
+            f"it is {len(value)} characters long; KFP names the first version after the pipeline and "
+            f"version names are at most {PIPELINE_NAME_MAX_CHARS} characters"
+        )
+        raise BadRequest(
+            f"invalid pipeline name {value[:80]!r}: {problem}",
+            code="invalid_name",
+            details={"field": "pipeline name", "rule": problem},
+        )
     return value
 
 
 def check_ir_name(name: str | None) -> None:
     """Refuse a v2 package whose `pipelineInfo.name` KFP would refuse, naming it and the pattern."""
     if name is None or not _IR_NAME.match(name):
-        raise BadRequest(f"the package's pipelineInfo.name {name!r} does not match {IR_NAME_PATTERN}, which KFP "
-                         "requires (lowercase letters, digits and '-', at most 128); rename the pipeline in "
-                         "@dsl.pipeline(name=...) and compile it again",
-                         code="invalid_pipeline_info_name",
-                         details={"pipeline_info_name": name, "pattern": IR_NAME_PATTERN})
+        raise BadRequest(
+            f"the package's pipelineInfo.name {name!r} does not match {IR_NAME_PATTERN}, which KFP "
+            "requires (lowercase letters, digits and '-', at most 128); rename the pipeline in "
+            "@dsl.pipeline(name=...) and compile it again",
+            code="invalid_pipeline_info_name",
+            details={"pipeline_info_name": name, "pattern": IR_NAME_PATTERN},
+        )
 
 
 def path_segment_problem(path: str) -> str | None:

@@ -6,23 +6,43 @@ and answers 400 naming the problem on every version. A package compiled by a new
 server's pipeline-spec copy does not know (its strict parse refuses them): where an older field holds the same
 value the newer one is left out, else a 400 names the field and the KFP version.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from . import pipelines as pl
-from .errors import BadRequest
-from .names import check_ir_name
+from kfadapter.core.errors import BadRequest
+from kfadapter.packages import parsing as pl
+from kfadapter.packages.names import check_ir_name
 
 SCHEMA_VERSION = "2.1.0"  # the only IR schema KFP accepts
-_SPEC_FIELDS = frozenset({"pipelineInfo", "pipeline_info", "deploymentSpec", "deployment_spec", "sdkVersion",
-                          "sdk_version", "schemaVersion", "schema_version", "components", "root",
-                          "defaultPipelineRoot", "default_pipeline_root"})
+_SPEC_FIELDS = frozenset(
+    {
+        "pipelineInfo",
+        "pipeline_info",
+        "deploymentSpec",
+        "deployment_spec",
+        "sdkVersion",
+        "sdk_version",
+        "schemaVersion",
+        "schema_version",
+        "components",
+        "root",
+        "defaultPipelineRoot",
+        "default_pipeline_root",
+    }
+)
 # A newer field -> the older field the SDK writes beside it with the same value (ResourceSpec, AcceleratorConfig).
-OLDER_TWIN = {"resourceCpuLimit": "cpuLimit", "resourceMemoryLimit": "memoryLimit",
-              "resourceCpuRequest": "cpuRequest", "resourceMemoryRequest": "memoryRequest",
-              "resourceType": "type", "resourceCount": "count"}
+OLDER_TWIN = {
+    "resourceCpuLimit": "cpuLimit",
+    "resourceMemoryLimit": "memoryLimit",
+    "resourceCpuRequest": "cpuRequest",
+    "resourceMemoryRequest": "memoryRequest",
+    "resourceType": "type",
+    "resourceCount": "count",
+}
 # Values that are free-form data (protobuf Struct / Value): their keys are not spec fields.
 _DATA_KEYS = frozenset({"defaultValue", "constant", "metadata", "runtimeValue", "config", "platforms"})
 
@@ -93,6 +113,9 @@ def fit_ir(ir: dict, unknown: frozenset[str], server: str) -> tuple[dict, list[s
 
 
 def _too_new(field: str, server: str) -> BadRequest:
-    return BadRequest(f"the package uses {field}, which {server} does not know and no older field of the package "
-                      "holds; compile it with an older kfp SDK (or without that feature) or upgrade KFP",
-                      code="package_too_new", details={"field": field, "kfp_version": server})
+    return BadRequest(
+        f"the package uses {field}, which {server} does not know and no older field of the package "
+        "holds; compile it with an older kfp SDK (or without that feature) or upgrade KFP",
+        code="package_too_new",
+        details={"field": field, "kfp_version": server},
+    )

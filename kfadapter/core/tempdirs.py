@@ -6,6 +6,7 @@ the process dies however it dies, so `sweep()` at the next start removes exactly
 gone: no pid files, no guessing about reused pids or pid namespaces. Directories without that lock file (made by
 an older version or another program) are left alone.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -14,8 +15,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 UPLOAD_PREFIX = "kfadapter-upload-"
 _OWNER = ".owner"  # the locked file

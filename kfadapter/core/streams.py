@@ -4,6 +4,7 @@ Each stage is a reader (`read(n)` → up to n bytes, b"" at the end) over the pr
 passes through in fixed-size chunks; corrupt or oversized input raises `Undecodable` (422). `archive` chains
 them and reads tar on top.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -11,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import Undecodable
+from kfadapter.core.errors import Undecodable
 
 CHUNK = 64 * 1024
 
@@ -33,6 +34,7 @@ class Limits:
 
 # ---- stages ---------------------------------------------------------------------------------------------
 
+
 class _Stage:
     """A reader that produces chunks from `_next()` and hands them out at most n bytes at a time."""
 
@@ -53,7 +55,7 @@ class _Stage:
             if not self._chunk:
                 self._eof = True
                 return b""
-        out = self._chunk[self._pos:self._pos + n]
+        out = self._chunk[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 
@@ -73,7 +75,7 @@ class JsonDataField(_Stage):
         while True:
             key = buf.find(b'"data"')
             if key >= 0:
-                rest = buf[key + 6:].lstrip()
+                rest = buf[key + 6 :].lstrip()
                 if rest.startswith(b":"):
                     rest = rest[1:].lstrip()
                     if rest.startswith(b'"'):
@@ -83,10 +85,10 @@ class JsonDataField(_Stage):
                     if rest:
                         raise Undecodable("KFP's artifact answer has no base64 string in 'data'")
             if len(buf) > self._limits.max_prelude:
-                raise Undecodable("KFP's artifact answer is not {\"data\": \"<base64>\"}")
+                raise Undecodable('KFP\'s artifact answer is not {"data": "<base64>"}')
             more = self._src.read(CHUNK)
             if not more:
-                raise Undecodable("KFP's artifact answer is not {\"data\": \"<base64>\"}")
+                raise Undecodable('KFP\'s artifact answer is not {"data": "<base64>"}')
             buf += more
 
     def _next(self) -> bytes:
@@ -139,7 +141,7 @@ class Base64Decode(_Stage):
                 out = binascii.a2b_base64(data[:cut], strict_mode=True)
             except binascii.Error as exc:
                 raise Undecodable(f"corrupt base64: {exc}") from None
-            self._padded = data[cut - 1:cut] == b"="
+            self._padded = data[cut - 1 : cut] == b"="
             if out:
                 return out
 
@@ -189,8 +191,11 @@ class Capped(_Stage):
         out = self._src.read(CHUNK)
         self.total += len(out)
         if self.total > self._max:
-            raise Undecodable(f"the artifact decodes to more than {self._max} bytes", code="artifact_too_large",
-                              details={"max_bytes": self._max})
+            raise Undecodable(
+                f"the artifact decodes to more than {self._max} bytes",
+                code="artifact_too_large",
+                details={"max_bytes": self._max},
+            )
         return out
 
 

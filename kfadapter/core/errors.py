@@ -2,6 +2,7 @@
 
 Leaf module: imports nothing from Flask or kfp, so pure modules can raise these too.
 """
+
 from __future__ import annotations
 
 from http import HTTPStatus
@@ -14,8 +15,9 @@ class AdapterError(Exception):
     status: int = HTTPStatus.INTERNAL_SERVER_ERROR
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -26,8 +28,7 @@ class AdapterError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """Render the error envelope body."""
-        return {"status": int(self.status), "code": self.code, "message": self.message,
-                "details": self.details}
+        return {"status": int(self.status), "code": self.code, "message": self.message, "details": self.details}
 
 
 class BadRequest(AdapterError):

@@ -7,12 +7,14 @@ workflow wraps each task T in KFP's plumbing (`T-driver`, the DAG `T` whose chil
 only in the workflow (`GET /apis/v1beta1/runs/{id}` → `pipeline_runtime.workflow_manifest`): `status.message`
 and each failed node's `message` (`main: Error (exit code 1)`, `Step exceeded its deadline`, ...).
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .errors import Undecodable
-from .outputs.argo import nodes_of
+from kfadapter.core.errors import Undecodable
+from kfadapter.outputs.argo import nodes_of
 
 UNSET_TIMES = frozenset({"", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z"})  # KFP's "not yet"
 _V2_PLUMBING = {"root", "root-driver", "executor"}
@@ -41,9 +43,16 @@ def tasks(run: Mapping[str, Any]) -> list[dict]:
         else:
             keep = not d.get("child_tasks")
         if keep:
-            out.append({"name": name, "state": d.get("state") or "RUNTIME_STATE_UNSPECIFIED",
-                        "start_time": _time(d.get("start_time")), "end_time": _time(d.get("end_time")),
-                        "pod": children[0] if v2 and children else None, "task_id": d.get("task_id")})
+            out.append(
+                {
+                    "name": name,
+                    "state": d.get("state") or "RUNTIME_STATE_UNSPECIFIED",
+                    "start_time": _time(d.get("start_time")),
+                    "end_time": _time(d.get("end_time")),
+                    "pod": children[0] if v2 and children else None,
+                    "task_id": d.get("task_id"),
+                }
+            )
     out.sort(key=lambda t: (t["start_time"] or "9999", t["name"]))
     return out
 
@@ -71,8 +80,7 @@ def failure(workflow: Mapping[str, Any] | None) -> dict:
         nodes = nodes_of(workflow)
     except Undecodable as exc:
         return {"message": f"the run's workflow nodes cannot be read: {exc.message}", "nodes": []}
-    parents = {child: node for node in nodes.values() if isinstance(node, dict)
-               for child in node.get("children") or []}
+    parents = {child: node for node in nodes.values() if isinstance(node, dict) for child in node.get("children") or []}
     failed = []
     for node_id, node in nodes.items():
         if not isinstance(node, dict) or node.get("phase") not in _FAILED_PHASES or not node.get("message"):
@@ -80,9 +88,20 @@ def failure(workflow: Mapping[str, Any] | None) -> dict:
         task = node.get("displayName") or node.get("name") or node_id
         if task == "executor" and node_id in parents:  # a v2 task's pod: name it after its task
             task = parents[node_id].get("displayName") or task
-        failed.append((str(node.get("finishedAt") or ""), task, {
-            "task": task, "node_id": node_id, "pod": pod_name(workflow, node_id, node),
-            "template": node.get("templateName"), "phase": node.get("phase"), "message": str(node["message"])}))
+        failed.append(
+            (
+                str(node.get("finishedAt") or ""),
+                task,
+                {
+                    "task": task,
+                    "node_id": node_id,
+                    "pod": pod_name(workflow, node_id, node),
+                    "template": node.get("templateName"),
+                    "phase": node.get("phase"),
+                    "message": str(node["message"]),
+                },
+            )
+        )
     failed = [f for _, _, f in sorted(failed, key=lambda f: f[:2])]
     status_message = str((workflow.get("status") or {}).get("message") or "")
     parts = ([status_message] if status_message else []) + [f"{f['task']}: {f['message']}" for f in failed]

@@ -1,0 +1,1 @@
+"""The production HTTP server: gunicorn's configuration, the buffered gthread worker and the escaping logger."""
