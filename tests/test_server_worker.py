@@ -67,12 +67,39 @@ def test_framer_marks_only_liveness_as_probe():
     b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",  # ambiguous: gunicorn answers 400
     b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
     b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-    b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 9000,
 ])
 def test_framer_hands_over_what_it_cannot_delimit(head):
     f = framer()
-    assert f.feed(head) == len(head) and f.done and not f.whole
+    assert f.feed(head) == len(head) and f.done and not f.whole and f.error is None
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"zz\r\n", "the chunk size 'zz' is not hexadecimal digits"),
+    (b"0x0\r\n\r\n", "the chunk size '0x0' is not hexadecimal digits"),
+    (b"+0\r\n\r\n", "the chunk size '+0' is not hexadecimal digits"),
+    (b"2_9\r\n", "the chunk size '2_9' is not hexadecimal digits"),
+    (b" 5\r\nhello\r\n", "the chunk size ' 5' is not hexadecimal digits"),
+    (b"5\nhello\r\n", "a chunk-size line ends with a bare LF"),
+    (b"5\r\nhelloXY", "the chunk data is not followed by CRLF (but by 'X"),
+    (b"5\r\nhello\rX", "the chunk data is not followed by CRLF (but by '\\rX')"),
+    (b"5;a b\r\nhello\r\n", "the chunk extension ';a b' is not token[=value] pairs"),
+    (b"0\r\nX: 1\n", "the trailer section ends with a bare LF"),
+    (b"0\r\nnot a field\r\n\r\n", "the trailer line 'not a field' is not name: value"),
+    (b"1" * 9000, "a chunk-size line is longer than 8190 bytes"),
+    (b"5\r\r\nhello\r\n", "a chunk-size line holds a bare CR"),
+])
+@pytest.mark.parametrize("step", [1, 1000])
+def test_framer_refuses_malformed_chunked_framing_naming_the_problem(body, problem, step):
+    f = framer()
+    feed_all(f, b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body, step)
+    assert f.done and not f.whole and f.error.startswith("the chunked request body is malformed: " + problem)
+
+
+def test_framer_refuses_a_chunked_body_over_the_limit_without_reading_it():
+    f = framer()
+    head = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    used = f.feed(head + b"3e9\r\n" + b"a" * 100)
+    assert f.done and f.body_too_large and used == len(head) + 5
 
 
 def test_framer_hands_over_an_oversized_head():

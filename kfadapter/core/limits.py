@@ -21,6 +21,8 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.S)
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.S)  # `\\` is consumed whole, so it never starts one
 
 
 class LimitExceeded(ValueError):
@@ -82,7 +84,34 @@ def loads_json(data: bytes, *, max_bytes: int, max_depth: int, size_setting: str
     if len(data) > max_bytes:
         raise LimitExceeded(f"the JSON is larger than {size_setting} ({max_bytes} bytes)", size_setting, max_bytes)
     check_json_depth(data, max_depth)
+    check_surrogates(data)
     return json.loads(data)
+
+
+def check_surrogates(data: bytes) -> None:
+    """Raise ValueError when JSON text escapes a lone UTF-16 surrogate (`\\ud800`): no character, no UTF-8 form.
+
+    Python's json module turns one into a str that fails later, wherever the text is encoded (KFP, the store,
+    a log line); refused here, it is a 400 that names it.
+    """
+    if not _SURROGATE_HINT.search(data):
+        return
+    high = None  # the escape of a high surrogate still waiting for its low half, and where it ended
+    for match in _ESCAPE.finditer(data):
+        code = int(match.group(1), 16) if match.group(1) else None
+        if high is not None:
+            if match.start() == high[1] and code is not None and 0xDC00 <= code <= 0xDFFF:
+                high = None
+                continue
+            break
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            high = (match.group(0), match.end())
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            high = (match.group(0), -1)
+            break
+    if high is not None:
+        escape = high[0].decode("ascii")
+        raise ValueError(f"a string holds the lone UTF-16 surrogate {escape}, which is not a Unicode character")
 
 
 def check_yaml(text: bytes | str, limits: Limits) -> None:

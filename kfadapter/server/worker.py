@@ -8,8 +8,15 @@ anonymous temporary file) within deadlines, and submits the connection to the th
 is complete. Threads therefore only ever run the application. `GET /liveness` has its own small pool, so the
 probe is never queued behind application work either (`/readiness` stays with the application threads: it says
 whether KFP-backed requests can be served, and busy threads are part of that answer). A head over 64 KiB gets
-431 from the event loop. Requests this framer cannot delimit (malformed framing, a body over the limit) are
-handed over as they are, gunicorn's parser or the application answers them, and the connection is closed.
+431 from the event loop, malformed chunked framing 400 and a chunked body over the limit 413 (kfadapter/server/
+framing.py). Other requests the framer cannot delimit (conflicting lengths, a Content-Length over the limit) are
+handed over as they are, gunicorn's parser or the application answers them, and the connection is closed; a body
+gunicorn's reader still refuses inside the application is a 400 too, never a 500.
+
+Idle connections (accepted, or kept alive, without a byte of a request yet) cost a socket each. When a worker
+holds `worker_connections` of them, gthread stops accepting, and `/liveness` waits in the kernel's backlog
+behind them until they time out: Kubernetes then restarts a healthy pod. Here the worker keeps accepting and
+closes its oldest idle connection to make room; it stops accepting only when none of its connections is idle.
 """
 
 from __future__ import annotations
@@ -25,12 +32,16 @@ from functools import partial
 from gunicorn.http import errors as http_errors
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+from werkzeug.exceptions import BadRequest
+
+from kfadapter.server.framing import RequestFramer
+
+__all__ = ["BufferedThreadWorker", "RequestFramer", "configured"]
 
 _RECV = 256 * 1024
 _SPOOL_IN_MEMORY = 64 * 1024  # per connection; larger requests go to an anonymous temporary file
 _MAX_HEAD = 64 * 1024  # no client of this API sends more; bounds the memory of 1000 half-sent heads
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_PROBES = (b"/liveness",)
 
 
 def _answer(status: int, reason: str, code: str, message: str) -> bytes:
@@ -43,6 +54,7 @@ def _answer(status: int, reason: str, code: str, message: str) -> bytes:
 
 
 _TIMEOUT = _answer(408, "Request Timeout", "request_timeout", "the request was not received in time")
+_BODY_TOO_LARGE = "the chunked request body is larger than {} bytes"
 _HEAD_TOO_LARGE = _answer(
     431,
     "Request Header Fields Too Large",
@@ -60,130 +72,6 @@ _PARSE_STATUS = {
     http_errors.ForbiddenProxyRequest: (403, "Forbidden"),
     http_errors.ConfigurationProblem: (500, "Internal Server Error"),
 }
-
-
-class RequestFramer:
-    """Find where one HTTP/1.x request ends in the bytes a client sends."""
-
-    def __init__(self, max_head: int, max_body: int) -> None:
-        self.max_head = max_head  # past it, `too_large` is set and the request is handed over as it is
-        self.max_body = max_body
-        self.head = bytearray()
-        self.state = "head"  # head -> length | size | data | trailer -> done
-        self.remaining = 0
-        self.line = bytearray()
-        self.body_bytes = 0
-        self.expect_continue = False
-        self.probe = False
-        self.too_large = False
-        self.whole = False  # the request ended where its framing says (else: handed over as it is)
-
-    @property
-    def done(self) -> bool:
-        """Whether the request is complete (or handed over as it is)."""
-        return self.state == "done"
-
-    def feed(self, data: bytes) -> int:
-        """Consume the bytes of this request from `data`; return how many belong to it."""
-        used = 0
-        while used < len(data) and self.state != "done":
-            used += getattr(self, "_" + self.state)(memoryview(data)[used:])
-        return used
-
-    def _pass_through(self, rest: memoryview) -> int:
-        # gunicorn's own parser decides about this request; everything received so far goes with it.
-        self.state = "done"
-        return len(rest)
-
-    def _head(self, data: memoryview) -> int:
-        start = max(0, len(self.head) - 3)
-        self.head += data
-        end = self.head.find(b"\r\n\r\n", start)
-        if end < 0:
-            if len(self.head) > self.max_head:
-                self.state, self.too_large = "done", True
-            return len(data)
-        used = len(data) - (len(self.head) - end - 4)
-        del self.head[end + 4 :]
-        self._framing(bytes(self.head[:end]))
-        return used
-
-    def _framing(self, head: bytes) -> None:
-        request_line, *lines = head.split(b"\r\n")
-        parts = request_line.split(b" ")
-        method, target, version = (parts + [b"", b"", b""])[:3]
-        self.probe = method == b"GET" and target.split(b"?")[0] in _PROBES
-        lengths, codings, expect = [], [], b""
-        for line in lines:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                lengths.append(value.strip())
-            elif name == b"transfer-encoding":
-                codings += [c.strip().lower() for c in value.split(b",")]
-            elif name == b"expect":
-                expect = value.strip().lower()
-        self.state = "done"  # no body, or framing gunicorn will refuse
-        self.whole = not codings and not lengths
-        if codings:
-            if codings[-1] == b"chunked" and not lengths:
-                self.state = "size"
-        elif len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) < 19:
-            self.remaining = int(lengths[0])
-            if self.remaining > self.max_body:
-                return  # the application refuses it (413) without reading it
-            self.whole = not self.remaining
-            if self.remaining:
-                self.state = "length"
-        elif lengths:
-            return
-        self.expect_continue = self.state != "done" and expect == b"100-continue" and version == b"HTTP/1.1"
-
-    def _length(self, data: memoryview) -> int:
-        used = min(len(data), self.remaining)
-        self.remaining -= used
-        if not self.remaining:
-            self.state, self.whole = "done", True
-        return used
-
-    def _size(self, data: memoryview) -> int:
-        used = self._line(data)
-        if self.state == "size" and self.line.endswith(b"\r\n"):
-            size = bytes(self.line[:-2]).split(b";")[0].strip()
-            self.line.clear()
-            try:
-                self.remaining = int(size, 16) + 2 if size else -1
-            except ValueError:
-                self.remaining = -1
-            if self.remaining < 0 or self.body_bytes + self.remaining > self.max_body:
-                return used + self._pass_through(data[used:])
-            self.body_bytes += self.remaining
-            self.state = "data" if self.remaining > 2 else "trailer"
-        return used
-
-    def _data(self, data: memoryview) -> int:
-        used = min(len(data), self.remaining)
-        self.remaining -= used
-        if not self.remaining:
-            self.state = "size"
-        return used
-
-    def _trailer(self, data: memoryview) -> int:
-        used = self._line(data)
-        if self.state == "trailer" and self.line.endswith(b"\r\n"):
-            self.state = "done" if self.line == b"\r\n" else "trailer"
-            self.whole = self.state == "done"
-            self.line.clear()
-        return used
-
-    def _line(self, data: memoryview) -> int:
-        """Add bytes up to the next line end to `self.line`; hand over a line longer than 8 KiB."""
-        end = bytes(data[:8192]).find(b"\n")
-        used = len(data) if end < 0 else end + 1
-        self.line += data[:used]
-        if len(self.line) > 8192:
-            self.state = "done"
-        return used
 
 
 class _SpoolUnreader(SocketUnreader):
@@ -227,6 +115,40 @@ class _Inbox:
         self.continued = False
 
 
+class _GuardedBody:
+    """A request body whose malformed framing (found by gunicorn's reader) is a 400 for the application."""
+
+    def __init__(self, body) -> None:
+        self._body = body
+
+    def __getattr__(self, name: str):
+        return getattr(self._body, name)  # `failed`, read by gunicorn's drain, among others
+
+    def _guarded(self, method: str, *args):
+        try:
+            return getattr(self._body, method)(*args)
+        except http_errors.ParseException as exc:
+            raise BadRequest(f"the request body is malformed: {exc}") from None
+
+    def read(self, size=None):
+        """Read like gunicorn's Body; malformed framing raises werkzeug's BadRequest."""
+        return self._guarded("read", size)
+
+    def readline(self, size=None):
+        """Read a line like gunicorn's Body; malformed framing raises werkzeug's BadRequest."""
+        return self._guarded("readline", size)
+
+    def readlines(self, size=None):
+        """Read lines like gunicorn's Body; malformed framing raises werkzeug's BadRequest."""
+        return self._guarded("readlines", size)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._guarded("__next__")
+
+
 class BufferedThreadWorker(ThreadWorker):
     """gthread worker that reads requests in its event loop and gives threads only complete ones."""
 
@@ -237,13 +159,23 @@ class BufferedThreadWorker(ThreadWorker):
 
     def init_process(self):
         self.inboxes: dict[TConn, _Inbox] = {}
+        self.idle: dict[TConn, float] = {}  # connections without a byte of their request yet, oldest first
         self.probe_pool = futures.ThreadPoolExecutor(self.probe_threads, thread_name_prefix="probe")
         super().init_process()
+
+    def set_accept_enabled(self, enabled):
+        """Keep accepting while full as long as an idle connection can make room (gthread stops at once)."""
+        if not self.cfg.is_ssl and self.alive and not enabled:
+            enabled = bool(self.idle or self.keepalived_conns)
+        super().set_accept_enabled(enabled)
 
     def accept(self, listener):
         """Accept a connection and start reading its first request in the event loop."""
         if self.cfg.is_ssl:  # the event loop reads plain HTTP/1.x only; TLS keeps gthread's own path
             return super().accept(listener)
+        if self.nr_conns >= self.worker_connections and not self._close_oldest_idle():
+            super().set_accept_enabled(False)  # every connection is busy: the backlog waits for one to end
+            return
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
@@ -252,6 +184,25 @@ class BufferedThreadWorker(ThreadWorker):
             return
         self.nr_conns += 1
         self._receive(TConn(self.cfg, client_sock, client_addr, listener.getsockname()), b"")
+
+    def _close_oldest_idle(self) -> bool:
+        """Close the connection that has been idle longest (waiting or kept alive); False when none is idle."""
+        waiting = next(iter(self.idle.items()), None)
+        kept = self.keepalived_conns[0] if self.keepalived_conns else None
+        kept_since = kept.timeout - self.cfg.keepalive if kept is not None else None
+        if waiting is None and kept is None:
+            return False
+        if kept is None or (waiting is not None and kept_since is not None and waiting[1] <= kept_since):
+            self._drop(waiting[0])
+            return True
+        self.keepalived_conns.popleft()
+        try:
+            self.poller.unregister(kept.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        kept.close()
+        return True
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection sends its next request: read it in the event loop too."""
@@ -266,6 +217,8 @@ class BufferedThreadWorker(ThreadWorker):
         inbox = _Inbox(RequestFramer(_MAX_HEAD, self.max_body), time.monotonic() + self.header_timeout)
         self.inboxes[conn] = inbox
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if not carry:
+            self.idle[conn] = time.monotonic()
         if carry:
             self._feed(conn, inbox, carry)
         else:
@@ -287,6 +240,7 @@ class BufferedThreadWorker(ThreadWorker):
         """Spool this request's part of `data`; submit the connection once the request is complete."""
         framer = inbox.framer
         in_head = framer.state == "head"
+        self.idle.pop(conn, None)
         used = framer.feed(data)
         inbox.spool.write(data[:used])
         inbox.received += used
@@ -298,8 +252,17 @@ class BufferedThreadWorker(ThreadWorker):
             self._send_quietly(conn, _CONTINUE)  # the client waits for it before sending the body
         if not framer.done:
             return
+        refusal = None
         if framer.too_large:
-            self._send_quietly(conn, _HEAD_TOO_LARGE)
+            refusal = _HEAD_TOO_LARGE
+        elif framer.body_too_large:
+            message = _BODY_TOO_LARGE.format(self.max_body)
+            refusal = _answer(413, "Payload Too Large", "payload_too_large", message)
+        elif framer.error:
+            refusal = _answer(400, "Bad Request", "malformed_request", framer.error)
+        if refusal is not None:
+            self.log.warning("Invalid request from ip=%s: %s", (conn.client or ("",))[0], refusal.split(b"\r\n")[0])
+            self._send_quietly(conn, refusal)
             self._drop(conn)
             return
         self.poller.unregister(conn.sock)
@@ -322,7 +285,13 @@ class BufferedThreadWorker(ThreadWorker):
             # Its body is still on the socket (too large, or framing gunicorn refuses): closing beats a drain
             # that would hold this thread for seconds.
             req.must_close = True
-        return super().handle_request(req, conn)
+        body = req.body
+        if body is not None:
+            req.body = _GuardedBody(body)  # for the application only: gunicorn's own drain reads the original
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            req.body = body
 
     def finish_request(self, conn, fs):
         """Finish as gthread does, free the spool, and read a pipelined next request at once."""
@@ -348,6 +317,7 @@ class BufferedThreadWorker(ThreadWorker):
                 self._drop(conn)
 
     def _drop(self, conn: TConn) -> None:
+        self.idle.pop(conn, None)
         inbox = self.inboxes.pop(conn, None)
         if inbox is not None:
             inbox.spool.close()

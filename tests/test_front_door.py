@@ -1,0 +1,132 @@
+"""Issue #21's front door against `kfadapter serve` (real gunicorn): odd bytes on raw sockets, idle crowds."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import time
+
+import pytest
+import requests
+
+from tests.conftest import package
+from tests.support import Service, clean_env
+
+PIPELINE = package("add_v2.yaml")
+EXECUTION = "/trainingjobs/tj-odd/execution"
+
+
+@pytest.fixture(scope="module")
+def door(sandbox_server, tmp_path_factory):
+    """One server, two workers of 4 threads (as a small pod runs it), on the session's sandbox."""
+    tmp = tmp_path_factory.mktemp("door")
+    svc = Service(
+        clean_env(KFADAPTER_KFP_ENDPOINT=sandbox_server.url, KFADAPTER_STORE_PATH=str(tmp / "s.sqlite"),
+                  KFADAPTER_WATCH="false", KFADAPTER_GUNICORN_WORKERS="2", KFADAPTER_GUNICORN_THREADS="4"),
+        tmp / "service.log")
+    yield svc
+    svc.stop()
+
+
+def raw(svc: Service, data: bytes, timeout: float = 10) -> tuple[int, dict, bytes]:
+    """Send `data` on a new connection; return (status, headers, body) of the answer, read until it closes."""
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while True:
+            try:
+                piece = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not piece:
+                break
+            answer += piece
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            length = [int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
+                      if k.strip().lower() == b"content-length"]
+            if sep and length and len(body) >= length[0]:
+                break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.split(b"\r\n")
+    headers = {k.strip().decode().lower(): v.strip().decode() for k, _, v in (h.partition(b":") for h in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def chunked(target: bytes, body: bytes) -> bytes:
+    return (b"POST " + target + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body)
+
+
+def traceback_lines(svc: Service) -> list[str]:
+    return [line for line in svc.log_path.read_text(errors="replace").splitlines() if "Traceback" in line]
+
+
+# Each is what the issue's attack sent (or one of its relatives), with the words the answer must name.
+MALFORMED_CHUNKS = {
+    "0x0": (b"0x0\r\n\r\n", "'0x0' is not hexadecimal digits"),
+    "+0": (b"+0\r\n\r\n", "'+0' is not hexadecimal digits"),
+    "2_9": (b"2_9\r\n" + b"a" * 41 + b"\r\n0\r\n\r\n", "'2_9' is not hexadecimal digits"),
+    "-1": (b"-1\r\n\r\n", "'-1' is not hexadecimal digits"),
+    "empty size": (b"\r\n{}\r\n0\r\n\r\n", "'' is not hexadecimal digits"),
+    "bare LF size line": (b"2\n{}\r\n0\r\n\r\n", "a chunk-size line ends with a bare LF"),
+    "bare LF after last chunk": (b"2\r\n{}\r\n0\n\r\n", "a chunk-size line ends with a bare LF"),
+    "bad CRLF after data": (b"2\r\n{}XY0\r\n\r\n", "the chunk data is not followed by CRLF (but by 'XY')"),
+    "LF only after data": (b"2\r\n{}\n0\r\n\r\n", "the chunk data is not followed by CRLF (but by '\\n"),
+    "bad extension": (b"2;=x\r\n{}\r\n0\r\n\r\n", "the chunk extension ';=x'"),
+    "bare LF in trailers": (b"2\r\n{}\r\n0\r\nX-T: 1\n\r\n", "the trailer section ends with a bare LF"),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_CHUNKS))
+def test_malformed_chunked_framing_is_a_400_naming_the_problem(door, name):
+    body, named = MALFORMED_CHUNKS[name]
+    for target in (EXECUTION.encode(), b"/pipelineIds/odd-chunks"):
+        status, headers, answer = raw(door, chunked(target, body))
+        assert status == 400, (name, target, status, answer[:300])
+        assert headers["content-type"] == "application/json" and headers.get("connection") == "close"
+        envelope = json.loads(answer)
+        assert envelope["code"] == "malformed_request" and named in envelope["message"], envelope
+    assert traceback_lines(door) == []
+
+
+def test_well_formed_chunked_bodies_still_reach_the_application(door):
+    """Extensions, upper-case hex, leading zeros and trailers are valid framing: the route answers (not 400 framing)."""
+    body = b'{"a": 1}'
+    framed = b"0008;name=value;q=\"x y\"\r\n" + body + b"\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    status, headers, answer = raw(door, chunked(EXECUTION.encode(), framed))
+    assert headers["content-type"] == "application/json"
+    assert json.loads(answer)["code"] != "malformed_request", answer
+
+
+def test_a_trailer_gunicorn_forbids_is_a_400_not_a_500(door):
+    """A field RFC 9110 forbids in trailers passes the framer; gunicorn's reader refuses it inside the app."""
+    status, headers, answer = raw(door, chunked(EXECUTION.encode(), b"2\r\n{}\r\n0\r\nContent-Length: 5\r\n\r\n"))
+    assert status == 400 and headers["content-type"] == "application/json", answer
+    assert "the request body is malformed" in json.loads(answer)["message"]
+    assert traceback_lines(door) == []
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '"a\\udfffb"', '"\\ud800\\u0041"', '"\\udc00\\ud800"'])
+def test_a_lone_surrogate_in_json_is_a_400_naming_it(door, text):
+    body = '{"pipeline_name": "p", "arguments": {"epochs": ' + text + "}}"
+    for raw_body in (body.encode(), body.replace('"p"', text).encode()):
+        resp = requests.post(door.url + EXECUTION, data=raw_body, headers={"Content-Type": "application/json"},
+                             timeout=10)
+        assert resp.status_code == 400 and resp.headers["Content-Type"] == "application/json", resp.text
+        assert resp.json()["code"] == "invalid_body" and "lone UTF-16 surrogate" in resp.json()["message"]
+    assert traceback_lines(door) == []
+
+
+def test_an_escaped_backslash_before_u_is_not_a_surrogate(door):
+    """`"\\\\ud800"` is a backslash and the text ud800: valid, and not refused as a surrogate."""
+    body = b'{"pipeline_name": "x\\\\ud800"}'
+    resp = requests.post(door.url + EXECUTION, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert "surrogate" not in resp.json()["message"], resp.text
+
+
+def test_a_paired_surrogate_is_a_character(door):
+    """`\\ud83d\\ude00` is one emoji: no surrogate refusal (the route answers about the pipeline instead)."""
+    body = b'{"pipeline_name": "p\\ud83d\\ude00"}'
+    resp = requests.post(door.url + EXECUTION, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert "surrogate" not in resp.json()["message"], resp.text
