@@ -13,7 +13,7 @@ import sys
 from kfadapter.core.observability import configure_logging
 from kfadapter.core.version import version
 from kfadapter.settings import Settings, SettingsError, load
-from kfadapter.settings.checks import gunicorn_options, writable_dir
+from kfadapter.settings.checks import check_listen, gunicorn_options, listen_address, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
 
@@ -236,6 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
     from kfadapter.sandbox import SandboxServer
 
     base = load()
+    check_listen(f"{args.host or '127.0.0.1'}:{args.port or base.port}", "--host / --port")  # one line, exit 2
     _sigterm_stops()
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(
@@ -315,9 +316,10 @@ def _exec_gunicorn(args: argparse.Namespace) -> int:
     if args.port:
         os.environ["KFADAPTER_PORT"] = str(args.port)
     settings = load()
-    gunicorn_options(check_dirs=True)
+    options = gunicorn_options(check_dirs=True)
     if not settings.kfp_endpoint:
         raise SettingsError("set KFADAPTER_KFP_ENDPOINT (or KUBEFLOW_HOST and KUBEFLOW_PORT), or use --sandbox")
+    check_listen(*listen_address(settings, options))
     logging.getLogger(__name__).info("starting gunicorn: %r", settings)
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:kfadapter.server.gunicorn_conf", "kfadapter.wsgi:app"]
     os.execv(sys.executable, argv)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-import resource
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
+from kfadapter.settings.checks import MAX_JSON_DEPTH
+
 from tests.conftest import package
 from tests.support import Service, clean_env
+from tests.test_settings_checks import assert_one_line, paths, run  # noqa: F401 (paths is a fixture)
 
 PIPELINE = package("add_v2.yaml")
 EXECUTION = "/trainingjobs/tj-odd/execution"
@@ -130,3 +134,69 @@ def test_a_paired_surrogate_is_a_character(door):
     body = b'{"pipeline_name": "p\\ud83d\\ude00"}'
     resp = requests.post(door.url + EXECUTION, data=body, headers={"Content-Type": "application/json"}, timeout=10)
     assert "surrogate" not in resp.json()["message"], resp.text
+
+
+# ---- settings the code cannot honour, refused at start ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["serve", "gunicorn"])
+def test_a_listen_address_in_use_is_one_line_and_exit_2(command, paths, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        started = time.monotonic()
+        done = run(command, {"KFADAPTER_HOST": "127.0.0.1", "KFADAPTER_PORT": port}, paths, tmp_path)
+    print(f"{command}: exit {done.returncode} after {time.monotonic() - started:.2f} s: {done.stderr.strip()}")
+    assert_one_line(done, "KFADAPTER_HOST / KFADAPTER_PORT")
+    assert f"'127.0.0.1:{port}'" in done.stderr and "Address already in use" in done.stderr
+
+
+@pytest.mark.parametrize(("env", "named", "reason"), [
+    ({"KFADAPTER_HOST": "192.0.2.1"}, "KFADAPTER_HOST / KFADAPTER_PORT", "Cannot assign requested address"),
+    ({"KFADAPTER_GUNICORN_BIND": "192.0.2.1:5001"}, "KFADAPTER_GUNICORN_BIND", "Cannot assign requested address"),
+    ({"KFADAPTER_HOST": "no-such-host.invalid"}, "KFADAPTER_HOST / KFADAPTER_PORT", ""),
+])
+def test_an_address_not_of_this_host_is_one_line_and_exit_2(env, named, reason, paths, tmp_path):
+    done = run("serve", env, paths, tmp_path)
+    assert_one_line(done, named)
+    assert reason in done.stderr
+
+
+def test_serve_sandbox_refuses_a_port_in_use_in_one_line(paths, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "kfadapter.cli", "serve", "--sandbox", "--port", port,
+                               "--sandbox-port", "0"], env=clean_env(KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite")),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert_one_line(done, "--host / --port")
+
+
+def test_json_depth_beyond_the_interpreter_headroom_is_refused_at_start(paths, tmp_path):
+    done = run("serve", {"KFADAPTER_MAX_JSON_DEPTH": "100000"}, paths, tmp_path)
+    assert_one_line(done, "KFADAPTER_MAX_JSON_DEPTH")
+    assert f"from 1 to {MAX_JSON_DEPTH}" in done.stderr
+
+
+def test_the_deepest_json_the_settings_allow_is_answered_not_a_500(sandbox_server, tmp_path):
+    """At KFADAPTER_MAX_JSON_DEPTH's highest value, a run argument nested that deep reaches KFP and back."""
+    svc = Service(clean_env(KFADAPTER_KFP_ENDPOINT=sandbox_server.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"),
+                            KFADAPTER_WATCH="false", KFADAPTER_GUNICORN_WORKERS="1",
+                            KFADAPTER_MAX_JSON_DEPTH=str(MAX_JSON_DEPTH)), tmp_path / "service.log")
+    try:
+        requests.post(f"{svc.url}/pipelineIds/deep-args", files={"file": ("f.yaml", package("qoe_train_v2.yaml"))},
+                      timeout=30).raise_for_status()
+        for depth in (MAX_JSON_DEPTH - 3, MAX_JSON_DEPTH + 1):  # `options` is the third level of the body
+            nested = "[" * depth + "]" * depth
+            body = '{"pipeline_name": "deep-args", "arguments": {"featurepath": "f", "options": {"k": %s}}}' % nested
+            resp = requests.post(f"{svc.url}/trainingjobs/tj-deep-{depth}/execution", data=body,
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+            if depth <= MAX_JSON_DEPTH - 3:
+                assert resp.status_code == 200, resp.text[:300]
+            else:
+                assert resp.status_code == 400 and "KFADAPTER_MAX_JSON_DEPTH" in resp.json()["message"]
+    finally:
+        svc.stop()
+    assert traceback_lines(svc) == []

@@ -14,11 +14,15 @@ import sys
 from kfadapter.core import tempdirs
 from kfadapter.server import worker as server_worker
 from kfadapter.settings import SettingsError, load
-from kfadapter.settings.checks import gunicorn_options
+from kfadapter.settings.checks import check_listen, gunicorn_options, listen_address
 
 try:
     _settings = load()
     _options = gunicorn_options(check_dirs=True)
+    bind, _bind_setting = listen_address(_settings, _options)
+    if "GUNICORN_PID" not in os.environ:  # a re-executed master inherits its listening sockets
+        # gunicorn would retry a bind that fails for 5 s and exit 1 with its own text; one line and 2 here.
+        check_listen(bind, _bind_setting)
 except SettingsError as exc:
     print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)  # SystemExit passes through gunicorn's config loader (it catches Exception only)
@@ -30,7 +34,6 @@ if not _options.metrics_dir:
     tempdirs.sweep("kfadapter-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempdirs.owned_dir("kfadapter-metrics-")
 
-bind = _options.bind or f"{_settings.host}:{_settings.port}"
 # gthread whose event loop reads each whole request before a thread runs it (kfadapter/server/worker.py): slow
 # and idle clients cost a socket and a spool, never a thread, and /liveness has threads of its own.
 worker_class = server_worker.configured(

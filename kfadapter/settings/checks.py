@@ -12,14 +12,20 @@ import ipaddress
 import math
 import os
 import re
+import socket
 import ssl
 import string
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 PORT = (1, 65535)
 NO_MAX = 2**63 - 1
+# A JSON level costs the interpreter up to two frames (kfp-server-api serializes a run's arguments recursively,
+# a function and a comprehension per level) and the server and application stack under it about 100: deeper
+# caps would accept bodies that end in RecursionError (a 500) instead of the 400 the cap promises.
+MAX_JSON_DEPTH = (sys.getrecursionlimit() - 200) // 2
 # Inclusive (low, high) of numeric settings; names not listed must be positive (and finite, for numbers).
 RANGES: dict[str, tuple[float, float]] = {
     "KFADAPTER_PORT": PORT,
@@ -47,6 +53,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "KFADAPTER_GUNICORN_MAX_REQUESTS": (0, NO_MAX),
     "KFADAPTER_GUNICORN_HEADER_TIMEOUT": (0.1, 3600),
     "KFADAPTER_GUNICORN_BODY_TIMEOUT": (1, 86400),
+    "KFADAPTER_MAX_JSON_DEPTH": (1, MAX_JSON_DEPTH),
+    "KFADAPTER_MAX_CONCURRENT_UPLOADS": (1, 1024),
 }
 SECRETS = (
     "KFADAPTER_KFP_TOKEN",
@@ -180,6 +188,30 @@ def writable_dir(name: str, path: str, create: bool, value: str | None = None) -
     except OSError as exc:
         what = "a writable directory" if value is None else "in a writable directory"
         raise settings_error(name, path if value is None else value, f"{what} ({exc.strerror})") from None
+
+
+def listen_address(settings, options: GunicornOptions) -> tuple[str, str]:
+    """Return the address the server listens on and the setting(s) it comes from."""
+    if options.bind:
+        return options.bind, "KFADAPTER_GUNICORN_BIND"
+    return f"{settings.host}:{settings.port}", "KFADAPTER_HOST / KFADAPTER_PORT"
+
+
+def check_listen(address: str, setting: str) -> None:
+    """Refuse a listen address this host cannot bind now (in use, not local, not permitted), naming `setting`."""
+    if address.startswith("unix:"):
+        writable_dir(setting, os.path.dirname(address[5:]) or ".", create=False, value=address)
+        return
+    host, _, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") else host
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(where)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise settings_error(setting, address, f"an address this host can listen on ({reason})") from None
 
 
 def check_files(settings, env: Mapping[str, str]) -> None:

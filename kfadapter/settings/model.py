@@ -49,6 +49,7 @@ class Settings:
     argument_mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ARGUMENT_MAPPING))
     upload_attempts: int = 40
     max_upload_bytes: int = 32 * 1024 * 1024
+    max_concurrent_uploads: int = 4  # per worker process; more at once are answered 503 with Retry-After
     tm_url: str | None = None
     poll_interval: float = 10.0
     notify_timeout: float = 10.0
@@ -120,6 +121,7 @@ class Settings:
             intent_grace=r.float("KFADAPTER_INTENT_GRACE", 300.0),
             argument_mapping=r.mapping("KFADAPTER_ARGUMENT_MAPPING", DEFAULT_ARGUMENT_MAPPING),
             upload_attempts=r.int("KFADAPTER_UPLOAD_ATTEMPTS", 40),
+            max_concurrent_uploads=r.int("KFADAPTER_MAX_CONCURRENT_UPLOADS", 4),
             tm_url=_tm_url(r),
             poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
             notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
