@@ -200,3 +200,46 @@ def test_the_deepest_json_the_settings_allow_is_answered_not_a_500(sandbox_serve
     finally:
         svc.stop()
     assert traceback_lines(svc) == []
+
+
+# ---- idle crowds ----------------------------------------------------------------------------------------------
+
+
+def test_liveness_answers_past_2100_idle_connections_and_the_oldest_idle_are_closed_first(sandbox_server, tmp_path):
+    """2 workers x 1,000 connections, 2,100 idle sockets: each /liveness is still answered; the idle sockets
+    closed to make room are the oldest ones, the newest 1,000 stay open."""
+    svc = Service(clean_env(KFADAPTER_KFP_ENDPOINT=sandbox_server.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"),
+                            KFADAPTER_WATCH="false", KFADAPTER_GUNICORN_WORKERS="2",
+                            KFADAPTER_GUNICORN_WORKER_CONNECTIONS="1000",
+                            KFADAPTER_GUNICORN_HEADER_TIMEOUT="120"),  # no idle one leaves by timing out
+                  tmp_path / "service.log")
+    crowd: list[socket.socket] = []
+    try:
+        for _ in range(2100):
+            crowd.append(socket.create_connection(("127.0.0.1", svc.port), timeout=10))
+        time.sleep(1.5)  # every connection accepted by now (the backlog drained)
+        latencies = []
+        for _ in range(13):
+            started = time.perf_counter()
+            resp = requests.get(f"{svc.url}/liveness", timeout=(5, 5))
+            latencies.append(round((time.perf_counter() - started) * 1000, 1))
+            assert resp.status_code == 200
+            time.sleep(0.2)
+        closed = []
+        for i, sock in enumerate(crowd):
+            sock.setblocking(False)
+            try:
+                if sock.recv(1) == b"":
+                    closed.append(i)
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed.append(i)
+        print(f"/liveness under 2,100 idle connections (ms): {latencies}; idle closed by the server: {len(closed)}, "
+              f"newest of them #{max(closed, default=None)}")
+        assert len(closed) >= 100  # 2,100 idle + 13 probes on 2 x 1,000 places
+        assert max(closed) < 1100  # the oldest ones: every one of the newest 1,000 is still open
+    finally:
+        for sock in crowd:
+            sock.close()
+        svc.stop()
