@@ -68,7 +68,7 @@ class PipelineCalls(Transport):
     def list_pipelines(self) -> list[dict]:
         """Return every pipeline, oldest first."""
         api = self.client._pipelines_api
-        items = self._list_all(
+        items = self._list_shared(
             api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace, what="list pipelines"
         )
         profile = self.server_profile()
@@ -293,7 +293,7 @@ class PipelineCalls(Transport):
     def list_experiments(self) -> list[dict]:
         """Return every experiment."""
         api = self.client._experiment_api
-        return self._list_all(
+        return self._list_shared(
             api.experiment_service_list_experiments, "experiments", namespace=self._namespace, what="list experiments"
         )
 

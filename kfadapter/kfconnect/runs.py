@@ -133,7 +133,7 @@ class RunCalls(PipelineCalls):
     def list_runs(self) -> list[dict]:
         """Return every run, newest first."""
         api = self.client._run_api
-        return self._list_all(
+        return self._list_shared(
             api.run_service_list_runs, "runs", namespace=self._namespace, sort_by="created_at desc", what="list runs"
         )
 

@@ -38,6 +38,7 @@ from kfadapter.core.errors import (
 from kfadapter.core.limits import LimitExceeded, check_json_depth
 from kfadapter.core.observability import kfp_call
 from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
+from kfadapter.kfconnect.shared import SharedCalls
 from kfadapter.packages import names
 from kfadapter.settings import Settings
 
@@ -63,6 +64,7 @@ class Transport:
         self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
         self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
         self._server = ServerInfo(self.health)  # the server's version, learnt on first need
+        self._shared = SharedCalls()  # whole-collection listings of the GET routes, one fetch at a time
 
     # ---- client and transport -------------------------------------------------------------------------
 
@@ -154,6 +156,11 @@ class Transport:
             if not token:
                 return items
         raise KfpUnavailable(f"{what}: KFP kept returning page tokens after {_MAX_PAGES} pages")
+
+    def _list_shared(self, fn: Callable[..., Any], key: str, *, what: str, **kwargs: Any) -> list[dict]:
+        """`_list_all` made once for concurrent identical callers (kfadapter/kfconnect/shared.py)."""
+        flight = (fn.__name__, key, tuple(sorted(kwargs.items())))
+        return self._shared.call(flight, lambda: self._list_all(fn, key, what=what, **kwargs))
 
     # ---- health -----------------------------------------------------------------------------------------
 
