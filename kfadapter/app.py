@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import IO, Any
 
 from flask import Flask, Request
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     ).hold
     app.extensions["kfadapter.kf"] = kf
     app.extensions["kfadapter.store"] = store
+    # Uploads processed at once in this process (each holds its parsed package); more are answered 503.
+    app.extensions["kfadapter.uploads"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
     # Built here, started by whoever serves the app (cli, gunicorn hook), never by the factory.
     app.extensions["kfadapter.watcher"] = Watcher(kf, store, settings)
     app.extensions["kfadapter.outputs"] = OutputsService(settings, kf)  # MLMD/S3 clients connect on first use

@@ -9,7 +9,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from kfadapter.api.common import json_response
-from kfadapter.core.errors import AdapterError
+from kfadapter.core.errors import AdapterError, Busy
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ def register(app: Flask) -> None:
         resp = json_response(exc.to_dict(), exc.status)
         if exc.status == HTTPStatus.UNAUTHORIZED:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="kfadapter"'
+        if isinstance(exc, Busy):
+            resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
 
     @app.errorhandler(HTTPException)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 from flask import Blueprint, current_app, request
 
 from kfadapter.api.common import check_name, json_response, kf
-from kfadapter.core.errors import BadRequest, NotFound, PayloadTooLarge
+from kfadapter.core.errors import BadRequest, Busy, NotFound, PayloadTooLarge
 from kfadapter.core.limits import Limits
 from kfadapter.packages import check as package_check
 from kfadapter.packages import names
@@ -24,8 +26,31 @@ def pipeline_id(pipeline_name: str):
 
 @bp.post("/pipelineIds/<pipeline_name>")
 def upload(pipeline_name: str):
-    """Upload a package: a new pipeline, or the next numbered version of an existing one."""
+    """Upload a package: a new pipeline, or the next numbered version of an existing one.
+
+    At most KFADAPTER_MAX_CONCURRENT_UPLOADS are processed at once per worker process; another waits for a
+    slot up to KFADAPTER_UPLOAD_QUEUE_TIMEOUT before its body is parsed, then gets 503 with Retry-After. The
+    package is read from the request's spooled file, never copied into memory whole (only its parsed document
+    is held).
+    """
     names.check_pipeline_name(pipeline_name)
+    settings = current_app.config["KFADAPTER_SETTINGS"]
+    slots = current_app.extensions["kfadapter.uploads"]
+    if not slots.acquire(timeout=settings.upload_queue_timeout):
+        raise Busy(
+            f"{settings.max_concurrent_uploads} uploads are being processed (KFADAPTER_MAX_CONCURRENT_UPLOADS) "
+            f"and none ended within {settings.upload_queue_timeout:g} s (KFADAPTER_UPLOAD_QUEUE_TIMEOUT); retry "
+            "shortly",
+            code="too_many_uploads",
+            details={"limit": "KFADAPTER_MAX_CONCURRENT_UPLOADS", "max": settings.max_concurrent_uploads},
+        )
+    try:
+        return _upload(pipeline_name)
+    finally:
+        slots.release()
+
+
+def _upload(pipeline_name: str):
     # The training manager sends the field `file`; KFP's own clients call it `uploadfile`.
     upload_file = request.files.get("file") or request.files.get("uploadfile")
     if upload_file is None:
@@ -34,18 +59,21 @@ def upload(pipeline_name: str):
             code="missing_field",
             details={"field": "file"},
         )
-    limit = current_app.config["KFADAPTER_SETTINGS"].max_upload_bytes
-    data = upload_file.stream.read(limit + 1)
-    if len(data) > limit:
+    settings = current_app.config["KFADAPTER_SETTINGS"]
+    data = upload_file.stream  # werkzeug's spool: memory up to 500 KiB, then an anonymous temporary file
+    if data.seek(0, io.SEEK_END) > settings.max_upload_bytes:
         raise PayloadTooLarge("the pipeline package is larger than 32 MiB, the most KFP accepts")
+    data.seek(0)
     description = request.form.get("description") or None
-    package = pl.load_package(data, Limits.of(current_app.config["KFADAPTER_SETTINGS"]))
+    package = pl.load_package(data, Limits.of(settings))
     if package.kind == pl.V2:
         # Before any KFP call: KFP < 2.17 answers an invalid package with 500 (package_check.py).
         package_check.validate_ir(package_check.ir_of(package))
     # `?data_passing=volume&volume=<claim or JSON>` uploads a rewritten v1 workflow instead (README).
-    package, data = vp.apply_data_passing(package, data, request.args.get("data_passing"), request.args.get("volume"))
-    result = kf().upload(pipeline_name, data, package, description)
+    package, payload = vp.apply_data_passing(
+        package, data, request.args.get("data_passing"), request.args.get("volume")
+    )
+    result = kf().upload(pipeline_name, payload, package, description)
     # `name` and `id` are the O-RAN adapter's answer (the pipeline's); ours sit beside them.
     return json_response(
         {"name": pipeline_name, "id": result["pipeline_id"]}

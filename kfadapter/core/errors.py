@@ -93,6 +93,14 @@ class NotReady(AdapterError):
     code = "not_ready"
 
 
+class Busy(AdapterError):
+    """As much of this work is running as the adapter allows at once; retry after `retry_after` seconds (503)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "busy"
+    retry_after = 2
+
+
 class StoreUnavailable(AdapterError):
     """The adapter's own store cannot be read or written (disk full, read-only, database down): 503."""
 

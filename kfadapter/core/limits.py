@@ -12,7 +12,7 @@ import re
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -114,7 +114,7 @@ def check_surrogates(data: bytes) -> None:
         raise ValueError(f"a string holds the lone UTF-16 surrogate {escape}, which is not a Unicode character")
 
 
-def check_yaml(text: bytes | str, limits: Limits) -> None:
+def check_yaml(text: bytes | str | IO[bytes], limits: Limits) -> None:
     """Walk YAML's events (no document is built) and raise LimitExceeded past the alias, node or depth caps.
 
     Aliases are counted as what they expand to (nodes and characters of the anchored node, itself expanded),

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 UPLOAD_PREFIX = "kfadapter-upload-"
 _OWNER = ".owner"  # the locked file
@@ -79,14 +80,19 @@ def _abandoned(entry: os.DirEntry) -> bool:
 
 
 @contextmanager
-def package_file(data: bytes, suffix: str) -> Iterator[str]:
-    """Write an upload to `pipeline<suffix>` in a private directory (KFP's client wants a path); remove it after."""
+def package_file(data: bytes | IO[bytes], suffix: str) -> Iterator[str]:
+    """Write an upload (bytes, or a binary file copied from its start in blocks) to `pipeline<suffix>` in a
+    private directory (the upload to KFP streams it from there); remove it after."""
     upload_dir = tempfile.mkdtemp(dir=owned_dir(UPLOAD_PREFIX))
     try:
         # KFP picks the parser by file extension; the file name never comes from the caller.
         path = os.path.join(upload_dir, "pipeline" + suffix)
         with open(path, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                data.seek(0)
+                shutil.copyfileobj(data, fh, 1024 * 1024)
         yield path
     finally:
         shutil.rmtree(upload_dir, ignore_errors=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
-from typing import Any
+from typing import IO, Any
 
 from kfadapter.core import tempdirs
 from kfadapter.core.errors import BadRequest, Conflict, KfpRejected, NotFound
 from kfadapter.kfconnect.transport import Transport, equals_filter, upload_result
+from kfadapter.kfconnect.uploads import PackageUploads
 from kfadapter.packages import parsing as pl
 
 DEFAULT_EXPERIMENT = "Default"
@@ -162,7 +163,7 @@ class PipelineCalls(Transport):
             spec = self.get_version(version["pipeline_id"], version["pipeline_version_id"]).get("pipeline_spec")
         return spec
 
-    def upload(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
+    def upload(self, name: str, data: bytes | IO[bytes], package: pl.Package, description: str | None) -> dict:
         """Upload a package: create pipeline `name`, or add the next numbered version to it.
 
         A name that differs from an existing pipeline's only in case is a 409: KFP compares names ignoring case,
@@ -194,7 +195,7 @@ class PipelineCalls(Transport):
         return pipeline
 
     def _upload_new_pipeline(self, name: str, path: str, description: str | None) -> dict | None:
-        api = self.client._upload_api
+        api = PackageUploads(self._api_client)
         try:
             pipeline = self._call(
                 api.upload_pipeline,
@@ -219,7 +220,7 @@ class PipelineCalls(Transport):
         )
 
     def _upload_next_version(self, pipeline: dict, path: str, description: str | None) -> dict:
-        api = self.client._upload_api
+        api = PackageUploads(self._api_client)
         pid = pipeline["pipeline_id"]
         names = [v.get("display_name") or v.get("name") for v in self.list_versions(pid)]
         number = pl.next_version_number(names)

@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 from urllib.parse import quote
 
 import yaml
@@ -107,8 +108,10 @@ class ServerProfile:
 
     # ---- applying the differences ------------------------------------------------------------------------
 
-    def fit_upload(self, package: pl.Package, data: bytes) -> tuple[pl.Package, bytes, list[str]]:
-        """Make a (checked) package fit this server; returns (package, bytes to send, fields left out)."""
+    def fit_upload(
+        self, package: pl.Package, data: bytes | IO[bytes]
+    ) -> tuple[pl.Package, bytes | IO[bytes], list[str]]:
+        """Make a (checked) package fit this server; returns (package, bytes or file to send, fields left out)."""
         if package.kind != pl.V2:
             return package, data, []
         wrapped = isinstance(package.spec.get("pipeline_spec"), dict)

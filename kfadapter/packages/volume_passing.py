@@ -38,7 +38,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -198,8 +198,10 @@ def _bad_volume(message: str) -> BadRequest:
     return BadRequest(message, code="invalid_volume", details={"field": "volume"})
 
 
-def apply_data_passing(package: Package, data: bytes, method: str | None, volume: str | None) -> tuple[Package, bytes]:
-    """Apply the upload's `data_passing`/`volume` arguments: the package and bytes to upload."""
+def apply_data_passing(
+    package: Package, data: bytes | IO[bytes], method: str | None, volume: str | None
+) -> tuple[Package, bytes | IO[bytes]]:
+    """Apply the upload's `data_passing`/`volume` arguments: the package and the bytes (or file) to upload."""
     method = check_method(method)
     if method == ARTIFACT:
         if volume is not None:

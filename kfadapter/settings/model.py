@@ -49,7 +49,8 @@ class Settings:
     argument_mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ARGUMENT_MAPPING))
     upload_attempts: int = 40
     max_upload_bytes: int = 32 * 1024 * 1024
-    max_concurrent_uploads: int = 4  # per worker process; more at once are answered 503 with Retry-After
+    max_concurrent_uploads: int = 4  # per worker process; more wait for a slot, then are answered 503
+    upload_queue_timeout: float = 30.0  # how long an upload waits for a slot before its 503
     tm_url: str | None = None
     poll_interval: float = 10.0
     notify_timeout: float = 10.0
@@ -122,6 +123,7 @@ class Settings:
             argument_mapping=r.mapping("KFADAPTER_ARGUMENT_MAPPING", DEFAULT_ARGUMENT_MAPPING),
             upload_attempts=r.int("KFADAPTER_UPLOAD_ATTEMPTS", 40),
             max_concurrent_uploads=r.int("KFADAPTER_MAX_CONCURRENT_UPLOADS", 4),
+            upload_queue_timeout=r.float("KFADAPTER_UPLOAD_QUEUE_TIMEOUT", 30.0),
             tm_url=_tm_url(r),
             poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
             notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
