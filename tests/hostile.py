@@ -94,3 +94,21 @@ def json_flood(size: int = 32 * 1024 * 1024) -> bytes:
 def nested_json(depth: int = 100_000) -> bytes:
     """An execution body nested `depth` brackets deep."""
     return b'{"pipeline_name": "p", "arguments": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
+
+
+def large_package(size: int = 31 * 1024 * 1024) -> bytes:
+    """The v2 package add_v2.yaml grown to about `size` bytes by a long embedded source in one executor's
+    command (as lightweight components embed their code): a legitimate upload near KFP's 32 MiB."""
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parent / "fixtures" / "pipelines" / "add_v2.yaml").read_bytes())
+    command = next(iter(spec["deploymentSpec"]["executors"].values()))["container"]["command"]
+    line = "total = sum(range(1000))  # padding of a large embedded component source\n"
+
+    def dump(lines: int) -> bytes:
+        command[-1] = line * lines
+        return yaml.safe_dump(spec, width=1 << 30).encode()
+
+    command.append("")
+    small, large = len(dump(1000)), len(dump(2000))  # YAML escapes each line end: measure what a line costs
+    return dump(1000 + int((size - small) * 1000 / (large - small)))

@@ -13,6 +13,7 @@ import requests
 
 from kfadapter.settings.checks import MAX_JSON_DEPTH
 
+from tests import hostile
 from tests.conftest import package
 from tests.support import Service, clean_env
 from tests.test_settings_checks import assert_one_line, paths, run  # noqa: F401 (paths is a fixture)
@@ -243,3 +244,78 @@ def test_liveness_answers_past_2100_idle_connections_and_the_oldest_idle_are_clo
         for sock in crowd:
             sock.close()
         svc.stop()
+
+
+# ---- uploads --------------------------------------------------------------------------------------------------
+
+
+def test_uploads_beyond_the_limit_wait_then_get_503_with_retry_after(sandbox, tmp_path):
+    svc = Service(clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"),
+                            KFADAPTER_WATCH="false", KFADAPTER_GUNICORN_WORKERS="1",
+                            KFADAPTER_MAX_CONCURRENT_UPLOADS="1", KFADAPTER_UPLOAD_QUEUE_TIMEOUT="0.5"),
+                  tmp_path / "service.log")
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"delay": 3, "times": 1, "method": "POST",
+                                                          "path_prefix": "/apis/v2beta1/pipelines/upload"},
+                  timeout=5).raise_for_status()
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def send(i: int) -> requests.Response:
+            time.sleep(0.3 * bool(i))  # the first one holds the only slot (KFP takes 3 s over it)
+            return requests.post(f"{svc.url}/pipelineIds/queued-{i}", files={"file": ("f.yaml", PIPELINE)}, timeout=30)
+
+        with ThreadPoolExecutor(3) as pool:
+            first, *others = pool.map(send, range(3))
+        assert first.status_code == 200, first.text
+        for resp in others:
+            assert resp.status_code == 503 and resp.headers["Retry-After"] == "2", resp.text
+            assert resp.headers["Content-Type"] == "application/json"
+            body = resp.json()
+            assert body["code"] == "too_many_uploads" and "KFADAPTER_MAX_CONCURRENT_UPLOADS" in body["message"]
+            assert body["details"] == {"limit": "KFADAPTER_MAX_CONCURRENT_UPLOADS", "max": 1}
+        # a slot freed is a slot taken: the next upload goes through
+        assert requests.post(f"{svc.url}/pipelineIds/queued-1", files={"file": ("f.yaml", PIPELINE)},
+                             timeout=30).status_code == 200
+    finally:
+        svc.stop()
+
+
+def test_16_large_uploads_at_once_cost_each_worker_about_the_packages_in_process(sandbox, tmp_path):
+    """16 uploads of a 31 MiB package at once (2 workers, 4 uploads processed at once each): every one is
+    answered 200, and no worker grows by more than 4 packages' worth plus their parsed documents."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = hostile.large_package()
+    svc = Service(clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"),
+                            KFADAPTER_WATCH="false", KFADAPTER_GUNICORN_WORKERS="2",
+                            KFADAPTER_UPLOAD_QUEUE_TIMEOUT="300", KFADAPTER_KFP_UPLOAD_TIMEOUT="300"),
+                  tmp_path / "service.log")
+    try:
+        for _ in range(2):
+            requests.post(f"{svc.url}/pipelineIds/warm", files={"file": ("f.yaml", PIPELINE)}, timeout=60)
+        workers = [int(p) for p in open(f"/proc/{svc.proc.pid}/task/{svc.proc.pid}/children").read().split()]
+        before = {}
+        for pid in workers:
+            with open(f"/proc/{pid}/clear_refs", "w") as fh:
+                fh.write("5")  # VmHWM := VmRSS
+            before[pid] = _kib(pid, "VmRSS")
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: requests.post(f"{svc.url}/pipelineIds/large-{i}",
+                                                            files={"file": ("f.yaml", body)}, timeout=600), range(16)))
+        growth = sorted(round((_kib(pid, "VmHWM") - before[pid]) / 1024, 1) for pid in workers)
+    finally:
+        svc.stop()
+    print(f"16 x {len(body) / 2**20:.1f} MiB uploads at once: peak growth per worker {growth} MiB")
+    assert [a.status_code for a in answers] == [200] * 16, [a.text[:200] for a in answers if a.status_code != 200]
+    versions = requests.get(f"{sandbox.url}/apis/v2beta1/pipelines", params={"page_size": 100}, timeout=30).json()
+    assert len([p for p in versions["pipelines"] if p["display_name"].startswith("large-")]) == 16
+    # 4 at a time, each holding its parsed document (about the package's size) and buffers: before the change a
+    # worker grew by 0.8-1.1 GiB (three copies of each package in memory while it went to KFP).
+    assert max(growth) <= 4 * 2 * len(body) / 2**20 + 64, growth
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in open(f"/proc/{pid}/status").read().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

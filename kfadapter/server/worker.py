@@ -173,15 +173,14 @@ class BufferedThreadWorker(ThreadWorker):
         """Accept a connection and start reading its first request in the event loop."""
         if self.cfg.is_ssl:  # the event loop reads plain HTTP/1.x only; TLS keeps gthread's own path
             return super().accept(listener)
-        if self.nr_conns >= self.worker_connections and not self._close_oldest_idle():
-            super().set_accept_enabled(False)  # every connection is busy: the backlog waits for one to end
-            return
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
+        if self.nr_conns >= self.worker_connections and not self._close_oldest_idle():
+            super().set_accept_enabled(False)  # every connection is busy: the backlog waits for one to end
         self.nr_conns += 1
         self._receive(TConn(self.cfg, client_sock, client_addr, listener.getsockname()), b"")
 
