@@ -99,7 +99,10 @@ def _from_targz(data: bytes) -> bytes:
 def parse(raw: bytes) -> Package:
     """Parse package bytes (JSON or possibly multi-document YAML) into a Package."""
     try:
-        docs = [d for d in yaml.safe_load_all(raw.decode("utf-8")) if d is not None]
+        # libyaml when present: the same documents as SafeLoader, parsed about as fast as KFP's Go parser does
+        # (a 31 MiB package took the pure-Python loader minutes).
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs = [d for d in yaml.load_all(raw.decode("utf-8"), Loader=loader) if d is not None]
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PackageError(f"Failed to parse the pipeline spec: {type(exc).__name__}") from exc
     if not docs or not isinstance(docs[0], dict):
