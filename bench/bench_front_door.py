@@ -4,7 +4,7 @@ Four attacks, each on a fresh server and sandbox (`kfadapter sandbox` in its own
 
 - idle: 2,100 idle connections (more than 2 workers x 1,000 worker_connections), then `GET /liveness` once a
   second for 13 s: how many answered within 1 s (Kubernetes' default probe timeout).
-- uploads: 16 uploads of a 31 MiB package at once: peak RSS growth of each worker (VmHWM after clear_refs),
+- uploads: 16 uploads of a 31 MiB package at once (a 300 s upload queue, so all are processed): peak RSS growth of each worker (VmHWM after clear_refs),
   RSS still held 5 s later, the answers' statuses and the seconds until the last one.
 - lists: 3,000 pipelines, 64 clients each asking `GET /pipelines` 3 times, and a prober asking
   `GET /pipelineIds/<name>` (one KFP call) every 0.2 s meanwhile: KFP list calls at the sandbox, the prober's
@@ -98,7 +98,7 @@ def idle(sandbox: Sandbox, workdir: Path) -> dict:
 
 def uploads(sandbox: Sandbox, workdir: Path) -> dict:
     body = hostile.large_package()
-    svc = serve(sandbox, workdir, "uploads", KFADAPTER_KFP_UPLOAD_TIMEOUT="300")
+    svc = serve(sandbox, workdir, "uploads", KFADAPTER_KFP_UPLOAD_TIMEOUT="300", KFADAPTER_UPLOAD_QUEUE_TIMEOUT="300")
     try:
         for _ in range(2):  # warm both workers
             requests.post(f"{svc.url}/pipelineIds/warm", files={"file": ("f.yaml", PIPELINE)}, timeout=60)
