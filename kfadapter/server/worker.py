@@ -8,8 +8,8 @@ anonymous temporary file) within deadlines, and submits the connection to the th
 is complete. Threads therefore only ever run the application. `GET /liveness` has its own small pool, so the
 probe is never queued behind application work either (`/readiness` stays with the application threads: it says
 whether KFP-backed requests can be served, and busy threads are part of that answer). A head over 64 KiB gets
-431 from the event loop, malformed chunked framing 400 and a chunked body over the limit 413 (kfadapter/server/
-framing.py). Other requests the framer cannot delimit (conflicting lengths, a Content-Length over the limit) are
+431 from the event loop, malformed chunked framing 400 and a chunked body over the limit 413 (`framing.py`).
+Other requests the framer cannot delimit (conflicting lengths, a Content-Length over the limit) are
 handed over as they are, gunicorn's parser or the application answers them, and the connection is closed; a body
 gunicorn's reader still refuses inside the application is a 400 too, never a 500.
 
