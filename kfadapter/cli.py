@@ -1,5 +1,5 @@
-"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter outputs RUN_ID` and
-`kfadapter rewrite-volume IN OUT --claim NAME`."""
+"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter check`, `kfadapter outputs RUN_ID`
+and `kfadapter rewrite-volume IN OUT --claim NAME`."""
 
 from __future__ import annotations
 
@@ -24,11 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
+            return _run_sandbox(
+                args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version, args.object_store
+            )
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
             return _rewrite_volume(args)
+        if args.command == "check":
+            return _check(args)
         return _serve(args)
     except SettingsError as exc:
         print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
@@ -62,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version the sandbox plays (with --sandbox)",
     )
+    serve.add_argument(
+        "--object-store",
+        choices=("kfp", "leofs"),
+        default="kfp",
+        help="with --sandbox: its object store is the played KFP's own (kfp) or O-RAN's LeoFS (bucket from the Host header)",
+    )
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
@@ -82,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version to play (error bodies, fields, status codes, object store)",
     )
+    sandbox.add_argument(
+        "--object-store",
+        choices=("kfp", "leofs"),
+        default="kfp",
+        help="the played KFP's own object store (kfp) or O-RAN's LeoFS (bucket from the Host header)",
+    )
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -94,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outputs.add_argument("--task", help="only this task (id or name)")
     outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
+    check = sub.add_parser(
+        "check", help="try every dependency as the service uses it; print a table with a fix per failure, exit 1 on any"
+    )
+    check.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds each probe may take (default 10)")
+    check.add_argument(
+        "--url",
+        help="ask a running adapter instead (its GET /readiness?deep=true, sending KFADAPTER_API_TOKEN if set): "
+        "what its pods see, e.g. http://kfadapter.traininghost:5001",
+    )
     rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
     rewrite.add_argument("input", help="v1 package (YAML, JSON, zip or tar.gz)")
     rewrite.add_argument("output", help="where to write the rewritten workflow as YAML ('-': stdout)")
@@ -109,12 +135,20 @@ def _configure_logging(args: argparse.Namespace) -> None:
     # Only these two are read here (checked the same way); the command checks the rest.
     default = "json" if args.command == "serve" and not args.sandbox else "text"
     given = {k: os.environ[k] for k in ("KFADAPTER_LOG_FORMAT", "KFADAPTER_LOG_LEVEL") if os.environ.get(k, "").strip()}
-    logs = Settings.from_env({"KFADAPTER_LOG_FORMAT": default} | given)
+    # `check` prints its own table: only warnings from the libraries it drives (no migration chatter).
+    level = {"KFADAPTER_LOG_LEVEL": "WARNING"} if args.command == "check" else {}
+    logs = Settings.from_env({"KFADAPTER_LOG_FORMAT": default} | level | given)
     configure_logging(logs.log_format, logs.log_level)
 
 
 def _run_sandbox(
-    host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False, kfp_version: str = "2.17"
+    host: str,
+    port: int,
+    mlmd_port: int = 0,
+    execute: bool = False,
+    multi_user: bool = False,
+    kfp_version: str = "2.17",
+    object_store: str = "kfp",
 ) -> int:
     from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
 
@@ -130,6 +164,7 @@ def _run_sandbox(
         workdir=settings.sandbox_workdir,
         multi_user=multi_user,
         kfp_version=kfp_version,
+        object_store=object_store,
     )
     return 0
 
@@ -182,6 +217,27 @@ def _outputs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Run the dependency checks here (or ask a running adapter); exit 1 when any fails."""
+    from kfadapter.api import probes
+
+    if not 0 < args.timeout <= 300:
+        raise SettingsError(f"--timeout must be between 0 and 300 seconds, got {args.timeout}")
+    if args.url:
+        try:
+            results = probes.ask(args.url, os.environ.get("KFADAPTER_API_TOKEN", "").strip() or None, args.timeout)
+        except probes.AskFailed as exc:
+            print(f"kfadapter check: {exc}", file=sys.stderr)
+            return 1
+    else:
+        results = probes.run_all(probes.for_settings(load(), args.timeout))
+    if args.json:
+        print(json.dumps({"checks": [r.to_dict() for r in results], "ok": not probes.failed(results)}, indent=2))
+    else:
+        print(probes.table(results))
+    return 1 if probes.failed(results) else 0
+
+
 def _rewrite_volume(args: argparse.Namespace) -> int:
     """Write the volume-passing rewrite of a v1 package; an error envelope on stderr and exit 1."""
     from kfadapter.core.errors import AdapterError
@@ -231,6 +287,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.multi_user and not args.sandbox:
         print("kfadapter: --multi-user describes the sandbox KFP; use it with --sandbox", file=sys.stderr)
         return 2
+    if args.object_store != "kfp" and not args.sandbox:
+        print("kfadapter: --object-store describes the sandbox's object store; use it with --sandbox", file=sys.stderr)
+        return 2
     if not args.sandbox:
         return _exec_gunicorn(args)
     from kfadapter.sandbox import SandboxServer
@@ -246,6 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         workdir=base.sandbox_workdir,
         multi_user=args.multi_user,
         kfp_version=args.kfp_version,
+        object_store=args.object_store,
     ).start()
     print(
         f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "

@@ -1,7 +1,8 @@
 """Optional bearer-token authentication for the adapter's own API.
 
 Off unless `KFADAPTER_API_TOKEN` (or `_FILE`) is set, because the O-RAN training manager sends no credentials.
-The probes stay open so the kubelet needs no token.
+The probes stay open so the kubelet needs no token; `/readiness?deep=true` names internal endpoints and failures,
+so it needs the token when one is set.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ def register(app: Flask, token: str | None) -> None:
     def _check() -> None:
         if request.path in OPEN_PATHS:
             return
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        # compare_digest: the time taken must not tell how much of a guess was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise Unauthorized("this route needs the header 'Authorization: Bearer <KFADAPTER_API_TOKEN>'")
+        require_token(expected)
+
+
+def require_token(expected: bytes) -> None:
+    """Raise Unauthorized unless the request carries `Authorization: Bearer <expected>`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    # compare_digest: the time taken must not tell how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthorized("this route needs the header 'Authorization: Bearer <KFADAPTER_API_TOKEN>'")

@@ -126,3 +126,10 @@ class ObjectStoreDenied(AdapterError):
 
     status = HTTPStatus.BAD_GATEWAY
     code = "object_store_denied"
+
+
+class ObjectStoreMisaddressed(AdapterError):
+    """The object store has no bucket where KFP keeps artifacts: the endpoint names the wrong store or host (502)."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "object_store_misaddressed"

@@ -137,6 +137,18 @@ class RunCalls(PipelineCalls):
             api.run_service_list_runs, "runs", namespace=self._namespace, sort_by="created_at desc", what="list runs"
         )
 
+    def probe_access(self) -> int:
+        """List one run in the configured namespace, as the run routes do (token and RoleBinding included);
+        return the number of runs KFP reports there."""
+        api = self.client._run_api
+        page = self._call(
+            api.run_service_list_runs,
+            namespace=self._namespace,
+            page_size=1,
+            what=f"list runs in namespace {self.settings.namespace!r}",
+        )
+        return int(page.get("total_size") or len(page.get("runs") or []))
+
     def runs_by_ids(self, run_ids: Iterable[str]) -> list[dict]:
         """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
         return self._runs_where("run_id", run_ids, "list runs by id")

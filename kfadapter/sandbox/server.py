@@ -7,6 +7,7 @@ import threading
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from kfadapter.sandbox import leofs
 from kfadapter.sandbox.app import create_sandbox_app
 from kfadapter.sandbox.mlmd import MlmdServer
 from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
@@ -32,7 +33,8 @@ class SandboxServer:
     `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
-    emulates multi-user KFP (see `create_sandbox_app`)."""
+    emulates multi-user KFP (see `create_sandbox_app`). `object_store="leofs"` makes its object store play O-RAN's
+    LeoFS (`leofs`); its endpoint is then named `localhost`, one LeoFS registers."""
 
     def __init__(
         self,
@@ -46,8 +48,11 @@ class SandboxServer:
         workdir: str | None = None,
         multi_user: bool = False,
         kfp_version: str | None = None,
+        object_store: str | None = None,
     ):
         self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+        if object_store == "leofs":
+            leofs.play(self.app)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
@@ -93,6 +98,8 @@ class SandboxServer:
     @property
     def object_store_endpoint(self) -> str:
         """The S3 endpoint of the sandbox's object store (KFADAPTER_OBJECT_STORE_ENDPOINT)."""
+        if leofs.playing(self.app.config) and self._host in ("127.0.0.1", "localhost"):
+            return f"http://localhost:{self.port}/_s3"  # LeoFS takes the bucket from the host: a registered name
         return f"{self.url}/_s3"
 
     @property
@@ -135,9 +142,12 @@ def serve_forever(
     workdir: str | None = None,
     multi_user: bool = False,
     kfp_version: str | None = None,
+    object_store: str | None = None,
 ) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
     app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+    if object_store == "leofs":
+        leofs.play(app)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
@@ -148,8 +158,10 @@ def serve_forever(
     print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
+    store_host = "localhost" if leofs.playing(app.config) and host in ("127.0.0.1", "localhost") else host
+    kind = "LeoFS: bucket from the Host header, " if leofs.playing(app.config) else ""
     print(
-        f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
+        f"sandbox object store (S3, {kind}SigV4) on http://{store_host}:{server.server_port}/_s3 "
         f"(access key {access_key!r}, secret key {secret_key!r})",
         flush=True,
     )

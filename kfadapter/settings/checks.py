@@ -71,6 +71,7 @@ TEXT: dict[str, tuple[str | Callable[[str], bool], str]] = {
     "KFADAPTER_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
     "KF_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
     "KFADAPTER_OBJECT_STORE_REGION": (r"[a-z0-9][a-z0-9-]{0,62}", "a region name such as us-east-1"),
+    "KFADAPTER_OBJECT_STORE_BUCKET": (r"[a-z0-9][a-z0-9._-]{1,253}[a-z0-9]", "an S3 bucket name such as mlpipeline"),
     "KFADAPTER_KFP_TOKEN": (r"[\x21-\x7e]+", "printable ASCII without spaces"),
     "KFADAPTER_API_TOKEN": (r"[\x21-\x7e]{16,}", "at least 16 printable ASCII characters without spaces"),
     "KFADAPTER_OBJECT_STORE_ACCESS_KEY": (r"[\x21-\x7e]+", "printable ASCII without spaces"),

@@ -63,7 +63,9 @@ class Settings:
     object_store_endpoint: str | None = None
     object_store_access_key: str | None = field(default=None, repr=False)
     object_store_secret_key: str | None = field(default=None, repr=False)
-    object_store_region: str = "us-east-1"
+    # Empty: not set; SigV4 then signs for us-east-1, S3's default, and `kfadapter check` and errors say so.
+    object_store_region: str = ""
+    object_store_bucket: str = "mlpipeline"  # the bucket `kfadapter check` probes (KFP's pipeline root)
     object_store_timeout: float = 30.0
     artifact_max_bytes: int = 1024 * 1024 * 1024
     artifact_max_members: int = 1000
@@ -134,7 +136,8 @@ class Settings:
             object_store_endpoint=r.str("KFADAPTER_OBJECT_STORE_ENDPOINT"),
             object_store_access_key=r.str("KFADAPTER_OBJECT_STORE_ACCESS_KEY"),
             object_store_secret_key=r.str("KFADAPTER_OBJECT_STORE_SECRET_KEY"),
-            object_store_region=r.str("KFADAPTER_OBJECT_STORE_REGION") or "us-east-1",
+            object_store_region=r.str("KFADAPTER_OBJECT_STORE_REGION") or "",
+            object_store_bucket=r.str("KFADAPTER_OBJECT_STORE_BUCKET") or "mlpipeline",
             object_store_timeout=r.float("KFADAPTER_OBJECT_STORE_TIMEOUT", 30.0),
             artifact_max_bytes=r.int("KFADAPTER_ARTIFACT_MAX_BYTES", 1024 * 1024 * 1024),
             artifact_max_members=r.int("KFADAPTER_ARTIFACT_MAX_MEMBERS", 1000),
