@@ -219,10 +219,10 @@ def _outputs(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Run the dependency checks here (or ask a running adapter); exit 1 when any fails."""
-    from kfadapter.api import probes
-
     if not 0 < args.timeout <= 300:
         raise SettingsError(f"--timeout must be between 0 and 300 seconds, got {args.timeout}")
+    from kfadapter.api import probes
+
     if args.url:
         try:
             results = probes.ask(args.url, os.environ.get("KFADAPTER_API_TOKEN", "").strip() or None, args.timeout)

@@ -16,7 +16,6 @@ from kfadapter.core.errors import ObjectStoreMisaddressed
 from kfadapter.outputs.objectstore import ObjectStore
 from kfadapter.sandbox import leofs
 from kfadapter.settings import Settings
-
 from tests.test_objectstore import s3_code
 from tests.test_outputs import control, start_run
 
@@ -42,8 +41,13 @@ def leofs_sandbox(leofs_server):
 
 def client(endpoint: str, secret: str = leofs.CREDENTIALS["leofs"]):
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="leofs", aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="leofs",
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
 
 
 def ip_endpoint(server) -> str:
@@ -54,11 +58,16 @@ def test_host_rule_matches_leofs_source():
     # leo_commons src/leo_http.erl key/3: the longest registered endpoint found in the host decides.
     endpoints = leofs.ENDPOINTS
     assert leofs.locate(endpoints, "leofs.kubeflow", "/mlpipeline/a/b") == ("mlpipeline", "mlpipeline/a/b")
-    assert leofs.locate(endpoints, "leofs.kubeflow.svc.cluster.local", "/mlpipeline/a") == ("mlpipeline", "mlpipeline/a")
+    assert leofs.locate(endpoints, "leofs.kubeflow.svc.cluster.local", "/mlpipeline/a") == (
+        "mlpipeline",
+        "mlpipeline/a",
+    )
     assert leofs.locate(endpoints, "mlpipeline.leofs.kubeflow", "/a/b") == ("mlpipeline", "mlpipeline/a/b")
     assert leofs.locate(endpoints, "10.0.0.7", "/mlpipeline/a") == ("10.0.0.7", "10.0.0.7/mlpipeline/a")
     assert leofs.locate(endpoints, "leofs.traininghost", "/mlpipeline/a") == (
-        "leofs.traininghost", "leofs.traininghost/mlpipeline/a")
+        "leofs.traininghost",
+        "leofs.traininghost/mlpipeline/a",
+    )
     assert leofs.locate(endpoints, "10.0.0.7", "/10.0.0.7/a") == ("10.0.0.7", "10.0.0.7/a")
 
 
@@ -77,7 +86,9 @@ def test_unregistered_host_addresses_a_bucket_named_after_it(leofs_sandbox):
     assert error["Code"] == "NoSuchKey" and error["Resource"] == f"127.0.0.1/mlpipeline/{KEY}"
     # The bucket is looked up before the signature: even a wrong secret gets the 404.
     assert s3_code(lambda: client(ip_endpoint(leofs_sandbox), "wrong").get_object(Bucket="mlpipeline", Key=KEY)) == (
-        404, "NoSuchKey")
+        404,
+        "NoSuchKey",
+    )
 
 
 def test_signature_and_unsigned_requests_are_refused(leofs_sandbox):
@@ -97,16 +108,26 @@ def test_adapter_names_the_rule_when_misaddressed(leofs_sandbox):
 
 
 def test_outputs_through_a_misaddressed_leofs_are_a_502(leofs_sandbox, tmp_path):
-    settings = Settings(kfp_endpoint=leofs_sandbox.url, store_path=str(tmp_path / "s.sqlite"),
-                        kfp_connect_timeout=2.0, kfp_read_timeout=3.0, mlmd_endpoint=leofs_sandbox.mlmd_endpoint,
-                        object_store_access_key="leofs", object_store_secret_key=leofs.CREDENTIALS["leofs"])
+    settings = Settings(
+        kfp_endpoint=leofs_sandbox.url,
+        store_path=str(tmp_path / "s.sqlite"),
+        kfp_connect_timeout=2.0,
+        kfp_read_timeout=3.0,
+        mlmd_endpoint=leofs_sandbox.mlmd_endpoint,
+        object_store_access_key="leofs",
+        object_store_secret_key=leofs.CREDENTIALS["leofs"],
+    )
     answers = {}
     for name, endpoint in (("registered", leofs_sandbox.object_store_endpoint), ("ip", ip_endpoint(leofs_sandbox))):
         v2 = create_app(dataclasses.replace(settings, object_store_endpoint=endpoint)).test_client()
         run_id = start_run(v2, "qoe_train_v2.yaml", name=f"qoe-{name}")
         model = {"name": "model", "content_base64": base64.b64encode(DATA).decode()}
-        control(leofs_sandbox, "PUT", f"/runs/{run_id}/mlmd",
-                json={"tasks": [{"name": "train", "outputs": {"acc": 0.5}, "artifacts": [model]}]})
+        control(
+            leofs_sandbox,
+            "PUT",
+            f"/runs/{run_id}/mlmd",
+            json={"tasks": [{"name": "train", "outputs": {"acc": 0.5}, "artifacts": [model]}]},
+        )
         answers[name] = v2.get(f"/runs/{run_id}/outputs")
     assert answers["registered"].status_code == 200, answers["registered"].json
     resp = answers["ip"]

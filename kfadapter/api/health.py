@@ -50,10 +50,11 @@ def _deep_readiness() -> Response:
     if settings.api_token:
         require_token(settings.api_token.encode())  # the answer names internal endpoints and failures
     outputs = current_app.extensions["kfadapter.outputs"]
+    own_store = store()  # the probes run in threads, outside the request's app context
     deps = probes.Dependencies(
         settings=settings,
         kf=kf(),
-        store=store,
+        store=lambda: own_store,
         mlmd=outputs.mlmd,
         objects=outputs.objects,
         timeout=settings.notify_timeout,
