@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
+.PHONY: run test test-fast lint browser sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -27,7 +27,15 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    postgresql >/dev/null; }
 
-test: $(STAMP) postgres
+# The /docs page is tested in a real headless browser: Debian's chromium and its driver (installed here when missing,
+# which needs root as on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and chromium-driver for the /docs browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null; }
+
+test: $(STAMP) postgres browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, and the layer contracts of docs/ARCHITECTURE.md (import-linter); CI runs it.
