@@ -1,4 +1,5 @@
 """Optional bearer-token auth: every route but the probes needs the token when one is configured."""
+
 from __future__ import annotations
 
 import dataclasses

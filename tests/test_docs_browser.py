@@ -10,9 +10,19 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage",
-         "--disable-extensions", "--disable-sync", "--disable-component-update", "--disable-default-apps",
-         "--no-first-run", "--window-size=1280,4000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--window-size=1280,4000",
+)
 
 
 @pytest.fixture
@@ -37,8 +47,12 @@ def test_docs_page_shows_every_operation(browser, adapter_url, client):
     from selenium.webdriver.support.ui import WebDriverWait
 
     doc = client.get("/openapi.json").json
-    expected = {(method.upper(), path) for path, item in doc["paths"].items() for method in item
-                if method in ("get", "post", "put", "patch", "delete")}
+    expected = {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     browser.get(f"{adapter_url}/docs")
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= len(expected))
     shown = set()
@@ -62,7 +76,10 @@ def test_an_operation_opens_with_its_example(browser, adapter_url):
 
     browser.get(f"{adapter_url}/docs#/training%20jobs")
     summary = WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, '.opblock-summary-path[data-path="/trainingjobs/{trainingjob_id}/execution"]'))
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, '.opblock-summary-path[data-path="/trainingjobs/{trainingjob_id}/execution"]'
+        )
+    )
     summary.click()
     WebDriverWait(browser, 30).until(lambda d: "scheduled" in d.find_element(By.TAG_NAME, "body").text)
     assert '"run_status": "scheduled"' in browser.find_element(By.TAG_NAME, "body").text

@@ -1,4 +1,5 @@
 """The OpenAPI document and the app's routes describe the same API."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,12 @@ def _app_routes(app) -> set[tuple[str, str]]:
 
 
 def _doc_routes(doc) -> set[tuple[str, str]]:
-    return {(method, path) for path, item in doc["paths"].items() for method in item
-            if method in ("get", "post", "put", "patch", "delete")}
+    return {
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
 
 
 def test_document_and_routes_match(client, app):
@@ -41,8 +46,12 @@ def test_every_operation_documents_its_errors(client):
 
 
 def _operations(doc):
-    return [(method, path, op) for path, item in doc["paths"].items() for method, op in item.items()
-            if method in ("get", "post", "put", "patch", "delete")]
+    return [
+        (method, path, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 def _resolved(doc, schema):
