@@ -50,6 +50,7 @@ BAD: dict[str, list[str]] = {
     "KFADAPTER_OBJECT_STORE_ACCESS_KEY": ["a b"],
     "KFADAPTER_OBJECT_STORE_SECRET_KEY": ["a b"],
     "KFADAPTER_OBJECT_STORE_REGION": ["US East"],
+    "KFADAPTER_OBJECT_STORE_BUCKET": ["ML_Pipeline", "a", "bucket/name"],
     "KFADAPTER_SANDBOX_WORKDIR": ["{file}/work"],
     "KFADAPTER_GUNICORN_BIND": ["nohost", "host:99999"],
     "KFADAPTER_GUNICORN_ACCESSLOG": ["relative.log", f"{MISSING_DIR}/access.log"],
