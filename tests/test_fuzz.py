@@ -3,7 +3,6 @@
 Zero 5xx answers, and every response must match the document. Bounded: a fixed number
 of examples per operation, derandomized so CI runs are repeatable.
 """
-
 from __future__ import annotations
 
 import io
@@ -19,33 +18,20 @@ from kfadapter.settings import Settings
 from tests.conftest import package
 
 MAX_EXAMPLES = 60
-CONFORMANCE = [
-    schemathesis.checks.status_code_conformance,
-    schemathesis.checks.content_type_conformance,
-    schemathesis.checks.response_schema_conformance,
-    schemathesis.checks.response_headers_conformance,
-]
+CONFORMANCE = [schemathesis.checks.status_code_conformance, schemathesis.checks.content_type_conformance,
+               schemathesis.checks.response_schema_conformance, schemathesis.checks.response_headers_conformance]
 
 
 @pytest.fixture
 def fuzz_app(sandbox, tmp_path):
     # Every dependency healthy (ML Metadata and the training manager's receiver are the sandbox's), so that
     # /readiness?deep=true, which probes them all, has no reason for a 503 either.
-    app = create_app(
-        Settings(
-            kfp_endpoint=sandbox.url,
-            store_path=str(tmp_path / "store.sqlite"),
-            kfp_read_timeout=5.0,
-            mlmd_endpoint=sandbox.mlmd_endpoint,
-            tm_url=f"{sandbox.url}/_sandbox/notifications",
-        )
-    )
+    app = create_app(Settings(kfp_endpoint=sandbox.url, store_path=str(tmp_path / "store.sqlite"),
+                              kfp_read_timeout=5.0, mlmd_endpoint=sandbox.mlmd_endpoint,
+                              tm_url=f"{sandbox.url}/_sandbox/notifications"))
     # Something to find, so not every generated lookup is a 404.
-    app.test_client().post(
-        "/pipelineIds/p",
-        data={"file": (io.BytesIO(package("add_v2.yaml")), "file")},
-        content_type="multipart/form-data",
-    )
+    app.test_client().post("/pipelineIds/p", data={"file": (io.BytesIO(package("add_v2.yaml")), "file")},
+                           content_type="multipart/form-data")
     return app
 
 
@@ -58,20 +44,14 @@ def test_api_conforms_to_its_document(fuzz_app):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @hsettings(
-            max_examples=MAX_EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @hsettings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+                   suppress_health_check=list(HealthCheck))
         def check(case) -> None:
             response = case.call()
             sent[operation.label] = sent.get(operation.label, 0) + 1
             # The sandbox KFP is healthy, so any 5xx (502/504 included) is a defect somewhere.
-            assert response.status_code < 500, (
+            assert response.status_code < 500, \
                 f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
-            )
             # Conformance of every answer; not "valid data accepted": a schema cannot say what a runnable
             # pipeline package or an existing name is, so the adapter's 400s/404s there are correct.
             case.validate_response(response, checks=CONFORMANCE)

@@ -3,7 +3,6 @@
 The list of variables is read from the source (every quoted environment name in the modules that read
 settings), so a new setting without a bad-value case here fails `test_every_setting_has_a_bad_value_case`.
 """
-
 from __future__ import annotations
 
 import re
@@ -37,19 +36,8 @@ BAD: dict[str, list[str]] = {
     "KFADAPTER_KFP_CA_CERT": [f"{MISSING_DIR}/ca.pem", "{dir}", "{not_pem}"],
     "KFADAPTER_STORE_PATH": ["{file}/store.sqlite"],
     "KFADAPTER_STORE_URL": ["mysql://u:secret@db/kf", "store.sqlite"],
-    "KFADAPTER_ARGUMENT_MAPPING": [
-        "{",
-        "[1]",
-        '{"a": 1}',
-        '{"a": "{x"}',
-        '{"a": "x}"}',
-        '{"a": "{0}"}',
-        '{"a": "{}"}',
-        '{"a": "{x.y}"}',
-        '{"a": "{x:d}"}',
-        '{"a": "{x!z}"}',
-        '{"": "x"}',
-    ],
+    "KFADAPTER_ARGUMENT_MAPPING": ["{", "[1]", '{"a": 1}', '{"a": "{x"}', '{"a": "x}"}', '{"a": "{0}"}',
+                                   '{"a": "{}"}', '{"a": "{x.y}"}', '{"a": "{x:d}"}', '{"a": "{x!z}"}', '{"": "x"}'],
     "KFADAPTER_TM_URL": ["tm:32002", "http://tm:0/x"],
     "TRAININGMGR_HOST": ["tm host"],
     "KFADAPTER_WATCH": ["maybe"],
@@ -97,11 +85,8 @@ def numeric_bad(name: str, kind: str) -> list[str]:
 
 def cases() -> list[tuple[str, str]]:
     names, numeric = read_names()
-    out = [
-        (name, value)
-        for name in sorted(names)
-        for value in (BAD.get(name) or (numeric_bad(name, numeric[name]) if name in numeric else []))
-    ]
+    out = [(name, value) for name in sorted(names) for value in
+           (BAD.get(name) or (numeric_bad(name, numeric[name]) if name in numeric else []))]
     return out
 
 
@@ -110,12 +95,8 @@ def test_every_setting_has_a_bad_value_case():
     assert len(names) > 40  # the scan found the settings (KFADAPTER_*, O-RAN names, gunicorn knobs)
     without = sorted(n for n in names if n not in BAD and n not in numeric)
     assert not without, f"add bad values to BAD for {without}"
-    assert {
-        "KFADAPTER_POLL_INTERVAL",
-        "KFADAPTER_LEASE_TTL",
-        "KFADAPTER_NOTIFY_TIMEOUT",
-        "KFADAPTER_GUNICORN_WORKERS",
-    } <= set(numeric)
+    assert {"KFADAPTER_POLL_INTERVAL", "KFADAPTER_LEASE_TTL", "KFADAPTER_NOTIFY_TIMEOUT",
+            "KFADAPTER_GUNICORN_WORKERS"} <= set(numeric)
 
 
 @pytest.fixture
@@ -146,25 +127,14 @@ def test_bad_value_is_refused_in_one_line(name, value, paths, tmp_path):
         assert repr(value) in message
 
 
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"KFADAPTER_PORT": "1"},
-        {"KFADAPTER_PORT": "65535"},
-        {"KFADAPTER_HOST": "::"},
-        {"KFADAPTER_HOST": "::1"},
-        {"KFADAPTER_HOST": "localhost"},
-        {"KFADAPTER_GUNICORN_KEEPALIVE": "0"},
-        {"KFADAPTER_GUNICORN_MAX_REQUESTS": "0"},
-        {"KFADAPTER_MLMD_ENDPOINT": "[::1]:8080"},
-        {"KFADAPTER_GUNICORN_BIND": "unix:/tmp/kfadapter.sock"},
-        {"KFADAPTER_KFP_ENDPOINT": "http://ml-pipeline-ui.kubeflow:80/pipeline"},
-        {"KFADAPTER_POLL_INTERVAL": "0.5"},
-        {"KFADAPTER_ARGUMENT_MAPPING": '{"featurepath": "{featuregroup_name}_{trainingjob_id}", "n": "{n!r:>4}"}'},
-        {"KFADAPTER_GUNICORN_ACCESSLOG": "-"},
-        {"KFADAPTER_GUNICORN_WORKER_TMP_DIR": "/tmp"},
-    ],
-)
+@pytest.mark.parametrize("env", [
+    {"KFADAPTER_PORT": "1"}, {"KFADAPTER_PORT": "65535"}, {"KFADAPTER_HOST": "::"}, {"KFADAPTER_HOST": "::1"},
+    {"KFADAPTER_HOST": "localhost"}, {"KFADAPTER_GUNICORN_KEEPALIVE": "0"}, {"KFADAPTER_GUNICORN_MAX_REQUESTS": "0"},
+    {"KFADAPTER_MLMD_ENDPOINT": "[::1]:8080"}, {"KFADAPTER_GUNICORN_BIND": "unix:/tmp/kfadapter.sock"},
+    {"KFADAPTER_KFP_ENDPOINT": "http://ml-pipeline-ui.kubeflow:80/pipeline"}, {"KFADAPTER_POLL_INTERVAL": "0.5"},
+    {"KFADAPTER_ARGUMENT_MAPPING": '{"featurepath": "{featuregroup_name}_{trainingjob_id}", "n": "{n!r:>4}"}'},
+    {"KFADAPTER_GUNICORN_ACCESSLOG": "-"}, {"KFADAPTER_GUNICORN_WORKER_TMP_DIR": "/tmp"},
+])
 def test_good_values_pass(env, tmp_path):
     check_all({"KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite")} | env)
 
@@ -185,20 +155,12 @@ def test_token_file_checked_only_when_it_is_the_credential(tmp_path):
 
 # The real processes, for a representative subset: exit 2, one line on stderr, no traceback, no worker started.
 SERVE_CASES = [
-    {"KFADAPTER_POLL_INTERVAL": "inf"},
-    {"KFADAPTER_LEASE_TTL": "nan"},
-    {"KFADAPTER_NOTIFY_TIMEOUT": "inf"},
-    {"KFADAPTER_GUNICORN_WORKERS": "0"},
-    {"KFADAPTER_PORT": "70000"},
-    {"KFADAPTER_LOG_LEVEL": "LOUD"},
-    {"KFADAPTER_STORE_PATH": "{file}/store.sqlite"},
-    {"KFADAPTER_ARGUMENT_MAPPING": '{"a": "{x"}'},
-    {"KFADAPTER_KFP_CA_CERT": "/nonexistent"},
-    {"KFADAPTER_GUNICORN_THREADS": "many"},
-    {"KFADAPTER_GUNICORN_LOGLEVEL": "loud"},
-    {"KUBEFLOW_HOST": "kfp", "KUBEFLOW_PORT": "0"},
-    {"KFADAPTER_KFP_TOKEN": "two words"},
-    {"KFADAPTER_GUNICORN_WORKER_TMP_DIR": MISSING_DIR},
+    {"KFADAPTER_POLL_INTERVAL": "inf"}, {"KFADAPTER_LEASE_TTL": "nan"}, {"KFADAPTER_NOTIFY_TIMEOUT": "inf"},
+    {"KFADAPTER_GUNICORN_WORKERS": "0"}, {"KFADAPTER_PORT": "70000"}, {"KFADAPTER_LOG_LEVEL": "LOUD"},
+    {"KFADAPTER_STORE_PATH": "{file}/store.sqlite"}, {"KFADAPTER_ARGUMENT_MAPPING": '{"a": "{x"}'},
+    {"KFADAPTER_KFP_CA_CERT": "/nonexistent"}, {"KFADAPTER_GUNICORN_THREADS": "many"},
+    {"KFADAPTER_GUNICORN_LOGLEVEL": "loud"}, {"KUBEFLOW_HOST": "kfp", "KUBEFLOW_PORT": "0"},
+    {"KFADAPTER_KFP_TOKEN": "two words"}, {"KFADAPTER_GUNICORN_WORKER_TMP_DIR": MISSING_DIR},
 ]
 COMMANDS = {
     "serve": ["-m", "kfadapter.cli", "serve"],
@@ -213,14 +175,8 @@ def run(command: str, env: dict[str, str], paths: dict, tmp_path) -> subprocess.
     base = {"KFADAPTER_STORE_PATH": str(tmp_path / "s.sqlite")}
     if "KUBEFLOW_HOST" not in env:  # KFADAPTER_KFP_ENDPOINT wins over the O-RAN names, which are then not read
         base["KFADAPTER_KFP_ENDPOINT"] = "http://127.0.0.1:9"
-    return subprocess.run(
-        [sys.executable, *COMMANDS[command]],
-        env=clean_env(**(base | env)),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return subprocess.run([sys.executable, *COMMANDS[command]], env=clean_env(**(base | env)), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
 
 
 def assert_one_line(done: subprocess.CompletedProcess, name: str) -> None:
@@ -239,18 +195,15 @@ def test_kfadapter_serve_stops_with_one_line(env, paths, tmp_path):
         assert "two words" not in done.stderr
 
 
-@pytest.mark.parametrize(
-    "command, env",
-    [
-        ("gunicorn", {"KFADAPTER_GUNICORN_WORKERS": "0"}),
-        ("gunicorn", {"KFADAPTER_POLL_INTERVAL": "inf"}),
-        ("gunicorn", {"KFADAPTER_GUNICORN_ACCESSLOG": f"{MISSING_DIR}/a.log"}),
-        ("sandbox", {"KFADAPTER_SANDBOX_WORKERS": "0"}),
-        ("sandbox", {"KFADAPTER_LOG_LEVEL": "LOUD"}),
-        ("serve --sandbox", {"KFADAPTER_STORE_PATH": "{file}/store.sqlite"}),
-        ("serve --sandbox", {"KFADAPTER_SANDBOX_WORKDIR": "{file}/work"}),
-    ],
-)
+@pytest.mark.parametrize("command, env", [
+    ("gunicorn", {"KFADAPTER_GUNICORN_WORKERS": "0"}),
+    ("gunicorn", {"KFADAPTER_POLL_INTERVAL": "inf"}),
+    ("gunicorn", {"KFADAPTER_GUNICORN_ACCESSLOG": f"{MISSING_DIR}/a.log"}),
+    ("sandbox", {"KFADAPTER_SANDBOX_WORKERS": "0"}),
+    ("sandbox", {"KFADAPTER_LOG_LEVEL": "LOUD"}),
+    ("serve --sandbox", {"KFADAPTER_STORE_PATH": "{file}/store.sqlite"}),
+    ("serve --sandbox", {"KFADAPTER_SANDBOX_WORKDIR": "{file}/work"}),
+])
 def test_gunicorn_and_sandbox_stop_with_one_line(command, env, paths, tmp_path):
     assert_one_line(run(command, env, paths, tmp_path), list(env)[-1])
 
