@@ -206,3 +206,24 @@ def test_check_url_asks_a_running_adapter(served, capsys, monkeypatch):
     assert refused.returncode == 1 and "401" in refused.stderr
     nothing = Ran(capsys, monkeypatch, {}, "--url", f"http://127.0.0.1:{closed_port()}")
     assert nothing.returncode == 1 and "no check results" in nothing.stderr
+
+
+def test_training_manager_probe_sends_no_notification(sandbox, tmp_path, tm_receiver):
+    # TM's own server (Flask) answers OPTIONS with Allow: POST; this bare receiver answers 501: reachable either way.
+    client = deep_app(sandbox, tmp_path, tm_url=tm_receiver.url).test_client()
+    resp = client.get("/readiness?deep=true")
+    checks = {c["name"]: c for c in resp.json["checks"]}
+    assert resp.status_code == 200 and checks["training-manager"]["status"] == "ok", checks["training-manager"]
+    assert tm_receiver.received == []  # the probe never POSTs
+
+
+def test_access_failures_name_the_token_or_the_role_binding():
+    from kfadapter.api.probes import _access_fix
+    from kfadapter.core.errors import KfpUnavailable
+
+    settings = Settings(kfp_endpoint="http://ml-pipeline.kubeflow:8888", namespace="team-a")
+    unauthenticated = KfpUnavailable("list runs: KFP refused", details={"kfp_status": 401})
+    forbidden = KfpUnavailable("list runs: KFP refused", details={"kfp_status": 403})
+    assert "pipelines.kubeflow.org" in _access_fix(unauthenticated, settings, True)
+    fix = _access_fix(forbidden, settings, True)
+    assert "kubeflow-pipelines-edit in 'team-a'" in fix and "RoleBinding" in fix

@@ -284,6 +284,12 @@ def _training_manager(deps: Dependencies) -> list[Result]:
                 f"HTTP 404 for {urlsplit(url).path}: nothing serves notifications there",
                 ("point KFADAPTER_TM_URL at the training manager's /trainingjob/pipelineNotification"),
             )
+        if resp.status_code in (405, 501):  # a server that does not take OPTIONS: it answered, the path is unproven
+            return (
+                OK,
+                f"HTTP {resp.status_code} to OPTIONS: the host answers (the path is checked at the first POST)",
+                "",
+            )
         if resp.status_code >= 500:
             return FAIL, f"HTTP {resp.status_code}", "the training manager answers with a server error: see its log"
         allow = resp.headers.get("Allow", "")
