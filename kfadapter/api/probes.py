@@ -21,7 +21,7 @@ import requests
 from kfadapter.core.errors import AdapterError, NotFound
 from kfadapter.kfconnect import KfConnect
 from kfadapter.outputs.mlmd import MlmdClient
-from kfadapter.outputs.objectstore import LEOFS_RULE, ObjectStore
+from kfadapter.outputs.objectstore import ObjectStore
 from kfadapter.settings import Settings
 from kfadapter.watch.store import Store
 
@@ -237,8 +237,8 @@ def _object_store(deps: Dependencies) -> list[Result]:
 def _object_store_fix(exc: AdapterError, s: Settings) -> str:
     if exc.code == "object_store_misaddressed":
         return (
-            f"use the endpoint KFP writes to, with bucket {s.object_store_bucket!r} (KFADAPTER_OBJECT_STORE_BUCKET); "
-            f"for LeoFS: {LEOFS_RULE}"
+            f"point KFADAPTER_OBJECT_STORE_ENDPOINT at the store KFP writes to (bucket {s.object_store_bucket!r}, "
+            "KFADAPTER_OBJECT_STORE_BUCKET); for LeoFS use a host it registered, e.g. http://leofs.kubeflow:8080"
         )
     if exc.code == "object_store_denied":
         return (
