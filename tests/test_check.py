@@ -49,15 +49,17 @@ def broken_env(sandbox, tmp_path) -> dict[str, str]:
     }
 
 
-def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "kfadapter.cli", "check", "--timeout", "3", *args],
-        env=base | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.fixture
+def run_check():
+    """`kfadapter check --timeout 3 ARGS` in a process of its own with exactly `env` (a `process` test)."""
+
+    def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+        prefixes = ("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_")
+        base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+        return subprocess.run([sys.executable, "-m", "kfadapter.cli", "check", "--timeout", "3", *args],
+                              env=base | env, capture_output=True, text=True, timeout=120)
+
+    return run
 
 
 class Ran:
@@ -75,7 +77,7 @@ def by_name(checks: list[dict]) -> dict[str, dict]:
     return {c["name"]: c for c in checks}
 
 
-def test_healthy_configuration_passes_every_check(sandbox, tmp_path, capsys, monkeypatch):
+def test_healthy_configuration_passes_every_check(sandbox, tmp_path, capsys, monkeypatch, run_check):
     proc = run_check(healthy_env(sandbox, tmp_path), "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
@@ -93,7 +95,7 @@ def test_healthy_configuration_passes_every_check(sandbox, tmp_path, capsys, mon
     assert table.returncode == 0 and table.stdout.strip().endswith("6 passed, 0 failed, 0 skipped"), table.stdout
 
 
-def test_broken_configuration_fails_each_check_with_its_fix(sandbox, tmp_path, capsys, monkeypatch):
+def test_broken_configuration_fails_each_check_with_its_fix(sandbox, tmp_path, capsys, monkeypatch, run_check):
     start = time.monotonic()
     proc = run_check(broken_env(sandbox, tmp_path), "--json")
     elapsed = time.monotonic() - start
@@ -198,7 +200,7 @@ def served(sandbox, tmp_path):
     yield from _serve_http(app)
 
 
-def test_check_url_asks_a_running_adapter(served, capsys, monkeypatch):
+def test_check_url_asks_a_running_adapter(served, capsys, monkeypatch, run_check):
     proc = run_check({"KFADAPTER_API_TOKEN": TOKEN}, "--url", served)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "object-store      FAIL" in proc.stdout and "5 passed, 1 failed, 0 skipped" in proc.stdout
