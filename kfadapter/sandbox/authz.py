@@ -100,7 +100,9 @@ class Policy:
         if not isinstance(doc, dict) or set(doc) - {"tokens", "bindings"}:
             raise PolicyError('the policy is an object with "tokens" and "bindings" only')
         tokens = doc.get("tokens", {})
-        if not isinstance(tokens, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()):
+        if not isinstance(tokens, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()
+        ):
             raise PolicyError('"tokens" maps bearer tokens to identities (strings)')
         raw = doc.get("bindings", [])
         if not isinstance(raw, list):
@@ -178,4 +180,6 @@ def unauthenticated(why: str) -> str:
 
 def denied(identity: str, attrs: str) -> str:
     """IsAuthorized's error when the review says no (grpc code 7); RBAC gives no reason."""
-    return f"PermissionDenied: User '{identity}' is not authorized with reason:  (request: {attrs}): Unauthorized access"
+    return (
+        f"PermissionDenied: User '{identity}' is not authorized with reason:  (request: {attrs}): Unauthorized access"
+    )

@@ -92,7 +92,9 @@ def _pipeline_check(namespace: str, verb: str, pipeline_id: str, name: str, wrap
     if not namespace:
         if verb in ("get", "list") or not versions.active().shared_writes_checked:
             return None
-        inner = f"Failed to access shared pipeline {pipeline_id}. Check if you have permission to {verb} shared pipelines"
+        inner = (
+            f"Failed to access shared pipeline {pipeline_id}. Check if you have permission to {verb} shared pipelines"
+        )
         return Check("pipelines", verb, authz.POD_NAMESPACE, name, f"{wrap}: {inner}")
     inner = f"Failed to access pipeline {pipeline_id}. Check if you have access to namespace {namespace}"
     return Check("pipelines", verb, namespace, name, f"{wrap}: {inner}")
@@ -106,7 +108,9 @@ def _by_pipeline(verb: str, wrap: Callable[[str], str]) -> Callable[[dict], Chec
             return None
         ns, name = pipeline["namespace"], pipeline["name"]
         if verb == "list":  # listPipelineVersions reviews the pipeline's namespace without naming the pipeline
-            return _pipeline_check(ns, verb, "", "", wrap(pid) + f" Check if you have read permission to namespace {ns}")
+            return _pipeline_check(
+                ns, verb, "", "", wrap(pid) + f" Check if you have read permission to namespace {ns}"
+            )
         return _pipeline_check(ns, verb, pid, name, wrap(pid))
 
     return rule
@@ -118,7 +122,9 @@ def _by_version(verb: str, wrap: Callable[[str, str], str]) -> Callable[[dict], 
         if pipeline is None:
             return None
         pid = pipeline["pipeline_id"]
-        return _pipeline_check(pipeline["namespace"], verb, pid, pipeline["name"], wrap(args["pipeline_id"], args["version_id"]))
+        return _pipeline_check(
+            pipeline["namespace"], verb, pid, pipeline["name"], wrap(args["pipeline_id"], args["version_id"])
+        )
 
     return rule
 
@@ -166,12 +172,22 @@ def _upload(args: dict) -> Check | None:
         pipeline = _pipeline(request.args.get("pipelineid", ""))
         if pipeline is None:
             return None
-        ns, bare, wrap = pipeline["namespace"], "Failed to create a pipeline version", "Failed to create a pipeline version"
+        ns, bare, wrap = (
+            pipeline["namespace"],
+            "Failed to create a pipeline version",
+            "Failed to create a pipeline version",
+        )
     else:
-        ns, bare, wrap = _state().namespace(request.args.get("namespace")), "Failed to create a pipeline", "Failed to create a pipeline"
+        ns, bare, wrap = (
+            _state().namespace(request.args.get("namespace")),
+            "Failed to create a pipeline",
+            "Failed to create a pipeline",
+        )
     if not ns:
         return None  # canUploadVersionedPipeline checks nothing for the shared namespace
-    return Check("pipelines", "create", ns, "", f"{wrap} due to authorization error: Authorization Failure", "upload", bare)
+    return Check(
+        "pipelines", "create", ns, "", f"{wrap} due to authorization error: Authorization Failure", "upload", bare
+    )
 
 
 def _experiment_check(verb: str, namespace: str, name: str, wrap: str) -> Check | None:
@@ -185,7 +201,9 @@ def _by_experiment(verb: str, wrap: str) -> Callable[[dict], Check | None]:
         exp = _experiment(args["experiment_id"])
         if exp is None:
             return None
-        return _experiment_check(verb, exp["namespace"], exp["display_name"], f"{wrap}: Failed to authorize the request")
+        return _experiment_check(
+            verb, exp["namespace"], exp["display_name"], f"{wrap}: Failed to authorize the request"
+        )
 
     return rule
 
@@ -193,7 +211,9 @@ def _by_experiment(verb: str, wrap: str) -> Callable[[dict], Check | None]:
 def _create_experiment(args: dict) -> Check | None:
     body = _body()
     ns = _state().namespace(_text(body.get("namespace")))
-    return _experiment_check("create", ns, _text(body.get("display_name")), "Failed to create a experiment: Failed to authorize the request")
+    return _experiment_check(
+        "create", ns, _text(body.get("display_name")), "Failed to create a experiment: Failed to authorize the request"
+    )
 
 
 def _list_experiments(args: dict) -> Check | None:
@@ -271,27 +291,39 @@ RULES: dict[str, Callable[[dict], Check | None]] = {
     _PIPELINES + "get_pipeline_by_name": _pipeline_by_name,
     _PIPELINES + "get_pipeline": _by_pipeline(
         "get",
-        lambda p: f"Failed to get a pipeline {p}. Check error stack: Failed to get a pipeline due authorization error for pipeline id {p}",
+        lambda p: (
+            f"Failed to get a pipeline {p}. Check error stack: Failed to get a pipeline due authorization error for pipeline id {p}"
+        ),
     ),
     _PIPELINES + "delete_pipeline": _by_pipeline(
         "delete",
-        lambda p: f"Failed to delete pipeline {p}. Check error stack: Failed to delete a pipeline due authorization error for pipeline id {p}",
+        lambda p: (
+            f"Failed to delete pipeline {p}. Check error stack: Failed to delete a pipeline due authorization error for pipeline id {p}"
+        ),
     ),
     _PIPELINES + "list_versions": _by_pipeline(
         "list",
-        lambda p: f"Failed to list pipeline versions for pipeline {p}: Failed to list pipeline versions due to authorization error.",
+        lambda p: (
+            f"Failed to list pipeline versions for pipeline {p}: Failed to list pipeline versions due to authorization error."
+        ),
     ),
     _PIPELINES + "create_version": _by_pipeline(
         "create",
-        lambda p: f"Failed to create a pipeline version. Check error stack: Failed to create a pipeline version due authorization error for pipeline id {p}",
+        lambda p: (
+            f"Failed to create a pipeline version. Check error stack: Failed to create a pipeline version due authorization error for pipeline id {p}"
+        ),
     ),
     _PIPELINES + "get_version": _by_version(
         "get",
-        lambda p, v: f"Failed to get a pipeline version {v}: Failed to get a pipeline version due to authorization error for pipeline version id {v}",
+        lambda p, v: (
+            f"Failed to get a pipeline version {v}: Failed to get a pipeline version due to authorization error for pipeline version id {v}"
+        ),
     ),
     _PIPELINES + "delete_version": _by_version(
         "delete",
-        lambda p, v: f"Failed to delete a pipeline version id {v} under pipeline id {p}. Check error stack: Failed to delete a pipeline version id {v} due to authorization error for pipeline id {p}",
+        lambda p, v: (
+            f"Failed to delete a pipeline version id {v} under pipeline id {p}. Check error stack: Failed to delete a pipeline version id {v} due to authorization error for pipeline id {p}"
+        ),
     ),
     _PIPELINES + "upload_pipeline": _upload,
     _PIPELINES + "upload_version": _upload,
