@@ -1,7 +1,7 @@
 """Multi-user KFP's authentication and authorization, as the sandbox plays them (read from KFP 2.3.0 and 2.17.0).
 
 Identity (auth/auth.go, authenticator_http_headers.go, authenticator_token_review.go, util.go): the
-`kubeflow-userid` header (the Kubeflow manifests set KUBEFLOW_USERID_HEADER to it, with an empty prefix), else
+`kubeflow-userid` header (the header the Kubeflow manifests configure, with an empty prefix), else
 `Authorization: Bearer <token>` checked by a TokenReview. Authorization (resource/resource_manager.go
 IsAuthorized): one SubjectAccessReview for that user in the object's namespace, group `pipelines.kubeflow.org`,
 version `v1beta1`, resource `pipelines` / `experiments` / `runs`. Without an identity the answer is 401
