@@ -188,7 +188,7 @@ class OutputsService:
         if not output.produced:
             return entry | {"available": False, "value": None, "reason": "not produced (yet)"}
         try:
-            decoded, close = self.v1.open(run_id, task.id, output.artifact, workflow)
+            decoded, close = self.v1.open(run_id, task.id, output.artifact or output.name, workflow)
             try:
                 found = archive.scan(decoded, head_bytes=self.inline)
             finally:

@@ -110,13 +110,14 @@ class Policy:
         return cls(dict(tokens), tuple(_binding(b, i) for i, b in enumerate(raw)))
 
     def identity(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
-        """The caller's identity, else (None, why) in the API server's words (the authenticators' errors)."""
+        """The caller's identity from lower-cased `headers` (as grpc metadata keys are), else (None, why) in the API
+        server's words (the authenticators' errors)."""
         errors = []
         user = headers.get(USERID_HEADER)
         if user:
             return user, ""
         errors.append(MISSING)
-        auth = headers.get("Authorization")
+        auth = headers.get("authorization")
         if auth is None:
             errors.append(MISSING)
         elif not auth.startswith(_BEARER_PREFIX):

@@ -243,8 +243,9 @@ def _create_run(args: dict) -> Check | None:
     body = _body()
     if request.path.startswith("/apis/v1beta1/"):
         name, outer = _text(body.get("name")), "Failed to create a new v1beta1 run"
-        refs = body.get("resource_references") if isinstance(body.get("resource_references"), list) else []
-        keys = [r.get("key") for r in refs if isinstance(r, dict) and isinstance(r.get("key"), dict)]
+        raw = body.get("resource_references")
+        refs: list = raw if isinstance(raw, list) else []
+        keys: list[dict] = [r["key"] for r in refs if isinstance(r, dict) and isinstance(r.get("key"), dict)]
         exp_id = next((_text(k.get("id")) for k in keys if k.get("type") in ("EXPERIMENT", 1)), "")
     else:
         name, outer = _text(body.get("display_name")), "Failed to create a new run"
@@ -362,7 +363,7 @@ def authorize() -> Response | None:
         # The handler's context carries no headers: authentication always fails, after the run's look-up.
         code, inner = 16, authz.unauthenticated(authz.MISSING) if check.namespace else ""
     else:
-        identity, why = policy.identity(request.headers)
+        identity, why = policy.identity({k.lower(): v for k, v in request.headers.items()})
         if identity is None:
             code, inner = 16, authz.unauthenticated(why)
         elif not policy.allows(identity, check.namespace, check.resource, check.verb):
