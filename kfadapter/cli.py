@@ -16,6 +16,7 @@ from kfadapter.settings import Settings, SettingsError, load
 from kfadapter.settings.checks import gunicorn_options, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
+SANDBOX_TOKEN = "kfadapter-sandbox"  # the adapter's bearer token for `serve --sandbox --multi-user`
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
+            return _run_sandbox(
+                args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version, args.authz
+            )
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -74,7 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--multi-user",
         action="store_true",
-        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment",
+        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment, every "
+        "call authorized (an identity is needed: header kubeflow-userid or a bearer token)",
+    )
+    sandbox.add_argument(
+        "--authz",
+        metavar="FILE",
+        help='with --multi-user: JSON {"tokens": {"<bearer token>": "<identity>"}, "bindings": [{"identity", '
+        '"namespace", "verbs": ["*"] or ["get", "list", "create", ...]}]}; without it any token or '
+        "kubeflow-userid is an identity allowed everything",
     )
     sandbox.add_argument(
         "--kfp-version",
@@ -114,9 +125,25 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def _run_sandbox(
-    host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False, kfp_version: str = "2.17"
+    host: str,
+    port: int,
+    mlmd_port: int = 0,
+    execute: bool = False,
+    multi_user: bool = False,
+    kfp_version: str = "2.17",
+    authz: str | None = None,
 ) -> int:
     from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
+    from kfadapter.sandbox.authz import Policy, PolicyError
+
+    if authz and not multi_user:
+        print("kfadapter: --authz describes multi-user authorization; use it with --multi-user", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy.load(authz) if authz else None
+    except PolicyError as exc:
+        print(f"kfadapter: --authz: {exc}", file=sys.stderr)
+        return 2
 
     settings = _sandbox_settings(load(files=False))
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
@@ -130,6 +157,7 @@ def _run_sandbox(
         workdir=settings.sandbox_workdir,
         multi_user=multi_user,
         kfp_version=kfp_version,
+        policy=policy,
     )
     return 0
 
@@ -276,6 +304,9 @@ def _serve(args: argparse.Namespace) -> int:
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
         settings = dataclasses.replace(settings, store_path=str(executor.root / "store.sqlite"))
     print(f"store of tracked runs: {settings.store_path}", flush=True)
+    if args.multi_user and not (settings.kfp_token or settings.kfp_token_file):
+        # Multi-user KFP answers 401 to a call without an identity; the sandbox takes any bearer token as one.
+        settings = dataclasses.replace(settings, kfp_token=SANDBOX_TOKEN)
     if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
         settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long
     if not settings.tm_url:

@@ -169,8 +169,9 @@ def multi_user_sandbox(multi_user_sandbox_server):
 
 @pytest.fixture
 def multi_user_app(multi_user_sandbox, tmp_path):
-    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE)."""
-    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a",
+    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE), with a bearer token (multi-user
+    KFP answers 401 to a call without an identity)."""
+    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a", kfp_token="kfadapter-team-a",
                         store_path=str(tmp_path / "store-mu.sqlite"), kfp_connect_timeout=2.0,
                         kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
     return create_app(settings)

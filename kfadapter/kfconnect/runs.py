@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from kfadapter.core.errors import KfpRejected, KfpUnavailable, NotFound
+from kfadapter.core.errors import KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT, PipelineCalls
 from kfadapter.kfconnect.transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
 from kfadapter.outputs import runinfo
@@ -123,12 +123,16 @@ class RunCalls(PipelineCalls):
         return (answer.get("run") or {})["id"]
 
     def get_run(self, run_id: str) -> dict:
-        """Return one run."""
+        """Return one run (on multi-user KFP only one of the adapter's namespace; another's is a 404)."""
         api = self.client._run_api
+        missing = _run_missing(run_id)
         try:
-            return self._call(api.run_service_get_run, run_id, what=f"run {run_id!r}")
+            run = self._call(api.run_service_get_run, run_id, what=f"run {run_id!r}")
         except NotFound:
-            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
+        return self.own_run(run, missing)
 
     def list_runs(self) -> list[dict]:
         """Return every run, newest first."""
@@ -194,12 +198,19 @@ class RunCalls(PipelineCalls):
 
     def workflow(self, run_id: str) -> dict | None:
         """Return the run's Argo workflow (v1beta1 `pipeline_runtime.workflow_manifest`); None while it has none."""
+        missing = _run_missing(run_id)
         try:
             detail = self._call_path(
                 f"/apis/v1beta1/runs/{segment(run_id)}", "GET", what=f"run {run_id!r}", operation="v1beta1_get_run"
             )
         except NotFound:
-            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
+        refs = (detail.get("run") or {}).get("resource_references") or []
+        keys = [r.get("key") or {} for r in refs if isinstance(r, dict)]
+        experiment = next((k.get("id") for k in keys if k.get("type") in ("EXPERIMENT", 1)), None)
+        self.own_run({"run_id": run_id, "experiment_id": experiment}, missing)
         manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
         if not manifest:
             return None
@@ -240,4 +251,17 @@ class RunCalls(PipelineCalls):
                 code="not_available_yet",
                 details={"run_id": run_id, "node_id": node_id, "artifact": name},
             ) from None
-        return KfpStream(resp, what)
+        except KfpForbidden as exc:
+            raise self.foreign(exc, _run_missing(run_id)) from None
+        stream = KfpStream(resp, what)
+        if not self.knows_own_run(run_id):  # checked after the call, so a path KfConnect refuses costs no KFP call
+            try:
+                self.get_run(run_id)
+            except BaseException:
+                stream.close()
+                raise
+        return stream
+
+
+def _run_missing(run_id: str) -> NotFound:
+    return NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id})

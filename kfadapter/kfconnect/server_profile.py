@@ -11,6 +11,7 @@ the newest KFP. Differences (kfp-facts.md, last section):
 | `?cascade=true` on pipeline delete | | 2.14 |
 | `:read` status of a run whose workflow is not recorded yet | 400 (<= 2.14) | 500 (2.15) |
 | `executor-logs` output artifact per v2 task (the task's log) | | 2.5 |
+| `:read` in multi-user mode (always 403: its handler sees no identity) | works | refused (2.15) |
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ServerProfile:
 
     tag: str | None  # healthz tag_name as KFP gave it
     version: tuple[int, int, int] | None  # None: unknown, treated as the newest
+    multi_user: bool = False  # healthz multi_user (apiServerMultiUser through the UI proxy)
 
     @classmethod
     def from_healthz(cls, health: dict) -> ServerProfile:
@@ -67,7 +69,8 @@ class ServerProfile:
         tag = health.get("tag_name")
         match = _TAG.match(tag) if isinstance(tag, str) else None
         version = tuple(int(g or 0) for g in match.groups()) if match else None
-        return cls(tag if isinstance(tag, str) else None, version)  # type: ignore[arg-type]
+        multi_user = health.get("multi_user") is True or health.get("apiServerMultiUser") is True
+        return cls(tag if isinstance(tag, str) else None, version, multi_user)  # type: ignore[arg-type]
 
     def _before(self, *version: int) -> bool:
         return self.version is not None and self.version < version
@@ -99,6 +102,11 @@ class ServerProfile:
     def read_unrecorded_status(self) -> int:
         """The `:read` status meaning "KFP has not recorded this run's workflow yet"."""
         return 400 if self._before(2, 15) else 500
+
+    @property
+    def read_refused(self) -> bool:
+        """Whether every `:read` is refused: multi-user 2.15+, whose streaming handler never sees the caller."""
+        return self.multi_user and not self._before(2, 15)
 
     @property
     def has_executor_logs(self) -> bool:

@@ -37,6 +37,7 @@ from kfadapter.core.errors import (
 )
 from kfadapter.core.limits import LimitExceeded, check_json_depth
 from kfadapter.core.observability import kfp_call
+from kfadapter.kfconnect import forbidden
 from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
 from kfadapter.packages import names
 from kfadapter.settings import Settings
@@ -360,7 +361,7 @@ class _AnswerCap:
         )
 
 
-def _kfp_message(exc: ApiException) -> str:
+def _kfp_message(exc: ApiException, limit: int = 500) -> str:
     """Pull KFP's human message out of an error body; never its `error_details` (it holds stack traces)."""
     body = exc.body
     if isinstance(body, bytes):
@@ -373,7 +374,7 @@ def _kfp_message(exc: ApiException) -> str:
     except (ValueError, RecursionError):  # a hostile body nested past the interpreter's recursion limit
         message = body if body and len(body) < 300 and "\n" not in body.strip() else ""
     message = message.strip().splitlines()[0] if message.strip() else ""
-    return message[:500] or (exc.reason or f"HTTP {exc.status}")
+    return message[:limit] or (exc.reason or f"HTTP {exc.status}")
 
 
 def _is_kfp_error(exc: ApiException) -> bool:
@@ -412,6 +413,11 @@ def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
         return Conflict(text, details={"kfp_status": status})
     if status == 413:
         return PayloadTooLarge(text)
+    if status in (400, 403):
+        # Multi-user KFP's refusal names the namespace and verb (400 for an upload up to 2.14).
+        refused = forbidden.from_message(what, _kfp_message(exc, _ERROR_BODY_MAX))
+        if refused is not None:
+            return refused
     if status in (401, 403):
         return KfpUnavailable(
             f"{what}: KFP refused the adapter's credentials ({message})",

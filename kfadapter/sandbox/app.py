@@ -11,7 +11,16 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from kfadapter.sandbox import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
+from kfadapter.sandbox import (
+    authz,
+    authz_routes,
+    control,
+    mlmd_routes,
+    notifications,
+    objectstore,
+    routes_pipelines,
+    routes_runs,
+)
 from kfadapter.sandbox.errors import (
     HTTP_TO_GRPC,
     ApiError,
@@ -110,12 +119,16 @@ class UiProxyPrefix:
         return self.wsgi_app(environ, start_response)
 
 
-def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None) -> Flask:
+def create_sandbox_app(
+    multi_user: bool = False, kfp_version: str | None = None, policy: authz.Policy | None = None
+) -> Flask:
     """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`, playing `kfp_version`
     (`2.3`, `2.5`, `2.14` or `2.17`, the default; see `versions`).
 
     `multi_user=True` behaves like KFP deployed with Kubeflow's profiles: namespaced experiments and runs, no
-    Default experiment, healthz `multi_user: true`."""
+    Default experiment, healthz `multi_user: true`, and every call authorized (`authz_routes`): the caller needs
+    an identity (`kubeflow-userid` or a bearer token), and `policy` says which tokens and grants exist (None:
+    any token, everything granted)."""
     app = Flask("kfadapter.sandbox")
     app.wsgi_app = UiProxyPrefix(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware idiom
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
@@ -130,6 +143,9 @@ def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None)
     app.extensions["sandbox_notifications"] = notifications.Inbox()
     app.register_blueprint(notifications.bp)
     app.before_request(_before_api_request)
+    app.before_request(authz_routes.authorize)
+    if policy is not None:
+        app.extensions[authz_routes.POLICY] = policy
     app.register_error_handler(ApiError, lambda e: grpc_response(e.code, e.message, e.http_status))
     app.register_error_handler(UploadError, lambda e: upload_response(e.status, e.message))
     app.register_error_handler(PlainError, lambda e: plain_response(e.status, e.message))

@@ -91,6 +91,12 @@ class KfpVersion:
     uri_salt: bool  # v2 artifact URIs carry a random segment before the output name (>= 2.5)
     healthz_pipeline_store: bool  # v2beta1 healthz has `pipeline_store` (>= 2.14)
     object_store: ObjectStore = field(default=MINIO)
+    # Multi-user authorization (authz_routes): ResourceAttributes print FieldSelector / LabelSelector from
+    # k8s.io/api 0.31 (2.14); writes on shared pipelines are reviewed in KFP's own namespace (2.17); an
+    # unauthorized upload's 400 says why up to 2.14 and only "Failed to create a pipeline (version)" from 2.15.
+    sar_selectors: bool = False
+    shared_writes_checked: bool = False
+    upload_authz_reason: bool = True
 
     @property
     def name(self) -> str:
@@ -211,10 +217,40 @@ PROFILES = {
         "2.5.0", True, False, False, False, 500, _NEWER_THAN_2_14, False, 400, False, True, True, False, MINIO
     ),
     "2.14": KfpVersion(
-        "2.14.0", False, True, True, True, 500, _NEWER_THAN_2_14, False, 400, False, True, True, True, MINIO
+        "2.14.0",
+        False,
+        True,
+        True,
+        True,
+        500,
+        _NEWER_THAN_2_14,
+        False,
+        400,
+        False,
+        True,
+        True,
+        True,
+        MINIO,
+        sar_selectors=True,
     ),
     "2.17": KfpVersion(
-        "2.17.0", False, True, True, True, 400, frozenset(), True, 500, True, True, True, True, SEAWEEDFS
+        "2.17.0",
+        False,
+        True,
+        True,
+        True,
+        400,
+        frozenset(),
+        True,
+        500,
+        True,
+        True,
+        True,
+        True,
+        SEAWEEDFS,
+        sar_selectors=True,
+        shared_writes_checked=True,
+        upload_authz_reason=False,
     ),
 }
 
