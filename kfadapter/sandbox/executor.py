@@ -157,6 +157,10 @@ def _task_dir(command: list[str]) -> Path | None:
     return None
 
 
+# Tasks whose driver fails before their pod starts (sandbox/driver.py) -> the driver's error.
+DRIVER_ERRORS: dict[str, str] = {}
+
+
 def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
     """Run one task like kfp.local does (output streamed to stdout), also writing it to the task's `task.log`."""
     env = {**os.environ, **env_vars} if env_vars else None
@@ -165,6 +169,13 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
     if task_dir is not None:
         task_dir.mkdir(parents=True, exist_ok=True)
         log = open(task_dir / TASK_LOG, "w", encoding="utf-8")
+        failure = DRIVER_ERRORS.get(task_dir.name)
+        if failure is not None:  # the driver exits (glog.Exitf) and the user's command never runs
+            line = f"KFP driver failed: {failure}\n"
+            print(line, end="")
+            log.write(line)
+            log.close()
+            return 1
     try:
         with subprocess.Popen(
             full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
@@ -291,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="this run's working directory")
     parser.add_argument("--result", help="where to write the result JSON (default WORKDIR/result.json)")
     parser.add_argument("--log", help="the file this process's stdout goes to (to find the components' errors)")
+    parser.add_argument("--driver-errors", default="{}", help="JSON {task: error} of tasks whose driver fails")
     args = parser.parse_args(argv)
+    DRIVER_ERRORS.update(json.loads(args.driver_errors))
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     result = execute(args.package, json.loads(args.args), workdir, Path(args.log) if args.log else None)
