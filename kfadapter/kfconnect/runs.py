@@ -233,7 +233,7 @@ class RunCalls(PipelineCalls):
             ) from None
         except (KfpRejected, KfpUnavailable) as exc:
             # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
-            if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
+            if exc.details.get("kfp_status") not in self.server_profile().read_unrecorded_statuses:
                 raise
             raise NotFound(
                 f"{what} is not available yet: KFP has not recorded the run's workflow",

@@ -169,13 +169,6 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
     if task_dir is not None:
         task_dir.mkdir(parents=True, exist_ok=True)
         log = open(task_dir / TASK_LOG, "w", encoding="utf-8")
-        failure = DRIVER_ERRORS.get(task_dir.name)
-        if failure is not None:  # the driver exits (glog.Exitf) and the user's command never runs
-            line = f"KFP driver failed: {failure}\n"
-            print(line, end="")
-            log.write(line)
-            log.close()
-            return 1
     try:
         with subprocess.Popen(
             full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
@@ -189,6 +182,26 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
     finally:
         if log is not None:
             log.close()
+
+
+def fail_in_driver(handler_run: Any) -> Any:
+    """Wrap kfp.local's SubprocessTaskHandler.run: a task in DRIVER_ERRORS fails before its environment is made,
+    as its driver pod exits (glog.Exitf) before the executor pod exists; the reason goes to its log."""
+
+    def run(handler: Any) -> Any:
+        task_dir = _task_dir(handler.full_command)
+        failure = DRIVER_ERRORS.get(task_dir.name) if task_dir is not None else None
+        if failure is None:
+            return handler_run(handler)
+        from kfp.local import status
+
+        task_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        line = f"KFP driver failed: {failure}\n"
+        print(line, end="")
+        (task_dir / TASK_LOG).write_text(line, encoding="utf-8")  # type: ignore[operator]
+        return status.Status.FAILURE
+
+    return run
 
 
 def error_from_log(log_path: Path | None, failed_task: str | None, fallback: str) -> str:
@@ -265,6 +278,9 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
 
     # kfp.local mixes every task's output into one stream; keep each task's own copy, as KFP archives it.
     subprocess_task_handler.run_local_subprocess = run_task_subprocess
+    if DRIVER_ERRORS:
+        handler = subprocess_task_handler.SubprocessTaskHandler
+        handler.run = fail_in_driver(handler.run)  # type: ignore[method-assign]
 
     pipeline_root = workdir / "outputs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
