@@ -129,7 +129,7 @@ class ServerProfile:
                 f"KFP {self.tag}" if self.source in ("tag_name", "apiServerTagName") else f"KFP {_text(self.version)}"
             )
         if self.low is not None and self.high is not None:
-            return f"KFP {_text(self.low)}-{_text(self.high)} (unlabelled)"
+            return f"KFP {_range(self.low, self.high)} (unlabelled)"
         return "KFP (version unknown)"
 
     @property
@@ -138,7 +138,7 @@ class ServerProfile:
         if self.version is not None:
             return ".".join(map(str, self.version))
         if self.low is not None and self.high is not None:
-            return f"{_text(self.low)}-{_text(self.high)}"
+            return _range(self.low, self.high)
         return None
 
     def narrowed(self, high: Version) -> ServerProfile:
@@ -258,6 +258,10 @@ def encode_filter(filter_json: str) -> str:
 
 def _text(version: Version) -> str:
     return ".".join(map(str, version[:2] if version[2] in (0, 99) else version))
+
+
+def _range(low: Version, high: Version) -> str:
+    return _text(low) if _text(low) == _text(high) else f"{_text(low)}-{_text(high)}"
 
 
 def _first_versions(fields: frozenset[str]) -> list[tuple[str, Version]]:
