@@ -100,7 +100,11 @@ TWINS = {
     "PvcMount": {"pvcNameParameter": "constant"},
 }
 # Newer fields whose value is what the old driver does without them.
-_DEFAULTS = {"SecretAsEnv": {"optional": False}, "ConfigMapAsEnv": {"optional": False}, "PvcMount": {"subPath": ""}}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "SecretAsEnv": {"optional": False},
+    "ConfigMapAsEnv": {"optional": False},
+    "PvcMount": {"subPath": ""},
+}
 _PLATFORM_FIELDS = frozenset({"deploymentSpec"})
 
 

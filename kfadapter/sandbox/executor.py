@@ -280,7 +280,7 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
     subprocess_task_handler.run_local_subprocess = run_task_subprocess
     if DRIVER_ERRORS:
         handler = subprocess_task_handler.SubprocessTaskHandler
-        handler.run = fail_in_driver(handler.run)  # type: ignore[method-assign]
+        handler.run = fail_in_driver(handler.run)
 
     pipeline_root = workdir / "outputs"
     pipeline_root.mkdir(parents=True, exist_ok=True)

@@ -123,7 +123,7 @@ def _version_package(body: dict) -> packages.Package:
 def _as_stored(package: packages.Package) -> packages.Package:
     """The package as the played version keeps it (2.3 drops a platform spec it cannot parse, silently)."""
     platform = package.spec.get("platform_spec") if package.kind == "v2" else None
-    if isinstance(platform, dict) and versions.active().kept_platform_spec(platform) is None:
+    if isinstance(platform, dict) and package.ir is not None and versions.active().kept_platform_spec(platform) is None:
         return packages.Package("v2", package.ir, ir=package.ir)
     return package
 
