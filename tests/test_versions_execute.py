@@ -40,7 +40,7 @@ def xclient(xsandbox, tmp_path):
 
 
 @pytest.mark.execute
-def test_resource_setters_package_runs_on_2_3_and_2_17(xclient, xsandbox):
+def test_resource_setters_package_runs_across_versions_and_doors(xclient, xsandbox):
     require_kfp_local()
     assert upload(xclient, "res", package("resource_setters_v2.yaml")).status_code == 200
     resp = xclient.post("/trainingjobs/tj1/execution", json={"pipeline_name": "res", "arguments": {"epochs": "3"}})
