@@ -27,8 +27,14 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    postgresql >/dev/null; }
 
+# Everything, in parallel (pytest-xdist; tests/conftest.py starts the longest first). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 4
 test: $(STAMP) postgres
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The unit-level tests while you edit: no server processes, no PostgreSQL, no executed pipelines (under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not execute and not process and not slow" $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, and the layer contracts of docs/ARCHITECTURE.md (import-linter); CI runs it.
 lint: $(STAMP)

@@ -260,10 +260,12 @@ def _serve(args: argparse.Namespace) -> int:
         kfp_version=args.kfp_version,
         tag_name=args.tag_name,
     ).start()
+    executor = kfp.executor
+    assert executor is not None  # execute=True
     print(
         f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
         "kfp.local "
-        f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})",
+        f"({executor.workers} at a time, working directories in {executor.root})",
         flush=True,
     )
     print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
@@ -285,7 +287,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not any(os.environ.get(k, "").strip() for k in ("KFADAPTER_STORE_PATH", "KFADAPTER_STORE_URL")):
         # The sandbox starts empty: a store kept from an earlier start would only hold runs it no longer
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
-        settings = dataclasses.replace(settings, store_path=str(kfp.executor.root / "store.sqlite"))
+        settings = dataclasses.replace(settings, store_path=str(executor.root / "store.sqlite"))
     print(f"store of tracked runs: {settings.store_path}", flush=True)
     if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
         settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long

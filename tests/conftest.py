@@ -1,6 +1,7 @@
 """Shared fixtures: a sandbox KFP over HTTP on 127.0.0.1, the adapter app wired to it, a hermetic env."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -27,6 +28,43 @@ def hermetic(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     # A class attribute computed at import: patching HOME would not move it.
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+
+
+# What starts processes (a server, gunicorn, PostgreSQL, a CLI run): such a test is marked `process`, and left out
+# of `make test-fast`. Read from the source of the test and of its fixtures, so a new test is sorted without a mark.
+_PROCESS_SIGNS = ("Service(", "subprocess.", "Popen(", "postgres_server", "PostgresServer")
+# Longest first under pytest-xdist: pipelines executed for real, then tests with processes, then the rest, so the
+# short tests fill the workers' gaps at the end instead of waiting behind a long one.
+_RANKS = (("execute", 0), ("slow", 1), ("process", 2))
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("store_url") == "postgresql":
+        return True
+    functions = [getattr(item, "function", None)]
+    for name in getattr(item, "fixturenames", ()):
+        functions += [d.func for d in item._fixtureinfo.name2fixturedefs.get(name, ())]  # type: ignore[attr-defined]
+    for fn in functions:
+        try:
+            source = inspect.getsource(fn)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue
+        if any(sign in source for sign in _PROCESS_SIGNS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark tests that start processes `process`; order the suite longest-first."""
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.process)
+
+    def rank(item: pytest.Item) -> int:
+        return next((r for mark, r in _RANKS if item.get_closest_marker(mark)), len(_RANKS))
+
+    items.sort(key=rank)  # stable: within a rank the collected order stays
 
 
 KFP_VERSIONS = ("2.3", "2.17")  # O-RAN's KFP and the newest

@@ -208,13 +208,14 @@ def test_list_paging_cap_and_omitted_fields(sbx, kfp_client):
         page = get(sbx, f"{API}/pipelines", page_size=1000, page_token=token or "").json()
         pages += 1
         assert page["total_size"] == 450 and len(page["pipelines"]) <= 200
-        seen += [p["pipeline_id"] for p in page["pipelines"]]
+        seen += [(p["created_at"], p["pipeline_id"]) for p in page["pipelines"]]
         token = page.get("next_page_token")
         if token is None:
             assert "next_page_token" not in page
             break
     assert pages == 3 and len(seen) == len(set(seen)) == 450
-    assert seen == sorted(seen)  # default order: by UUID
+    # Default order: created_at (whole seconds: a busy machine spreads the 450 over two), then the UUID.
+    assert seen == sorted(seen)
     assert len(get(sbx, f"{API}/pipelines").json()["pipelines"]) == 20
     empty = post(sbx, f"{API}/pipelines", {"display_name": "empty"}).json()
     assert get(sbx, f"{API}/pipelines/{empty['pipeline_id']}/versions").json() == {}

@@ -291,7 +291,8 @@ def read_capped(resp: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
     if declared.isdigit() and int(declared) > max_bytes:
         resp.close()  # never read it: the connection cannot go back to the pool
         raise _too_large(max_bytes)
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while True:
         try:
             chunk = resp.read(_READ_CHUNK)

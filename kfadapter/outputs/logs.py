@@ -151,6 +151,8 @@ def _not_archived(state: str) -> str:
 
 def step_text(step: Step, tail: int | None) -> Iterator[bytes]:
     """Yield one step's log, cut at MAX_STEP_LOG_BYTES (or its last `tail` lines)."""
+    if step.open is None:  # callers check first (api/logs.py answers log_not_available)
+        raise NotFound(f"log of step {step.name!r}: {step.missing}", code="log_not_available")
     chunks, close = step.open()
     try:
         if tail is None:

@@ -179,6 +179,7 @@ class OutputsService:
             data = output.parameter.encode("utf-8")
             entry.update(source="parameter", available=True)
             return entry | values.render(data[: self.inline], len(data), len(data) <= self.inline, output.type)
+        assert output.artifact is not None  # an output is an inline parameter or an artifact (argo.outputs_of)
         entry.update(
             source="artifact", artifact=output.artifact, download=download_path(run_id, task.id, output.artifact)
         )

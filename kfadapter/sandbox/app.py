@@ -128,8 +128,8 @@ def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None,
     `multi_user=True` behaves like KFP deployed with Kubeflow's profiles: namespaced experiments and runs, no
     Default experiment, healthz `multi_user: true`."""
     app = Flask("kfadapter.sandbox")
-    app.wsgi_app = UiProxyPrefix(app.wsgi_app)
-    app.json.sort_keys = False
+    app.wsgi_app = UiProxyPrefix(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware idiom
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
     app.extensions["sandbox"] = SandboxState(multi_user=multi_user, kfp_version=kfp_version)

@@ -173,6 +173,7 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
         with subprocess.Popen(
             full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
         ) as process:
+            assert process.stdout is not None  # stdout=PIPE
             for line in iter(process.stdout.readline, ""):
                 print(line, end="")
                 if log is not None:

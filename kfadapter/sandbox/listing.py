@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote_plus
 
 from kfadapter.sandbox.errors import ApiError
@@ -35,7 +36,7 @@ OPERATIONS = {
     "IS_SUBSTRING": 9,
 }
 _OP_NAMES = {v: k for k, v in OPERATIONS.items()}
-_COMPARE: dict[str, Callable[[str, object], bool]] = {
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "EQUALS": lambda a, b: a == b,
     "NOT_EQUALS": lambda a, b: a != b,
     "GREATER_THAN": lambda a, b: a > b,
@@ -187,7 +188,7 @@ def _decode_token(token: str) -> dict:
     return doc
 
 
-def _value(resource: Resource, record: dict, column: str) -> str:
+def _value(resource: Resource, record: dict, column: str) -> Any:  # a timestamp stays a number
     got = resource.getters[column](record)
     if got is None:
         return ""

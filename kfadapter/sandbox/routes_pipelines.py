@@ -114,7 +114,7 @@ def _version_package(body: dict) -> packages.Package:
             )
     except packages.PackageError as exc:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {exc.message}") from exc
-    problem = versions.active().ir_problem(package.ir) if package.kind == "v2" else None
+    problem = versions.active().ir_problem(package.ir) if package.kind == "v2" and package.ir is not None else None
     if problem:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {problem}")
     return _as_stored(package)
@@ -174,7 +174,7 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
     except packages.PackageError as exc:
         raise UploadError(exc.status, f"{fallback_message}: {exc.message}") from exc
     version = versions.active()
-    problem = version.ir_problem(package.ir) if package.kind == "v2" else None
+    problem = version.ir_problem(package.ir) if package.kind == "v2" and package.ir is not None else None
     if problem:  # KFP < 2.17 answers these with 500
         raise UploadError(version.invalid_ir_status, f"{fallback_message}: {problem}")
     return _as_stored(package), upload.filename or ""

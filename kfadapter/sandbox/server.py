@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from kfadapter.sandbox.app import create_sandbox_app
 from kfadapter.sandbox.mlmd import MlmdServer
@@ -52,14 +52,14 @@ class SandboxServer:
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
         handler = _QuietHandler if self._quiet else _Handler
-        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-kfp", daemon=True)
+        self._server = server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
+        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-kfp", daemon=True)
         self._thread.start()
         self._mlmd.start()  # the ML Metadata gRPC service beside the REST API
         return self
@@ -69,7 +69,8 @@ class SandboxServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-            self._thread.join(timeout=5)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
             self._server = self._thread = None
         if self.executor is not None:
             self.executor.shutdown()

@@ -7,6 +7,7 @@ and what is allowed (ranges and shapes: kfadapter/settings/checks.py).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Mapping
@@ -187,22 +188,24 @@ def _tm_url(r: _Reader) -> str | None:
 class _Reader:
     """Typed access to environment variables; every failure names the variable."""
 
+    # The methods are named after the types they read, so annotations name the types through `builtins`.
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str) -> str | None:
+    def str(self, name: builtins.str) -> builtins.str | None:
         value = self.env.get(name, "").strip()
         return checks.text(name, value) if value else None
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: builtins.int) -> builtins.int:
         raw = self.str(name)
-        return default if raw is None else checks.number(name, raw, int)
+        return default if raw is None else int(checks.number(name, raw, int))
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         raw = self.str(name)
         return default if raw is None else checks.number(name, raw, float)
 
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+    def choice(self, name: builtins.str, allowed: tuple[builtins.str, ...], default: builtins.str) -> builtins.str:
         raw = self.str(name)
         if raw is None:
             return default
@@ -211,7 +214,7 @@ class _Reader:
                 return option
         raise checks.settings_error(name, raw, f"one of {', '.join(allowed)}")
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.str(name)
         if raw is None:
             return default
@@ -221,7 +224,9 @@ class _Reader:
             return False
         raise checks.settings_error(name, raw, "true or false")
 
-    def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
+    def mapping(
+        self, name: builtins.str, default: Mapping[builtins.str, builtins.str]
+    ) -> dict[builtins.str, builtins.str]:
         raw = self.str(name)
         if raw is None:
             return dict(default)

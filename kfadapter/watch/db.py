@@ -99,7 +99,9 @@ class Database:
         for attempt in range(attempts):
             try:
                 with self._translate(), self.engine.connect() as conn:
-                    conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+                    driver = conn.connection.driver_connection
+                    assert driver is not None  # an open connection has its sqlite3 connection
+                    driver.execute("PRAGMA journal_mode=WAL")
                 return
             except StoreUnavailable as exc:
                 orig = getattr(exc.__cause__, "orig", None)

@@ -67,7 +67,10 @@ class Watcher:
 
     def poll_once(self, now: float | None = None) -> Cycle:
         """Run one cycle: take or renew the lease, poll KFP, deliver due notifications."""
-        clock = self.clock if now is None else (lambda: now)  # an explicit `now` (tests) is the whole clock
+        fixed = now
+        clock: Callable[[], float] = (
+            self.clock if fixed is None else (lambda: fixed)
+        )  # an explicit `now` (tests) is the whole clock
         now = clock()
         if not self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now):
             cycle = Cycle(leader=False)
