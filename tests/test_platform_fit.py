@@ -136,3 +136,19 @@ def test_upload_through_the_adapter_fits_the_platform_spec(client, sandbox, kfp_
         assert resp.json["details"]["field"].endswith("exec-add.secretAsEnv[0].secretNameParameter")
     else:
         assert resp.status_code == 200, resp.json
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.17"])
+def test_2_3_skips_a_platform_spec_it_cannot_parse_at_upload(sandbox_servers, version):
+    kfp = sandbox_servers(version)
+    kfp.reset()
+    doc = platform(K8S)
+    doc["platforms"]["kubernetes"]["pipelineConfig"] = {"workspace": {"size": "1Gi"}}  # unknown to 2.3's copy
+    data = yaml.safe_dump_all([ADD, doc], sort_keys=False).encode()
+    resp = requests.post(f"{kfp.url}{API}/pipelines/upload", params={"name": "ws"},
+                         files={"uploadfile": ("p.yaml", data)}, timeout=10)
+    assert resp.status_code == 200, resp.text  # no error: IsPlatformSpecWithKubernetesConfig just says no
+    [version_doc] = requests.get(f"{kfp.url}{API}/pipelines/{resp.json()['pipeline_id']}/versions",
+                                 timeout=5).json()["pipeline_versions"]
+    kept = "platform_spec" in version_doc["pipeline_spec"]
+    assert kept is (version != "2.3")
