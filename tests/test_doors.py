@@ -155,3 +155,18 @@ def test_a_pinned_version_is_used_without_asking(sandbox_servers, tmp_path):
     assert Settings.from_env({"KFADAPTER_KFP_VERSION": "2.5.0"}).kfp_version == "2.5.0"
     with pytest.raises(SettingsError, match="KFADAPTER_KFP_VERSION"):
         Settings.from_env({"KFADAPTER_KFP_VERSION": "unknown"})
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_create_run_for_a_version_deleted_meanwhile_is_a_404(sandbox, settings, v1):
+    from kfadapter.core.errors import NotFound
+    from kfadapter.kfconnect import KfConnect
+
+    kf = KfConnect(settings)
+    experiment = kf.default_experiment()["experiment_id"]
+    with pytest.raises(NotFound) as err:  # KFP: 500 "error fetching manifest ... not found" on every version
+        if v1:
+            kf._create_v1_run("r", "", experiment, "gone", {})
+        else:
+            kf._create_v2_run("r", "", experiment, "p", "gone", {})
+    assert err.value.code == "version_not_found" and err.value.details == {"pipeline_version_id": "gone"}
