@@ -17,6 +17,7 @@ from kfadapter.settings.checks import gunicorn_options, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
 SANDBOX_TOKEN = "kfadapter-sandbox"  # the adapter's bearer token for `serve --sandbox --multi-user`
+_TAG_NAME_HELP = "healthz tag_name the sandbox reports (default: the official image's; 'unknown' on 2.5 and 2.14)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,14 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args)
         if args.command == "sandbox":
             return _run_sandbox(
-                args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version, args.authz
+                args.host,
+                args.port,
+                args.mlmd_port,
+                args.execute,
+                args.multi_user,
+                args.kfp_version,
+                args.authz,
+                args.tag_name,
             )
         if args.command == "outputs":
             return _outputs(args)
@@ -65,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version the sandbox plays (with --sandbox)",
     )
+    serve.add_argument("--tag-name", help=_TAG_NAME_HELP + " (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version to play (error bodies, fields, status codes, object store)",
     )
+    sandbox.add_argument("--tag-name", help=_TAG_NAME_HELP)
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -132,6 +142,7 @@ def _run_sandbox(
     multi_user: bool = False,
     kfp_version: str = "2.17",
     authz: str | None = None,
+    tag_name: str | None = None,
 ) -> int:
     from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
     from kfadapter.sandbox.authz import Policy, PolicyError
@@ -158,6 +169,7 @@ def _run_sandbox(
         multi_user=multi_user,
         kfp_version=kfp_version,
         policy=policy,
+        tag_name=tag_name,
     )
     return 0
 
@@ -274,6 +286,7 @@ def _serve(args: argparse.Namespace) -> int:
         workdir=base.sandbox_workdir,
         multi_user=args.multi_user,
         kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
     ).start()
     executor = kfp.executor
     assert executor is not None  # execute=True

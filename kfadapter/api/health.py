@@ -23,8 +23,7 @@ def liveness():
 def readiness():
     """Answer 200 when the store and KFP's healthz answer; the error envelope (503/502/504) when not."""
     store().ping()  # 503 store_unavailable while the database is down or restarting
-    health = kf().health()
-    return json_response({"status": "ready", "kfp": {k: health.get(k) for k in ("tag_name", "multi_user")}})
+    return json_response({"status": "ready", "kfp": kf().health_summary()})
 
 
 @bp.get("/openapi.json")

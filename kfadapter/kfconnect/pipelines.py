@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from kfadapter.core import tempdirs
-from kfadapter.core.errors import BadRequest, Conflict, KfpForbidden, KfpRejected, NotFound
+from kfadapter.core.errors import BadRequest, Conflict, KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect import forbidden
 from kfadapter.kfconnect.scope import ScopedCalls
 from kfadapter.kfconnect.transport import PAGE_SIZE, equals_filter, upload_result
@@ -209,7 +209,19 @@ class PipelineCalls(ScopedCalls):
         A name that differs from an existing pipeline's only in case is a 409: KFP compares names ignoring case,
         so it would neither create the pipeline nor should the upload land in the other one."""
         # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
-        package, data, _ = self.server_profile().fit_upload(package, data)
+        profile = self.server_profile()
+        package, data, _ = profile.fit_upload(package, data)
+        try:
+            return self._upload_fitted(name, data, package, description)
+        except (KfpRejected, KfpUnavailable) as exc:
+            # An unlabelled KFP refused a field only part of its version range knows: now we know it is older.
+            refused = profile.refused_field(package, exc.message)
+            if refused is None:
+                raise
+            self._server.narrow(refused[1])
+            raise refused[0] from None
+
+    def _upload_fitted(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
         with tempdirs.package_file(data, package.suffix) as path:  # gone even after kill -9 (tempdirs)
             # One upload per name at a time picks the next number (in-process and store lock, see watch/locks.py).
             with self.name_lock(name):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,7 +102,8 @@ class RunCalls(PipelineCalls):
             "runtime_config": {"parameters": parameters},
         }
         api = self.client._run_api
-        run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
+        with _version_gone(version_id):
+            run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
         return run["run_id"]
 
     def _create_v1_run(
@@ -117,9 +119,10 @@ class RunCalls(PipelineCalls):
                 {"key": {"type": "PIPELINE_VERSION", "id": version_id}, "relationship": "CREATOR"},
             ],
         }
-        answer = self._call_path(
-            "/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}", operation="v1beta1_create_run"
-        )
+        with _version_gone(version_id):
+            answer = self._call_path(
+                "/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}", operation="v1beta1_create_run"
+            )
         return (answer.get("run") or {})["id"]
 
     def get_run(self, run_id: str) -> dict:
@@ -244,7 +247,7 @@ class RunCalls(PipelineCalls):
             ) from None
         except (KfpRejected, KfpUnavailable) as exc:
             # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
-            if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
+            if exc.details.get("kfp_status") not in self.server_profile().read_unrecorded_statuses:
                 raise
             raise NotFound(
                 f"{what} is not available yet: KFP has not recorded the run's workflow",
@@ -265,3 +268,20 @@ class RunCalls(PipelineCalls):
 
 def _run_missing(run_id: str) -> NotFound:
     return NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id})
+
+
+@contextmanager
+def _version_gone(version_id: str) -> Iterator[None]:
+    """KFP answers create-run for a version that no longer exists with 500 "error fetching manifest ... not found"
+    (resource_manager.go CreateRun, every version): a version deleted since it was looked up is a 404."""
+    try:
+        yield
+    except KfpUnavailable as exc:
+        text = exc.message.lower()
+        if exc.details.get("kfp_status") != 500 or "error fetching manifest" not in text or "not found" not in text:
+            raise
+        raise NotFound(
+            f"pipeline version {version_id!r} no longer exists in KFP (deleted while the run was being created)",
+            code="version_not_found",
+            details={"pipeline_version_id": version_id},
+        ) from None

@@ -63,7 +63,7 @@ class Transport:
         self._client_lock = threading.Lock()
         self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
         self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
-        self._server = ServerInfo(self.health)  # the server's version, learnt on first need
+        self._server = ServerInfo(self.health, settings.kfp_version)  # the server's version, learnt on first need
 
     # ---- client and transport -------------------------------------------------------------------------
 
@@ -159,7 +159,8 @@ class Transport:
     # ---- health -----------------------------------------------------------------------------------------
 
     def health(self) -> dict:
-        """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one."""
+        """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one, or when the UI proxy
+        answers for an API server it cannot reach (`apiServerReady: false`, or no API server keys)."""
         api = self.client._healthz_api
         try:
             answer = self._call(api.healthz_service_get_healthz, what="KFP health check")
@@ -169,7 +170,26 @@ class Transport:
         except AdapterError as exc:
             raise NotReady(exc.message, details={"cause": exc.code}) from None
         self._server.learn(answer)
+        if "apiServerReady" in answer and not (answer["apiServerReady"] is True and answer.get("apiServerCommitHash")):
+            # ml-pipeline-ui answers 200 itself; without apiServerCommitHash the API server answered no healthz.
+            raise NotReady(
+                "KFP's UI proxy answers, but the KFP API server behind it does not (healthz apiServerReady is "
+                f"{answer['apiServerReady']!r})",
+                details={"cause": "kfp_api_server_not_ready", "door": "ui_proxy"},
+            )
         return answer
+
+    def health_summary(self) -> dict:
+        """What readiness shows of KFP: its healthz, the door, the version and where the version came from."""
+        health = self.health()
+        profile = self._server.learn(health)  # no second healthz call
+        return {
+            "tag_name": profile.tag,
+            "multi_user": health.get("multi_user"),
+            "door": profile.door,
+            "version": profile.version_text,
+            "version_from": profile.source,
+        }
 
     def server_profile(self) -> ServerProfile:
         """Return what differs on this KFP server (its version from healthz, asked once)."""

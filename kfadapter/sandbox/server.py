@@ -49,8 +49,11 @@ class SandboxServer:
         multi_user: bool = False,
         kfp_version: str | None = None,
         policy: Policy | None = None,
+        tag_name: str | None = None,
     ):
-        self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy)
+        self.app = app or create_sandbox_app(
+            multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name
+        )
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
@@ -146,9 +149,10 @@ def serve_forever(
     multi_user: bool = False,
     kfp_version: str | None = None,
     policy: Policy | None = None,
+    tag_name: str | None = None,
 ) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy)
+    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
@@ -185,5 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
     parser.add_argument("--kfp-version", choices=sorted(PROFILES), default=DEFAULT, help="KFP version to play")
+    parser.add_argument("--tag-name", help="healthz tag_name (default: the official image's, 'unknown' on 2.5/2.14)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user, kfp_version=args.kfp_version)
+    serve_forever(
+        args.host,
+        args.port,
+        execute=args.execute,
+        multi_user=args.multi_user,
+        kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
+    )
