@@ -68,14 +68,22 @@ def pytest_collection_modifyitems(config, items):
 
 
 KFP_VERSIONS = ("2.3", "2.17")  # O-RAN's KFP and the newest
-# Runs a test against the sandbox playing each of KFP_VERSIONS (the rest run at 2.17); on a module, only its
-# tests that use the sandbox are repeated.
+# The adapter's cross-version runs, (version, door): O-RAN's 2.3 and the newest 2.17 through the UI proxy (what
+# O-RAN's KUBEFLOW_HOST/PORT point at: healthz without tag_name), and an official 2.5 image, whose healthz says
+# tag_name "unknown", through the API server. Every other test runs at 2.17 through the API server.
+ACROSS = (("2.3", "ui_proxy"), ("2.17", "ui_proxy"), ("2.5", "api_server"))
+# Runs a test against the sandbox playing each of KFP_VERSIONS (tests that use the adapter: each of ACROSS); on a
+# module, only its tests that use the sandbox are repeated.
 across_versions = pytest.mark.across_versions
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrize `kfp_version` for tests marked `across_versions` that use it (through `sandbox`)."""
-    if metafunc.definition.get_closest_marker("across_versions") and "kfp_version" in metafunc.fixturenames:
+    """Parametrize `kfp_version` (and `kfp_door` for the adapter) for tests marked `across_versions`."""
+    if not (metafunc.definition.get_closest_marker("across_versions") and "kfp_version" in metafunc.fixturenames):
+        return
+    if "kfp_door" in metafunc.fixturenames:
+        metafunc.parametrize(("kfp_version", "kfp_door"), ACROSS, ids=[f"{v}-{d}" for v, d in ACROSS])
+    else:
         metafunc.parametrize("kfp_version", KFP_VERSIONS)
 
 
@@ -119,6 +127,17 @@ def kfp_version() -> str:
 
 
 @pytest.fixture
+def kfp_door() -> str:
+    """How the adapter reaches KFP: `api_server` (no prefix) or `ui_proxy` (`/pipeline`, ml-pipeline-ui)."""
+    return "api_server"
+
+
+def door_url(sandbox, door: str) -> str:
+    """The sandbox's URL for `door`: the API server itself, or the UI proxy's `/pipeline`."""
+    return sandbox.url + ("/pipeline" if door == "ui_proxy" else "")
+
+
+@pytest.fixture
 def sandbox(sandbox_servers, kfp_version):
     """The sandbox playing `kfp_version`, reset to a fresh KFP (Default experiment only, zeroed counters)."""
     server = sandbox_servers(kfp_version)
@@ -127,9 +146,9 @@ def sandbox(sandbox_servers, kfp_version):
 
 
 @pytest.fixture
-def settings(sandbox, tmp_path) -> Settings:
-    """Adapter settings pointing at the sandbox, with short timeouts and a per-test store."""
-    return Settings(kfp_endpoint=sandbox.url, store_path=str(tmp_path / "store.sqlite"),
+def settings(sandbox, kfp_door, tmp_path) -> Settings:
+    """Adapter settings pointing at the sandbox through `kfp_door`, with short timeouts and a per-test store."""
+    return Settings(kfp_endpoint=door_url(sandbox, kfp_door), store_path=str(tmp_path / "store.sqlite"),
                     kfp_connect_timeout=2.0, kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
 
 
@@ -169,8 +188,9 @@ def multi_user_sandbox(multi_user_sandbox_server):
 
 @pytest.fixture
 def multi_user_app(multi_user_sandbox, tmp_path):
-    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE)."""
-    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a",
+    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE), with a bearer token (multi-user
+    KFP answers 401 to a call without an identity)."""
+    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a", kfp_token="kfadapter-team-a",
                         store_path=str(tmp_path / "store-mu.sqlite"), kfp_connect_timeout=2.0,
                         kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
     return create_app(settings)

@@ -352,7 +352,8 @@ def test_create_run_rejects_bad_bodies(sbx):
     body = {"display_name": "r", "pipeline_version_reference": {"pipeline_id": pid, "pipeline_version_id": vid,
                                                                 "x": 1}}
     assert_grpc(post(sbx, f"{API}/runs", body), 400, "x")
-    assert_grpc(create_run(sbx, pid, "nope", {"featurepath": "/f"}), 404)
+    # an unknown version is a 500 (resource_manager.go: error fetching manifest), not a 404
+    assert_grpc(create_run(sbx, pid, "nope", {"featurepath": "/f"}), 500, "error fetching manifest")
     assert_grpc(create_run(sbx, pid, vid, {"featurepath": "/f"}, experiment_id="nope"), 404)
     assert_grpc(post(sbx, f"{API}/runs", {"display_name": "r"}), 400)
     assert_grpc(requests.post(f"{sbx.url}{API}/runs", data="{", timeout=5), 400)

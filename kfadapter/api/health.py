@@ -32,8 +32,7 @@ def readiness():
     if _deep():
         return _deep_readiness()
     store().ping()  # 503 store_unavailable while the database is down or restarting
-    health = kf().health()
-    return json_response({"status": "ready", "kfp": {k: health.get(k) for k in ("tag_name", "multi_user")}})
+    return json_response({"status": "ready", "kfp": kf().health_summary()})
 
 
 def _deep() -> bool:

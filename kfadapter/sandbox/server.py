@@ -9,6 +9,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from kfadapter.sandbox import leofs
 from kfadapter.sandbox.app import create_sandbox_app
+from kfadapter.sandbox.authz import Policy
+from kfadapter.sandbox.authz_routes import POLICY
 from kfadapter.sandbox.mlmd import MlmdServer
 from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
 from kfadapter.sandbox.runner import RunExecutor
@@ -33,8 +35,9 @@ class SandboxServer:
     `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
-    emulates multi-user KFP (see `create_sandbox_app`). `object_store="leofs"` makes its object store play O-RAN's
-    LeoFS (`leofs`); its endpoint is then named `localhost`, one LeoFS registers."""
+    emulates multi-user KFP (see `create_sandbox_app`), authorizing calls by `policy` (see `authz`).
+    `object_store="leofs"` makes its object store play O-RAN's LeoFS (`leofs`); its endpoint is then named
+    `localhost`, one LeoFS registers."""
 
     def __init__(
         self,
@@ -48,9 +51,13 @@ class SandboxServer:
         workdir: str | None = None,
         multi_user: bool = False,
         kfp_version: str | None = None,
+        policy: Policy | None = None,
+        tag_name: str | None = None,
         object_store: str | None = None,
     ):
-        self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+        self.app = app or create_sandbox_app(
+            multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name
+        )
         if object_store == "leofs":
             leofs.play(self.app)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
@@ -85,6 +92,12 @@ class SandboxServer:
         if self.executor is not None:
             self.executor.cancel_all()
         self.app.extensions["sandbox"].reset()
+
+    def set_policy(self, policy: Policy | None) -> None:
+        """Authorize multi-user calls by `policy` from now on (None: any identity may do anything)."""
+        self.app.extensions.pop(POLICY, None)
+        if policy is not None:
+            self.app.extensions[POLICY] = policy
 
     @property
     def kfp_version(self) -> str:
@@ -143,10 +156,12 @@ def serve_forever(
     workdir: str | None = None,
     multi_user: bool = False,
     kfp_version: str | None = None,
+    policy: Policy | None = None,
+    tag_name: str | None = None,
     object_store: str | None = None,
 ) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name)
     if object_store == "leofs":
         leofs.play(app)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
@@ -187,5 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
     parser.add_argument("--kfp-version", choices=sorted(PROFILES), default=DEFAULT, help="KFP version to play")
+    parser.add_argument("--tag-name", help="healthz tag_name (default: the official image's, 'unknown' on 2.5/2.14)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user, kfp_version=args.kfp_version)
+    serve_forever(
+        args.host,
+        args.port,
+        execute=args.execute,
+        multi_user=args.multi_user,
+        kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
+    )

@@ -68,6 +68,7 @@ TEXT: dict[str, tuple[str | Callable[[str], bool], str]] = {
     "TRAININGMGR_HOST": (_HOST, "a host name or IPv4 address"),
     "KFADAPTER_HOST": (lambda v: bool(re.fullmatch(_HOST, v)) or _is_ip(v), "a host name or IP address to listen on"),
     "KFADAPTER_MLMD_ENDPOINT": (_HOST_PORT, "host:port (port 1-65535)"),
+    "KFADAPTER_KFP_VERSION": (r"v?2\.\d{1,3}(\.\d{1,4})?", "a KFP 2.x version such as 2.3 or 2.5.0"),
     "KFADAPTER_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
     "KF_NAMESPACE": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "a Kubernetes namespace name"),
     "KFADAPTER_OBJECT_STORE_REGION": (r"[a-z0-9][a-z0-9-]{0,62}", "a region name such as us-east-1"),

@@ -43,6 +43,7 @@ class Settings:
     kfp_connect_timeout: float = 5.0
     kfp_read_timeout: float = 30.0
     kfp_upload_timeout: float = 120.0
+    kfp_version: str | None = None  # KFADAPTER_KFP_VERSION: the KFP version, when healthz cannot tell it
     store_path: str = "var/kfadapter.sqlite"
     store_url: str | None = field(default=None, repr=False)  # postgresql://… or sqlite:///…; wins over store_path
     history_days: float = 30.0
@@ -117,6 +118,7 @@ class Settings:
             kfp_connect_timeout=r.float("KFADAPTER_KFP_CONNECT_TIMEOUT", 5.0),
             kfp_read_timeout=r.float("KFADAPTER_KFP_TIMEOUT", 30.0),
             kfp_upload_timeout=r.float("KFADAPTER_KFP_UPLOAD_TIMEOUT", 120.0),
+            kfp_version=r.str("KFADAPTER_KFP_VERSION"),
             store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
             store_url=_store_url(r),
             history_days=r.float("KFADAPTER_HISTORY_DAYS", 30.0),
