@@ -255,21 +255,9 @@ def _check(args: argparse.Namespace) -> int:
     """Run the dependency checks here (or ask a running adapter); exit 1 when any fails."""
     if not 0 < args.timeout <= 300:
         raise SettingsError(f"--timeout must be between 0 and 300 seconds, got {args.timeout}")
-    from kfadapter.api import probes
+    from kfadapter.api import check_report
 
-    if args.url:
-        try:
-            results = probes.ask(args.url, os.environ.get("KFADAPTER_API_TOKEN", "").strip() or None, args.timeout)
-        except probes.AskFailed as exc:
-            print(f"kfadapter check: {exc}", file=sys.stderr)
-            return 1
-    else:
-        results = probes.run_all(probes.for_settings(load(), args.timeout))
-    if args.json:
-        print(json.dumps({"checks": [r.to_dict() for r in results], "ok": not probes.failed(results)}, indent=2))
-    else:
-        print(probes.table(results))
-    return 1 if probes.failed(results) else 0
+    return check_report.command(None if args.url else load(), args.url, args.json, args.timeout)
 
 
 def _rewrite_volume(args: argparse.Namespace) -> int:

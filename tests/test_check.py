@@ -229,3 +229,34 @@ def test_access_failures_name_the_token_or_the_role_binding():
     assert "pipelines.kubeflow.org" in _access_fix(unauthenticated, settings, True)
     fix = _access_fix(forbidden, settings, True)
     assert "kubeflow-pipelines-edit in 'team-a'" in fix and "RoleBinding" in fix
+
+
+@pytest.fixture(scope="module")
+def authz_sandbox():
+    from kfadapter.sandbox import SandboxServer
+    from kfadapter.sandbox.authz import Policy
+
+    sa = "system:serviceaccount:kfadapter:kfadapter"
+    policy = Policy.from_doc({"tokens": {"bound-token": sa, "other-token": "system:serviceaccount:kfadapter:other"},
+                              "bindings": [{"identity": sa, "namespace": "team-a", "verbs": ["*"]}]})
+    server = SandboxServer(host="127.0.0.1", port=0, multi_user=True, policy=policy).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("token", "status", "fix_says"), [
+    (None, "fail", "pipelines.kubeflow.org"),                          # no identity: KFP's 401
+    ("other-token", "fail", "kubectl create rolebinding"),             # an identity without a RoleBinding: 403
+    ("bound-token", "ok", ""),
+], ids=["no-token", "no-rolebinding", "bound"])
+def test_multi_user_access_checks_the_token_and_the_role_binding(authz_sandbox, tmp_path, token, status, fix_says):
+    from kfadapter.api import probes
+
+    settings = Settings(kfp_endpoint=authz_sandbox.url, namespace="team-a", kfp_token=token,
+                        store_path=str(tmp_path / "s.sqlite"), mlmd_endpoint=authz_sandbox.mlmd_endpoint,
+                        tm_url=f"{authz_sandbox.url}/_sandbox/notifications")
+    checks = {r.name: r for r in probes.run_all(probes.for_settings(settings, 3.0))}
+    assert checks["kfp"].status == "ok" and "multi-user mode" in checks["kfp"].detail, checks["kfp"]
+    access = checks["kfp-access"]
+    assert access.status == status, access
+    assert fix_says in access.fix

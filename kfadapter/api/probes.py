@@ -119,6 +119,9 @@ def _timed(name: str, target: str, probe: Callable[[], tuple[str, str, str]]) ->
 # ---- KFP ----------------------------------------------------------------------------------------------------
 
 
+_DOORS = {"api_server": "the API server", "ui_proxy": "the UI proxy"}
+
+
 def _door(endpoint: str) -> str:
     return "the UI proxy" if urlsplit(endpoint).path.rstrip("/").endswith("/pipeline") else "the API server"
 
@@ -136,12 +139,13 @@ def _kfp(deps: Dependencies) -> list[Result]:
 
     def healthz() -> tuple[str, str, str]:
         try:
-            health.update(kf.health())
+            health.update(kf.health_summary())  # through the UI proxy too: the API server behind it must answer
         except AdapterError as exc:
             return FAIL, exc.message, _kfp_fix(exc, endpoint)
-        tag = health.get("tag_name") or health.get("apiServerTagName") or "version not reported"
-        multi = bool(health.get("multi_user") or health.get("apiServerMultiUser"))
-        return OK, f"KFP {tag} through {_door(endpoint)}, {'multi-user' if multi else 'single-user'} mode", ""
+        version = f"KFP {health.get('version') or '(version unknown)'} (from {health.get('version_from')})"
+        door = _DOORS.get(str(health.get("door")), _door(endpoint))
+        mode = "multi-user" if health.get("multi_user") else "single-user"
+        return OK, f"{version} through {door}, {mode} mode", ""
 
     first = _timed("kfp", f"{endpoint} (healthz)", healthz)
     target = f"{endpoint} (list runs in namespace {s.namespace!r})"
@@ -160,6 +164,8 @@ def _kfp(deps: Dependencies) -> list[Result]:
 
 
 def _kfp_fix(exc: AdapterError, endpoint: str) -> str:
+    if exc.details.get("cause") == "kfp_api_server_not_ready":
+        return "KFP's UI proxy answers but its API server does not: see the ml-pipeline pod in KFP's namespace"
     if exc.code == "kfp_misconfigured" or exc.details.get("cause") == "kfp_misconfigured":
         return (
             "point KFADAPTER_KFP_ENDPOINT at the API server (http://ml-pipeline.kubeflow:8888) or at the UI proxy "
@@ -173,6 +179,11 @@ def _kfp_fix(exc: AdapterError, endpoint: str) -> str:
 
 
 def _access_fix(exc: AdapterError, s: Settings, multi_user: bool) -> str:
+    if exc.code == "kfp_forbidden":  # KFP named the namespace and verb it refused
+        return (
+            f"{exc.details.get('role_binding')} (the chart: rbac.kfpRoleBinding.create=true, as in "
+            "values-kubeflow-multiuser.yaml)"
+        )
     status = exc.details.get("kfp_status")
     if status == 401:
         return (
@@ -324,46 +335,3 @@ def _store(deps: Dependencies) -> list[Result]:
         return OK, f"{store.backend} answered a query (schema up to date)", ""
 
     return [_timed("store", target, query)]
-
-
-# ---- a running adapter ----------------------------------------------------------------------------------------
-
-
-class AskFailed(Exception):
-    """A running adapter gave no check results."""
-
-
-def ask(url: str, token: str | None, timeout: float) -> list[Result]:
-    """Return a running adapter's deep-readiness results (its probes run in its pod, with its settings)."""
-    target = f"{url.rstrip('/')}/readiness?deep=true"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        # Its probes run at once, each bounded by its own timeouts: allow the slowest of them and some slack.
-        resp = requests.get(target, headers=headers, timeout=(min(5.0, timeout), 4 * timeout + 30))
-        body = resp.json()
-    except (requests.RequestException, ValueError) as exc:
-        raise AskFailed(f"no check results from {target} ({type(exc).__name__})") from None
-    checks = body.get("checks") if resp.status_code == 200 else (body.get("details") or {}).get("checks")
-    if not isinstance(checks, list):
-        raise AskFailed(f"{target} answered HTTP {resp.status_code}: {body.get('message', body)}")
-    fields = set(Result.__dataclass_fields__)
-    return [Result(**{k: v for k, v in c.items() if k in fields}) for c in checks if isinstance(c, dict)]
-
-
-# ---- rendering --------------------------------------------------------------------------------------------------
-
-
-def table(results: list[Result]) -> str:
-    """Render results as a text table, each failure followed by its fix."""
-    marks = {OK: "ok", FAIL: "FAIL", SKIP: "skip"}
-    width = max(len(r.name) for r in results)
-    lines = []
-    for r in results:
-        lines.append(f"{r.name:<{width}}  {marks[r.status]:<4}  {r.detail}")
-        if r.target:
-            lines.append(f"{'':<{width}}        tried: {r.target}")
-        if r.fix:
-            lines.append(f"{'':<{width}}        fix:   {r.fix}")
-    counts = {status: sum(r.status == status for r in results) for status in (OK, FAIL, SKIP)}
-    lines.append(f"{counts[OK]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped")
-    return "\n".join(lines)
