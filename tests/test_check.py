@@ -85,7 +85,7 @@ def test_healthy_configuration_passes_every_check(sandbox, tmp_path, capsys, mon
     assert report["ok"] is True
     assert list(checks) == ["kfp", "kfp-access", "mlmd", "object-store", "training-manager", "store"]
     assert {c["status"] for c in checks.values()} == {"ok"}, checks
-    assert "KFP 2.17.0 through the API server, single-user mode" in checks["kfp"]["detail"]
+    assert "KFP 2.17.0 (from tag_name) through the API server, single-user mode" in checks["kfp"]["detail"]
     assert "namespace 'kubeflow'" in checks["kfp-access"]["detail"]
     assert "bucket 'mlpipeline' found" in checks["object-store"]["detail"]
     assert "us-east-1 (KFADAPTER_OBJECT_STORE_REGION not set)" in checks["object-store"]["detail"]
