@@ -21,8 +21,9 @@ def liveness():
 
 @bp.get("/readiness")
 def readiness():
-    """Answer 200 when the store and KFP's healthz answer; the error envelope (503/502/504) when not."""
-    store().ping()  # 503 store_unavailable while the database is down or restarting
+    """Answer 200 when the store takes a write and KFP's healthz answers; the error envelope (503/502/504) when not."""
+    # 503 store_unavailable while the store is not open yet, is down or restarting, or cannot write (disk full).
+    store().check_writable()
     return json_response({"status": "ready", "kfp": kf().health_summary()})
 
 

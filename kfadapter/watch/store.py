@@ -9,24 +9,19 @@ WHERE, a DELETE … RETURNING), so it is atomic on both backends without table l
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import and_, delete, func, inspect, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from kfadapter.watch import migrate
 from kfadapter.watch.db import Database
 from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
-_MIGRATION_LOCK = 0x6B666164  # pg_advisory_xact_lock key: one replica migrates, the others wait
-# Alembic's `op` and `context` are module-level proxies: two threads of one process must not migrate at once.
-_MIGRATING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -84,22 +79,21 @@ class Intent:
 class Store:
     """Tracked runs, intents, outbox/history and leases in SQLite or PostgreSQL."""
 
-    def __init__(self, path_or_url: str) -> None:
-        self.db = Database(path_or_url)
+    def __init__(self, path_or_url: str, *, open_now: bool = True) -> None:
+        # Without `open_now` nothing is done here: the first use (or `open()`) connects and migrates.
+        self.db = Database(path_or_url, opener=migrate.upgrade)
         self.backend = self.db.backend
-        self._migrate()
+        if open_now:
+            self.open()
 
-    def _migrate(self) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", "kfadapter.watch:migrations")
-        with _MIGRATING, self.db.write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock
-            if self.backend == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            cfg.attributes["connection"] = conn
-            tables = set(inspect(conn).get_table_names())
-            if "tracked_runs" in tables and "alembic_version" not in tables:
-                command.stamp(cfg, "0001")  # made by the landed version, which had no version table
-            command.upgrade(cfg, "head")
+    def open(self, *, wait: bool = True) -> None:
+        """Connect and migrate unless done (raises StoreUnavailable while the database cannot be had)."""
+        self.db.open(wait=wait)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this process has opened (and migrated) the store."""
+        return self.db.opened
 
     def _insert(self, table):
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
@@ -108,6 +102,12 @@ class Store:
         """Raise StoreUnavailable unless the store answers a query."""
         with self.db.read() as conn:
             conn.execute(select(1))
+
+    def check_writable(self, now: float | None = None) -> None:
+        """Raise StoreUnavailable unless the store takes a write (it does not when its disk is full)."""
+        stmt = self._insert(meta).values(key="write_checked_at", value=time.time() if now is None else now)
+        with self.db.write() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
 
     def close(self) -> None:
         """Close pooled connections."""
