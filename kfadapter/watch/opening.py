@@ -43,7 +43,7 @@ def _open(store: Store, then: Callable[[], object] | None, stop: threading.Event
             break
         except StoreUnavailable as exc:
             log.warning("store not available yet (attempt %d): %s; next attempt in %.1f s", attempt, exc.message, pause)
-        except Exception as exc:  # noqa: BLE001 - a worker must outlive a failed start-up; the trace is a bug's
+        except Exception as exc:  # a worker must outlive a failed start-up; the trace is a bug's
             log.error(
                 "store not available yet (attempt %d): %s; next attempt in %.1f s",
                 attempt,
