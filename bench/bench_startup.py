@@ -144,17 +144,21 @@ def postgres_down_at_start(sandbox: Sandbox, postgres: PostgresServer, workdir: 
         codes[code] = codes.get(code, 0) + 1
         time.sleep(0.25)
     text = server.text()
-    lines = len(text.splitlines())
+    lines = text.splitlines()
     attempts = text.count(ATTEMPT_MARK)
+    # gunicorn's own lines ("[time] [pid] [INFO] Booting worker ...") and the command's first line are those
+    # of any start; everything else the adapter wrote while waiting counts against the attempts.
+    other = [ln for ln in lines if ATTEMPT_MARK not in ln and not ln.startswith("[") and "starting gunicorn" not in ln]
     out = {
         "waited_s": wait,
         "exit_code": server.proc.poll(),
         "exited_after_s": exited_after,
         "readiness_answers": {str(k): v for k, v in sorted(codes.items())},
-        "log_lines": lines,
+        "log_lines": len(lines),
         "tracebacks": _tracebacks(text),
         "retry_attempts_logged": attempts,
-        "log_lines_per_attempt": round(lines / attempts, 2) if attempts else None,
+        "other_adapter_lines": len(other),
+        "adapter_lines_per_attempt": round((attempts + len(other)) / attempts, 2) if attempts else None,
     }
     postgres.start()
     back = time.monotonic()

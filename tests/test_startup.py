@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ import requests
 from sqlalchemy import text
 
 from kfadapter.app import create_app
+from kfadapter.watch import opening
 from kfadapter.watch.store import Store
 from tests.conftest import package, upload
 from tests.support import Service, clean_env, free_port, wait_for
@@ -140,6 +143,30 @@ def test_postgres_down_at_start_is_waited_for_with_one_line_per_attempt(sandbox,
     assert all("refused" in r["message"] or "connect" in r["message"] for r in attempts), attempts[0]
     # Nothing else was worth a warning while the database was down.
     assert [r for r in records if r["level"] in ("WARNING", "ERROR") and r not in attempts] == []
+
+
+def test_a_locked_sqlite_store_at_start_is_waited_for(settings, tmp_path, caplog):
+    path = tmp_path / "locked.sqlite"
+    Store(str(path)).close()  # an existing store, at head
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program (a backup, the sqlite3 shell) holds the file
+    app = create_app(dataclasses.replace(settings, store_path=str(path)))
+    store = app.extensions["kfadapter.store"]
+    client = app.test_client()
+    caplog.set_level(logging.WARNING, logger="kfadapter.watch.opening")
+    try:
+        opening.open_in_background(store)
+        wait_for(lambda: any("locked" in r.getMessage() for r in caplog.records), "a failed attempt", limit=60)
+        ready = client.get("/readiness")
+        assert ready.status_code == 503 and ready.json["code"] == "store_unavailable"
+        assert client.get("/liveness").status_code == 200
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(lambda: store.is_open, "the store open once the lock is gone", limit=60)
+    assert client.get("/readiness").status_code == 200
+    lines = [r for r in caplog.records if r.name == "kfadapter.watch.opening" and r.levelno >= logging.WARNING]
+    assert lines and all(r.exc_info is None and r.getMessage().startswith(ATTEMPT) for r in lines)
 
 
 def test_store_unreachable_keeps_metrics_and_liveness_and_refuses_executions(settings, sandbox, kfp_counts):

@@ -24,6 +24,9 @@ from kfadapter.core.errors import StoreUnavailable
 SQLITE_BUSY_MS = 10_000
 PG_CONNECT_TIMEOUT = 5  # seconds; a stopped server must not hang a request
 PG_STATEMENT_TIMEOUT_MS = 15_000
+# A request arriving while another thread opens the store (migrations under way) waits this long for it
+# rather than answering 503 at once; a failed attempt frees the lock at once, so a down database costs no wait.
+OPEN_WAIT = 10.0
 
 
 def store_url(path_or_url: str) -> str:
@@ -100,11 +103,11 @@ class Database:
         # Pooled connections are closed when the Database goes, not left to the garbage collector.
         weakref.finalize(self, self.engine.dispose)
 
-    def open(self, *, wait: bool = True) -> None:
-        """Run the opener unless done; without `wait`, fail at once while another thread is opening."""
+    def open(self, *, wait: float | None = None) -> None:
+        """Run the opener unless done; wait at most `wait` seconds (None: no limit) for a thread already opening."""
         if self.opened:
             return
-        if not self._opening.acquire(blocking=wait):
+        if not self._opening.acquire(timeout=-1 if wait is None else wait):
             raise StoreUnavailable(
                 "the store is being opened (migrations under way)", details={"backend": self.backend}
             )
@@ -148,7 +151,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """Run a read-write transaction (IMMEDIATE on SQLite), committed on exit."""
-        self.open(wait=False)
+        self.open(wait=OPEN_WAIT)
         with self.setup_write() as conn:
             yield conn
 
@@ -161,7 +164,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Run a read-only transaction."""
-        self.open(wait=False)
+        self.open(wait=OPEN_WAIT)
         with self._translate(), self._engine().connect() as conn, conn.begin():
             yield conn
 

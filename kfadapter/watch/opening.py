@@ -3,7 +3,7 @@
 A worker serves from the moment it boots: liveness answers, readiness and the routes that need the store
 answer 503 `store_unavailable` until the store is open. Each failed attempt is one warning line naming the
 cause (no traceback), then the next comes after a growing pause of at most `MAX_PAUSE` seconds. Requests
-may open the store themselves in between (`Database.open(wait=False)`), so it is ready as soon as the
+may open the store themselves in between (`Database.open`), so it is ready as soon as the
 database is back and a request, readiness probe included, arrives.
 """
 
@@ -39,7 +39,7 @@ def _open(store: Store, then: Callable[[], object] | None, stop: threading.Event
     while not stop.is_set():
         attempt += 1
         try:
-            store.open(wait=True)
+            store.open()
             break
         except StoreUnavailable as exc:
             log.warning("store not available yet (attempt %d): %s; next attempt in %.1f s", attempt, exc.message, pause)

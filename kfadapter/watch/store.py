@@ -86,9 +86,9 @@ class Store:
         if open_now:
             self.open()
 
-    def open(self, *, wait: bool = True) -> None:
+    def open(self) -> None:
         """Connect and migrate unless done (raises StoreUnavailable while the database cannot be had)."""
-        self.db.open(wait=wait)
+        self.db.open()
 
     @property
     def is_open(self) -> bool:
