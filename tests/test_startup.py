@@ -145,6 +145,7 @@ def test_postgres_down_at_start_is_waited_for_with_one_line_per_attempt(sandbox,
     assert [r for r in records if r["level"] in ("WARNING", "ERROR") and r not in attempts] == []
 
 
+@pytest.mark.slow  # an attempt lasts the busy timeout (10 s)
 def test_a_locked_sqlite_store_at_start_is_waited_for(settings, tmp_path, caplog):
     path = tmp_path / "locked.sqlite"
     Store(str(path)).close()  # an existing store, at head
