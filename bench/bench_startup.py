@@ -341,7 +341,7 @@ def main() -> None:
         for name, section in sections.items():
             try:
                 result[name] = section()
-            except Exception as exc:  # noqa: BLE001 - a section that breaks is a figure too
+            except Exception as exc:  # a section that breaks is a figure too
                 result[name] = {"bench_error": f"{type(exc).__name__}: {exc}"}
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # what is done so far
     finally:
