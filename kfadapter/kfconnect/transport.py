@@ -247,7 +247,16 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
+    return _filter(in_predicate(key, values))
+
+
+def in_predicate(key: str, values: list[str]) -> dict:
+    return {"operation": "IN", "key": key, "string_values": {"values": values}}
+
+
+def all_of(predicates: list[dict]) -> str:
+    """A filter matching what every predicate matches (KFP ANDs a filter's predicates)."""
+    return encode_filter(json.dumps({"predicates": predicates}))
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:
