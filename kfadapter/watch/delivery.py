@@ -21,9 +21,9 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
 
 from kfadapter.core.errors import StoreUnavailable
 from kfadapter.core.observability import NOTIFY_ATTEMPTS

@@ -100,7 +100,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer, as io.RawIOBase has it
+    def readinto(self, buffer) -> int:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the notification's deadline passed")
@@ -116,7 +116,7 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineResponse(http.client.HTTPResponse):
     """http.client's response, reading through a `_DeadlineReader` instead of the socket's own file."""
 
-    def __init__(self, sock: socket.socket, *args, deadline: float, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, sock: socket.socket, *args, deadline: float, **kwargs) -> None:
         super().__init__(sock, *args, **kwargs)
         self.fp = io.BufferedReader(_DeadlineReader(sock, deadline, self.fp))
 
