@@ -56,15 +56,14 @@ def poll_once(kf: KfConnect, store: Store, now: float, swept_to: Cursor | None =
         result.error = exc.message
         return result
     states = {r["run_id"]: r.get("state") for r in listed + finished}
-    for t in tracked:
-        if t.run_id in states:
-            state = states[t.run_id]
-            # Whatever end KFP reports (a terminated run usually ends FAILED); CANCELING is not an end.
-            if state in TERMINAL_STATES and store.finish(t.run_id, state, now):
-                result.finished[t.run_id] = state
-        elif t.run_id in in_window and _confirmed_gone(kf, t.run_id) and store.finish(t.run_id, MANUAL_RECONCILE, now):
-            result.vanished.append(t.run_id)
-            result.finished[t.run_id] = MANUAL_RECONCILE
+    # Whatever end KFP reports (a terminated run usually ends FAILED); CANCELING is not an end.
+    ends = {t.run_id: states[t.run_id] for t in tracked if states.get(t.run_id) in TERMINAL_STATES}
+    gone = [t.run_id for t in window if t.run_id not in states and _confirmed_gone(kf, t.run_id)]
+    ends.update((run_id, MANUAL_RECONCILE) for run_id in gone)
+    for run_id in store.finish_all(ends, now):  # one transaction; a run another finisher took is left out
+        result.finished[run_id] = ends[run_id]
+        if run_id in gone:
+            result.vanished.append(run_id)
     result.swept_to = (window[-1].created_at, window[-1].run_id)
     return result
 
