@@ -54,21 +54,26 @@ def post_json(url: str, payload: dict, timeout: float, max_answer: int) -> Answe
     body = json.dumps(payload).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _AGENT}
     try:
-        conn.connect()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return Answer(None, TIMEOUT_ERROR, None)
-        conn.sock.settimeout(left)  # the request is small: one send, bounded by what is left
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
+        return _exchange(conn, path, body, headers, deadline, max_answer)
     except TimeoutError:
         return Answer(None, TIMEOUT_ERROR, None)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(None, f"connection error: {type(exc).__name__}", None)
-    try:
-        return Answer(resp.status, None, _read_start(resp, max_answer))
     finally:
         conn.close()
+
+
+def _exchange(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict, deadline: float, max_answer: int
+) -> Answer:
+    conn.connect()
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the notification's deadline passed while connecting")
+    conn.sock.settimeout(left)  # the request is small: one send, bounded by what is left
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    return Answer(resp.status, None, _read_start(resp, max_answer))
 
 
 def _read_start(resp: http.client.HTTPResponse, max_answer: int) -> str | None:
