@@ -79,11 +79,17 @@ def deliver_due(
     clock: Callable[[], float] | None = None,
     should_stop: Callable[[], bool] | None = None,
     batch: int = BATCH,
+    repoll: Callable[[], float] | None = None,
+    repoll_every: float = 10.0,
 ) -> DeliveryResult:
-    """POST every due notification; stop early when the manager is down, the lease is lost or a stop is asked."""
-    return _Pass(
-        store, url, now, timeout, max_backoff, concurrency, lease, clock or time.time, should_stop, batch
-    ).run()
+    """POST every due notification; stop early when the manager is down, the lease is lost or a stop is asked.
+
+    While only slow POSTs are open, `repoll()` (queue newly finished runs; returns the time it polled at) is
+    called every `repoll_every` seconds, so runs that end meanwhile do not wait for those POSTs.
+    """
+    pass_ = _Pass(store, url, now, timeout, max_backoff, concurrency, lease, clock or time.time, should_stop, batch)
+    pass_.repoll, pass_.repoll_every = repoll, repoll_every
+    return pass_.run()
 
 
 @dataclass
@@ -127,6 +133,9 @@ class _Pass:
         self.renewed: float | None = None  # time.monotonic() taken before the last successful renewal
         self.last_success: float | None = None  # time.monotonic() of the last delivered answer
         self.failure: StoreUnavailable | None = None
+        self.repoll: Callable[[], float] | None = None
+        self.repoll_every = 10.0
+        self.polled = time.monotonic()  # the cycle polled right before the pass
 
     def run(self) -> DeliveryResult:
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="kfadapter-notify") as pool:
@@ -167,6 +176,8 @@ class _Pass:
         return True
 
     def _next(self) -> Notification | None:
+        if not self.queue and self.drained and self._repoll_due():
+            self.now, self.polled, self.drained = self.repoll(), time.monotonic(), False  # type: ignore[misc]
         if not self.queue and not self.drained:
             if not self._renew():
                 return None
@@ -177,6 +188,9 @@ class _Pass:
             self.queue.extend(fresh[: self.batch])
             self.drained = not fresh
         return self.queue.popleft() if self.queue else None
+
+    def _repoll_due(self) -> bool:
+        return self.repoll is not None and bool(self.flights) and time.monotonic() >= self.polled + self.repoll_every
 
     def _lease_covers_a_post(self) -> bool:
         """Whether a POST starting now ends inside the lease, renewing it first when it would not."""
@@ -203,9 +217,12 @@ class _Pass:
 
     def _wait_for_answers(self) -> None:
         wake = [min(self.lease.ttl / 3, 5.0)] if self.lease is not None else []
-        if not self.halted and len(self.flights) < self.concurrency and (self.queue or not self.drained):
-            youngest = max(f.started for f in self.flights.values())
-            wake.append(youngest + SLOW_ANSWER - time.monotonic())
+        if not self.halted and len(self.flights) < self.concurrency:
+            may_start_at = max(f.started for f in self.flights.values()) + SLOW_ANSWER
+            if self.queue or not self.drained:
+                wake.append(may_start_at - time.monotonic())
+            elif self.repoll is not None:  # only slow POSTs open: look for runs that ended meanwhile
+                wake.append(max(may_start_at, self.polled + self.repoll_every) - time.monotonic())
         done, _ = wait(list(self.flights), timeout=max(0.01, min(wake, default=1.0)), return_when=FIRST_COMPLETED)
         for future in done:
             self._settle(future, self.flights.pop(future))

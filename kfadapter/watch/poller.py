@@ -37,12 +37,13 @@ class PollResult:
     vanished: list[str] = field(default_factory=list)  # run ids KFP no longer knows
     error: str | None = None  # set when KFP could not be read; nothing was changed
     swept_to: Cursor | None = None  # where the next cycle's window starts after
+    at: float = 0.0  # the time the poll ran at
 
 
 def poll_once(kf: KfConnect, store: Store, now: float, swept_to: Cursor | None = None) -> PollResult:
     """Queue a notification for every tracked run that reached a terminal state or vanished from KFP."""
     tracked = store.tracked()
-    result = PollResult(tracked=len(tracked), swept_to=swept_to)
+    result = PollResult(tracked=len(tracked), swept_to=swept_to, at=now)
     if not tracked:
         return result
     window = _window(tracked, swept_to)
@@ -55,10 +56,10 @@ def poll_once(kf: KfConnect, store: Store, now: float, swept_to: Cursor | None =
         log.warning("watcher: cannot read run states: %s", exc.message)
         result.error = exc.message
         return result
-    states = {r["run_id"]: r.get("state") for r in listed + finished}
     # Whatever end KFP reports (a terminated run usually ends FAILED); CANCELING is not an end.
-    ends = {t.run_id: states[t.run_id] for t in tracked if states.get(t.run_id) in TERMINAL_STATES}
-    gone = [t.run_id for t in window if t.run_id not in states and _confirmed_gone(kf, t.run_id)]
+    ends: dict[str, str] = {r["run_id"]: r["state"] for r in listed + finished if r.get("state") in TERMINAL_STATES}
+    known = {r["run_id"] for r in listed}
+    gone = [t.run_id for t in window if t.run_id not in known and _confirmed_gone(kf, t.run_id)]
     ends.update((run_id, MANUAL_RECONCILE) for run_id in gone)
     for run_id in store.finish_all(ends, now):  # one transaction; a run another finisher took is left out
         result.finished[run_id] = ends[run_id]

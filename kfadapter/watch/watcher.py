@@ -66,15 +66,14 @@ class Watcher:
 
     def poll_once(self, now: float | None = None) -> Cycle:
         """Run one cycle: take or renew the lease, poll KFP, deliver due notifications."""
-        clock = self.clock if now is None else (lambda: now)  # an explicit `now` (tests) is the whole clock
+        clock = self.clock if now is None else _fixed(now)  # an explicit `now` (tests) is the whole clock
         now = clock()
         if not self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now):
             cycle = Cycle(leader=False)
         else:
             # Intents first (the first cycle after a start-up included), so the runs they find are polled now.
             found = reconcile(self.kf, self.store, now, self.settings.intent_grace)
-            poll = poll_once(self.kf, self.store, now, self._swept_to)
-            self._swept_to = poll.swept_to
+            poll = self._poll(now)
             delivery = None
             if self.settings.tm_url:
                 # The pass renews the lease per batch and while POSTs are open, and stops when it cannot.
@@ -88,6 +87,8 @@ class Watcher:
                     lease=LeaseRef(LEASE_NAME, self.holder, self.lease_ttl),
                     clock=clock,
                     should_stop=self._stop.is_set,
+                    repoll=lambda: self._poll(clock()).at,
+                    repoll_every=self.settings.poll_interval,
                 )
             self.store.prune_delivered(now - self.settings.history_days * 86400.0)
             if poll.error is None:
@@ -95,6 +96,11 @@ class Watcher:
             cycle = Cycle(leader=True, intents=found, poll=poll, delivery=delivery)
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle
+
+    def _poll(self, now: float) -> PollResult:
+        poll = poll_once(self.kf, self.store, now, self._swept_to)
+        self._swept_to = poll.swept_to
+        return poll
 
     def start(self) -> Watcher:
         """Start the background loop (idempotent)."""
@@ -135,6 +141,10 @@ class Watcher:
             except Exception:
                 log.exception("watcher cycle failed")
             self._stop.wait(self.settings.poll_interval)
+
+
+def _fixed(at: float) -> Callable[[], float]:
+    return lambda: at
 
 
 def _new_holder() -> str:
