@@ -221,3 +221,19 @@ def test_each_cycle_costs_one_call_per_200_runs_and_the_window_finds_a_deleted_r
             assert kfp_counts.read()["total"] == 3
     assert found_at == 2  # the third window (runs 401..451) holds it
     assert len(store.tracked()) == len(ids)
+
+
+def test_a_post_starts_only_while_the_lease_outlasts_its_deadline(settings, sandbox, tm_receiver, tmp_path):
+    from kfadapter.watch.delivery import LeaseRef
+
+    store = Store(str(tmp_path / "store.sqlite"))
+    ids = _runs(sandbox, 4)
+    _track(store, ids)
+    _set_state(sandbox, ids, "SUCCEEDED")
+    poll_once(KfConnect(settings), store, now=1000.0)
+    # A 2 s lease cannot hold a POST with a 2 s deadline plus the margin: it is renewed before every POST.
+    short = deliver_due(store, tm_receiver.url, now=1000.0, timeout=2.0, max_backoff=60.0,
+                        lease=LeaseRef("run-watcher", "me", 2.0), clock=time.time)
+    # One renewal per batch read (two: the second finds nothing left) and one before each of the 4 POSTs.
+    assert len(short.delivered) == 4 and short.renewals == 2 + 4
+    assert store.lease("run-watcher")[0] == "me"
