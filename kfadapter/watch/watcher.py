@@ -66,7 +66,7 @@ class Watcher:
 
     def poll_once(self, now: float | None = None) -> Cycle:
         """Run one cycle: take or renew the lease, poll KFP, deliver due notifications."""
-        clock = self.clock if now is None else _fixed(now)  # an explicit `now` (tests) is the whole clock
+        clock = self.clock if now is None else (lambda: now)  # an explicit `now` (tests) is the whole clock
         now = clock()
         if not self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now):
             cycle = Cycle(leader=False)
@@ -141,10 +141,6 @@ class Watcher:
             except Exception:
                 log.exception("watcher cycle failed")
             self._stop.wait(self.settings.poll_interval)
-
-
-def _fixed(at: float) -> Callable[[], float]:
-    return lambda: at
 
 
 def _new_holder() -> str:
