@@ -22,6 +22,7 @@ from kfadapter.watch.db import Database
 from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
+_IDS_PER_STATEMENT = 500  # run ids bound in one IN (well under SQLite's bound-parameter limit)
 
 
 @dataclass(frozen=True)
@@ -212,30 +213,37 @@ class Store:
 
     def finish(self, run_id: str, run_status: str, now: float) -> bool:
         """Move a tracked run to the outbox in one transaction; tell whether it was still tracked."""
+        return bool(self.finish_all({run_id: run_status}, now))
+
+    def finish_all(self, ends: dict[str, str], now: float) -> list[str]:
+        """Move tracked runs (run id → terminal state) to the outbox in one transaction; return those moved."""
+        ids = list(ends)
+        moved: list[dict[str, Any]] = []
         with self.db.write() as conn:
-            # DELETE … RETURNING: of two concurrent finishers exactly one gets the row.
-            row = conn.execute(
-                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*_TRACKED_COLUMNS)
-            ).first()
-            if row is None:
-                return False
-            run = TrackedRun(*row)
-            conn.execute(
-                self._insert(outbox)
-                .values(
-                    run_id=run_id,
-                    trainingjob_id=run.trainingjob_id,
-                    run_status=run_status,
-                    created_at=now,
-                    attempts=0,
-                    next_attempt_at=now,
-                    pipeline_name=run.pipeline_name,
-                    experiment_id=run.experiment_id,
-                    tracked_at=run.created_at,
-                )
-                .on_conflict_do_nothing()
-            )
-            return True
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                # DELETE … RETURNING: of two concurrent finishers exactly one gets each row.
+                rows = conn.execute(
+                    delete(tracked_runs)
+                    .where(tracked_runs.c.run_id.in_(ids[start : start + _IDS_PER_STATEMENT]))
+                    .returning(*_TRACKED_COLUMNS)
+                ).all()
+                for run in (TrackedRun(*r) for r in rows):
+                    moved.append(
+                        {
+                            "run_id": run.run_id,
+                            "trainingjob_id": run.trainingjob_id,
+                            "run_status": ends[run.run_id],
+                            "created_at": now,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "pipeline_name": run.pipeline_name,
+                            "experiment_id": run.experiment_id,
+                            "tracked_at": run.created_at,
+                        }
+                    )
+            if moved:
+                conn.execute(self._insert(outbox).on_conflict_do_nothing(), moved)
+        return [m["run_id"] for m in moved]
 
     def due(self, now: float, limit: int = 100) -> list[Notification]:
         """Return undelivered notifications whose next attempt is due, oldest first."""
