@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint browser sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
+.PHONY: run test test-fast lint browser sandbox bench bench-outputs bench-slow bench-store bench-delivery clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -66,6 +66,11 @@ bench-slow: $(STAMP)
 # training manager (two servers, 200 runs), kill -9 of the lease holder (prints JSON; ~10 min; --quick: ~3).
 bench-store: $(STAMP) postgres
 	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
+
+# Notification delivery: 1,500 runs at once, a manager trickling its answer, polling 10,000 tracked runs, the
+# watcher cycle on both backends (prints JSON, writes bench/results_delivery.json; ~10 min; --quick: ~4).
+bench-delivery: $(STAMP) postgres
+	$(BIN)/python bench/bench_delivery.py $(BENCH_ARGS)
 
 # requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
 # [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.

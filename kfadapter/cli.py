@@ -379,11 +379,14 @@ def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from kfadapter.app import create_app
+    from kfadapter.watch import opening
 
     app = create_app(settings)
     # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
     server = make_server(settings.host, settings.port, app, threaded=True)
-    watcher = app.extensions["kfadapter.watcher"].start() if settings.watch_enabled else None
+    watcher = app.extensions["kfadapter.watcher"] if settings.watch_enabled else None
+    # As under gunicorn: a store that is down at start is waited for, the watcher starts once it is open.
+    opening.open_in_background(app.extensions["kfadapter.store"], watcher.start if watcher is not None else None)
     print(f"kfadapter on http://{settings.host}:{settings.port} -> KFP {settings.kfp_endpoint}", flush=True)
     try:
         server.serve_forever()

@@ -25,13 +25,14 @@ def liveness():
 
 @bp.get("/readiness")
 def readiness():
-    """Answer 200 when the store and KFP's healthz answer; the error envelope (503/502/504) when not.
+    """Answer 200 when the store takes a write and KFP's healthz answers; the error envelope (503/502/504) when not.
 
     This is what the kubelet asks, so it stays cheap and about serving at all. `?deep=true` probes every
     dependency as the service uses it (kfadapter/api/probes.py): 200 with the checks, or 503 `not_ready` with them."""
     if _deep():
         return _deep_readiness()
-    store().ping()  # 503 store_unavailable while the database is down or restarting
+    # 503 store_unavailable while the store is not open yet, is down or restarting, or cannot write (disk full).
+    store().check_writable()
     return json_response({"status": "ready", "kfp": kf().health_summary()})
 
 

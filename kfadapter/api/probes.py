@@ -3,7 +3,7 @@
 Each probe does what a request or the watcher will do, once, under a timeout: KFP's healthz through the
 configured door, a one-run list in the namespace (the token and RoleBinding a multi-user KFP checks), an ML
 Metadata lookup, a read from the object store's bucket with the adapter's keys, an OPTIONS request to the training
-manager's notification URL, and a query on the store. A failure carries what was tried, what answered and the fix.
+manager's notification URL, and a write to the store. A failure carries what was tried, what answered and the fix.
 The probes run at once in threads, so the whole check takes about as long as the slowest one.
 """
 
@@ -320,7 +320,7 @@ def _store(deps: Dependencies) -> list[Result]:
     def query() -> tuple[str, str, str]:
         try:
             store = deps.store()
-            store.ping()
+            store.check_writable()  # the watcher and executions write: a full disk fails here, not at a run's end
         except Exception as exc:  # SQLAlchemy, OS and migration errors alike
             message = exc.message if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {exc}"
             return (
@@ -332,6 +332,6 @@ def _store(deps: Dependencies) -> list[Result]:
                     else f"make the directory of {s.store_path} writable (the chart mounts a volume at /data)"
                 ),
             )
-        return OK, f"{store.backend} answered a query (schema up to date)", ""
+        return OK, f"{store.backend} took a write (schema up to date)", ""
 
     return [_timed("store", target, query)]

@@ -10,7 +10,15 @@ from typing import Any
 
 from kfadapter.core.errors import KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT, PipelineCalls
-from kfadapter.kfconnect.transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
+from kfadapter.kfconnect.transport import (
+    PAGE_SIZE,
+    KfpStream,
+    all_of,
+    in_filter,
+    in_predicate,
+    json_answer,
+    segment,
+)
 from kfadapter.outputs import runinfo
 from kfadapter.packages import parsing as pl
 
@@ -160,24 +168,32 @@ class RunCalls(PipelineCalls):
         """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
         return self._runs_where("run_id", run_ids, "list runs by id")
 
+    def finished_runs(self, run_ids: Iterable[str]) -> list[dict]:
+        """Return the runs among `run_ids` that KFP reports in a terminal state, one list call per 200 ids.
+
+        KFP filters on its `State` column, where run_store.go writes the v2 state name (`RuntimeState.ToString`),
+        with `run_id IN` and `state IN` ANDed (filter.go): runs still going are never sent back.
+        """
+        return self._runs_where("run_id", run_ids, "list finished runs", states=TERMINAL_STATES)
+
     def runs_by_names(self, names: Iterable[str]) -> list[dict]:
         """Return the runs whose display name is among `names`, one list call per 200 names."""
         return self._runs_where("display_name", names, "list runs by name")
 
-    def _runs_where(self, key: str, values: Iterable[str], what: str) -> list[dict]:
+    def _runs_where(
+        self, key: str, values: Iterable[str], what: str, states: frozenset[str] | None = None
+    ) -> list[dict]:
         api = self.client._run_api
         wanted = list(dict.fromkeys(values))
         found: list[dict] = []
         for start in range(0, len(wanted), PAGE_SIZE):  # an IN filter of at most one page's worth
             chunk = wanted[start : start + PAGE_SIZE]
+            if states is None:
+                where = in_filter(key, chunk)
+            else:
+                where = all_of([in_predicate(key, chunk), in_predicate("state", sorted(states))])
             found.extend(
-                self._list_all(
-                    api.run_service_list_runs,
-                    "runs",
-                    namespace=self._namespace,
-                    filter=in_filter(key, chunk),
-                    what=what,
-                )
+                self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace, filter=where, what=what)
             )
         return found
 

@@ -268,7 +268,21 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
+    return _filter(in_predicate(key, values))
+
+
+def in_predicate(key: str, values: list[str]) -> dict:
+    return {"operation": "IN", "key": key, "string_values": {"values": values}}
+
+
+def all_of(predicates: list[dict]) -> str:
+    """A filter matching what every predicate matches (KFP ANDs a filter's predicates), as short as KFP allows.
+
+    KFP URL-decodes the filter once more (parseAPIFilter): JSON without '%' or '+' reads the same after that, so
+    it is encoded once only. That keeps 200 run ids in about 9 KB of URL, which urllib3 re-checks byte by byte.
+    """
+    text = json.dumps({"predicates": predicates}, separators=(",", ":"))
+    return encode_filter(text) if "%" in text or "+" in text else text
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:

@@ -198,7 +198,9 @@ class RunState(CatalogState):
                     "A run cannot have an empty namespace in multi-user mode",
                 )
             recs = [
-                r for r in self.runs.values() if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)
+                r
+                for r in listing.candidates(RUNS, self.runs, args)
+                if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)
             ]
             return listing.list_page(RUNS, recs, args, views.run)
 

@@ -55,6 +55,7 @@ class Settings:
     poll_interval: float = 10.0
     notify_timeout: float = 10.0
     notify_max_backoff: float = 300.0
+    notify_concurrency: int = 8
     watch_enabled: bool = True
     lease_ttl: float = 30.0
     api_token: str | None = field(default=None, repr=False)
@@ -129,6 +130,7 @@ class Settings:
             poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
             notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
             notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
+            notify_concurrency=r.int("KFADAPTER_NOTIFY_CONCURRENCY", 8),
             watch_enabled=r.bool("KFADAPTER_WATCH", True),
             lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
             api_token=_api_token(r),
