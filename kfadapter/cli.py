@@ -1,5 +1,5 @@
-"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter outputs RUN_ID` and
-`kfadapter rewrite-volume IN OUT --claim NAME`."""
+"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter check`, `kfadapter outputs RUN_ID`
+and `kfadapter rewrite-volume IN OUT --claim NAME`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from kfadapter.settings import Settings, SettingsError, load
 from kfadapter.settings.checks import check_listen, gunicorn_options, listen_address, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
+SANDBOX_TOKEN = "kfadapter-sandbox"  # the adapter's bearer token for `serve --sandbox --multi-user`
+_TAG_NAME_HELP = "healthz tag_name the sandbox reports (default: the official image's; 'unknown' on 2.5 and 2.14)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
+            return _run_sandbox(
+                args.host,
+                args.port,
+                args.mlmd_port,
+                args.execute,
+                args.multi_user,
+                args.kfp_version,
+                args.authz,
+                args.tag_name,
+                args.object_store,
+            )
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
             return _rewrite_volume(args)
+        if args.command == "check":
+            return _check(args)
         return _serve(args)
     except SettingsError as exc:
         print(f"kfadapter: configuration error: {exc}", file=sys.stderr)
@@ -62,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version the sandbox plays (with --sandbox)",
     )
+    serve.add_argument(
+        "--object-store",
+        choices=("kfp", "leofs"),
+        default="kfp",
+        help="with --sandbox: its object store is the played KFP's own (kfp) or O-RAN's LeoFS (bucket from the Host header)",
+    )
+    serve.add_argument("--tag-name", help=_TAG_NAME_HELP + " (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
@@ -74,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--multi-user",
         action="store_true",
-        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment",
+        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment, every "
+        "call authorized (an identity is needed: header kubeflow-userid or a bearer token)",
+    )
+    sandbox.add_argument(
+        "--authz",
+        metavar="FILE",
+        help='with --multi-user: JSON {"tokens": {"<bearer token>": "<identity>"}, "bindings": [{"identity", '
+        '"namespace", "verbs": ["*"] or ["get", "list", "create", ...]}]}; without it any token or '
+        "kubeflow-userid is an identity allowed everything",
     )
     sandbox.add_argument(
         "--kfp-version",
@@ -82,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version to play (error bodies, fields, status codes, object store)",
     )
+    sandbox.add_argument(
+        "--object-store",
+        choices=("kfp", "leofs"),
+        default="kfp",
+        help="the played KFP's own object store (kfp) or O-RAN's LeoFS (bucket from the Host header)",
+    )
+    sandbox.add_argument("--tag-name", help=_TAG_NAME_HELP)
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -94,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outputs.add_argument("--task", help="only this task (id or name)")
     outputs.add_argument("--logs", action="store_true", help="include each step's main-logs")
+    check = sub.add_parser(
+        "check", help="try every dependency as the service uses it; print a table with a fix per failure, exit 1 on any"
+    )
+    check.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds each probe may take (default 10)")
+    check.add_argument(
+        "--url",
+        help="ask a running adapter instead (its GET /readiness?deep=true, sending KFADAPTER_API_TOKEN if set): "
+        "what its pods see, e.g. http://kfadapter.traininghost:5001",
+    )
     rewrite = sub.add_parser("rewrite-volume", help="rewrite a v1 (Argo) package to pass data through one volume")
     rewrite.add_argument("input", help="v1 package (YAML, JSON, zip or tar.gz)")
     rewrite.add_argument("output", help="where to write the rewritten workflow as YAML ('-': stdout)")
@@ -109,14 +155,34 @@ def _configure_logging(args: argparse.Namespace) -> None:
     # Only these two are read here (checked the same way); the command checks the rest.
     default = "json" if args.command == "serve" and not args.sandbox else "text"
     given = {k: os.environ[k] for k in ("KFADAPTER_LOG_FORMAT", "KFADAPTER_LOG_LEVEL") if os.environ.get(k, "").strip()}
-    logs = Settings.from_env({"KFADAPTER_LOG_FORMAT": default} | given)
+    # `check` prints its own table: only warnings from the libraries it drives (no migration chatter).
+    level = {"KFADAPTER_LOG_LEVEL": "WARNING"} if args.command == "check" else {}
+    logs = Settings.from_env({"KFADAPTER_LOG_FORMAT": default} | level | given)
     configure_logging(logs.log_format, logs.log_level)
 
 
 def _run_sandbox(
-    host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False, kfp_version: str = "2.17"
+    host: str,
+    port: int,
+    mlmd_port: int = 0,
+    execute: bool = False,
+    multi_user: bool = False,
+    kfp_version: str = "2.17",
+    authz: str | None = None,
+    tag_name: str | None = None,
+    object_store: str = "kfp",
 ) -> int:
     from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
+    from kfadapter.sandbox.authz import Policy, PolicyError
+
+    if authz and not multi_user:
+        print("kfadapter: --authz describes multi-user authorization; use it with --multi-user", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy.load(authz) if authz else None
+    except PolicyError as exc:
+        print(f"kfadapter: --authz: {exc}", file=sys.stderr)
+        return 2
 
     settings = _sandbox_settings(load(files=False))
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
@@ -130,6 +196,9 @@ def _run_sandbox(
         workdir=settings.sandbox_workdir,
         multi_user=multi_user,
         kfp_version=kfp_version,
+        policy=policy,
+        tag_name=tag_name,
+        object_store=object_store,
     )
     return 0
 
@@ -182,6 +251,15 @@ def _outputs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Run the dependency checks here (or ask a running adapter); exit 1 when any fails."""
+    if not 0 < args.timeout <= 300:
+        raise SettingsError(f"--timeout must be between 0 and 300 seconds, got {args.timeout}")
+    from kfadapter.api import check_report
+
+    return check_report.command(None if args.url else load(), args.url, args.json, args.timeout)
+
+
 def _rewrite_volume(args: argparse.Namespace) -> int:
     """Write the volume-passing rewrite of a v1 package; an error envelope on stderr and exit 1."""
     from kfadapter.core.errors import AdapterError
@@ -231,6 +309,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.multi_user and not args.sandbox:
         print("kfadapter: --multi-user describes the sandbox KFP; use it with --sandbox", file=sys.stderr)
         return 2
+    if args.object_store != "kfp" and not args.sandbox:
+        print("kfadapter: --object-store describes the sandbox's object store; use it with --sandbox", file=sys.stderr)
+        return 2
     if not args.sandbox:
         return _exec_gunicorn(args)
     from kfadapter.sandbox import SandboxServer
@@ -247,11 +328,15 @@ def _serve(args: argparse.Namespace) -> int:
         workdir=base.sandbox_workdir,
         multi_user=args.multi_user,
         kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
+        object_store=args.object_store,
     ).start()
+    executor = kfp.executor
+    assert executor is not None  # execute=True
     print(
         f"sandbox KFP {args.kfp_version} on {kfp.url} (control API under /_sandbox/), executing v2 runs with "
         "kfp.local "
-        f"({kfp.executor.workers} at a time, working directories in {kfp.executor.root})",
+        f"({executor.workers} at a time, working directories in {executor.root})",
         flush=True,
     )
     print(f"sandbox ML Metadata (gRPC) on {kfp.mlmd_endpoint}", flush=True)
@@ -273,8 +358,11 @@ def _serve(args: argparse.Namespace) -> int:
     if not any(os.environ.get(k, "").strip() for k in ("KFADAPTER_STORE_PATH", "KFADAPTER_STORE_URL")):
         # The sandbox starts empty: a store kept from an earlier start would only hold runs it no longer
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
-        settings = dataclasses.replace(settings, store_path=str(kfp.executor.root / "store.sqlite"))
+        settings = dataclasses.replace(settings, store_path=str(executor.root / "store.sqlite"))
     print(f"store of tracked runs: {settings.store_path}", flush=True)
+    if args.multi_user and not (settings.kfp_token or settings.kfp_token_file):
+        # Multi-user KFP answers 401 to a call without an identity; the sandbox takes any bearer token as one.
+        settings = dataclasses.replace(settings, kfp_token=SANDBOX_TOKEN)
     if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
         settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long
     if not settings.tm_url:
@@ -292,11 +380,14 @@ def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from kfadapter.app import create_app
+    from kfadapter.watch import opening
 
     app = create_app(settings)
     # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
     server = make_server(settings.host, settings.port, app, threaded=True)
-    watcher = app.extensions["kfadapter.watcher"].start() if settings.watch_enabled else None
+    watcher = app.extensions["kfadapter.watcher"] if settings.watch_enabled else None
+    # As under gunicorn: a store that is down at start is waited for, the watcher starts once it is open.
+    opening.open_in_background(app.extensions["kfadapter.store"], watcher.start if watcher is not None else None)
     print(f"kfadapter on http://{settings.host}:{settings.port} -> KFP {settings.kfp_endpoint}", flush=True)
     try:
         server.serve_forever()

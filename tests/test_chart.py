@@ -898,7 +898,7 @@ def test_network_policy_admits_only_the_training_manager():
     policy = one(manifests, "NetworkPolicy")["spec"]
     deployment = one(manifests, "Deployment")
     assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     [rule] = policy["ingress"]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     tm, client = rule["from"]
@@ -924,8 +924,14 @@ def test_network_policy_admits_only_the_training_manager():
      "networkPolicy": {"enabled": True, "trainingManager": {"namespaceSelector": {"matchLabels": {"a": "b"}}}},
      "persistence": {"storageClass": "-"}, "tmp": {"medium": "Memory"}},
     {"persistence": {"enabled": False}, "serviceAccount": {"create": False}},
-    {"replicaCount": 2, "store": {"url": "postgresql://kf:pw@db:5432/kf"}},
-])
+    {"replicaCount": 2, "store": {"url": "postgresql://kf:pw@db:5432/kf"}, "networkPolicy": {"enabled": True}},
+    yaml.safe_load((CHART / "values-oran.yaml").read_text()),
+    yaml.safe_load((CHART / "values-kubeflow-multiuser.yaml").read_text()),
+    {"extraVolumes": [{"name": "ca", "configMap": {"name": "kfp-ca"}}],
+     "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/kfp-ca", "readOnly": True}],
+     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                    "whenUnsatisfiable": "ScheduleAnyway"}]},
+], ids=["defaults", "tokens-policy", "no-pvc", "postgresql", "oran", "multiuser", "extras"])
 def test_manifests_fit_the_kubernetes_api(overrides):
     """Every object survives a round trip through the Kubernetes client's models: no unknown or mistyped field."""
     client = pytest.importorskip("kubernetes.client")
@@ -935,17 +941,23 @@ def test_manifests_fit_the_kubernetes_api(overrides):
         assert api.sanitize_for_serialization(model) == doc, f"{kind} {name}: a field the API does not know"
 
 
-def test_helm_test_pod_curls_liveness():
+def test_helm_test_pod_runs_kfadapter_check():
     manifests = render()
     pod = one(manifests, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     [c] = pod["spec"]["containers"]
-    assert c["args"][-1] == "http://kfadapter.traininghost:5001/liveness"
+    # The adapter's own image asks the running pods to probe every dependency (GET /readiness?deep=true).
+    assert c["image"] == container(manifests)["image"]
+    assert c["args"] == ["check", "--url", "http://kfadapter.traininghost:5001", "--timeout", "10"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["restartPolicy"] == "Never"
     # The test pod must not match the Deployment's selector (its ReplicaSet would adopt it) nor the Service's.
     selector = one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= pod["metadata"]["labels"].items()
+    # An API token set through extraEnv reaches the check too (deep readiness needs it).
+    token = {"name": "KFADAPTER_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}
+    [c] = one(render({"extraEnv": [token]}), "Pod")["spec"]["containers"]
+    assert c["env"] == [token]
 
 
 def test_optional_pod_settings_render():

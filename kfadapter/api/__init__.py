@@ -6,6 +6,7 @@ from flask import Flask
 
 from kfadapter.api import (
     auth,
+    docs,
     errors,
     experiments,
     health,
@@ -26,4 +27,5 @@ def register(app: Flask, api_token: str | None = None) -> None:
     auth.register(app, api_token)
     for module in (index, pipelines, experiments, runs, trainingjobs, outputs, logs, health, watches, telemetry):
         app.register_blueprint(module.bp)
+    docs.register(app)
     errors.register(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, overload
 
 from flask import Response, current_app, request
 
@@ -82,6 +82,10 @@ def _read_at_most(n: int) -> bytes:
     return b"".join(parts)
 
 
+@overload
+def optional_str(body: dict[str, Any], key: str) -> str | None: ...
+@overload
+def optional_str(body: dict[str, Any], key: str, default: str) -> str: ...
 def optional_str(body: dict[str, Any], key: str, default: str | None = None) -> str | None:
     """Return body[key] as a string, `default` when absent or null; raise BadRequest for another type."""
     value = body.get(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from kfadapter.api.common import json_response
@@ -35,9 +35,14 @@ def register(app: Flask) -> None:
             else "http_error"
         )
         message = exc.description or HTTPStatus(status).phrase
+        details: dict = {}
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             code, message = "payload_too_large", "the request is larger than 32 MiB, the most KFP accepts"
-        resp = json_response({"status": status, "code": code, "message": message, "details": {}}, status)
+        if status == HTTPStatus.NOT_FOUND and request.url_rule is None:
+            # No route matched (not a resource that is missing): say where the routes are listed.
+            message = f"no route {request.method} {request.path}: GET / lists the links, /docs describes every route"
+            details = {"path": request.path, "index": "/", "docs": "/docs", "openapi": "/openapi.json"}
+        resp = json_response({"status": status, "code": code, "message": message, "details": details}, status)
         if status == HTTPStatus.METHOD_NOT_ALLOWED and exc.get_response().headers.get("Allow"):
             resp.headers["Allow"] = exc.get_response().headers["Allow"]
         return resp

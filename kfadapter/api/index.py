@@ -11,6 +11,7 @@ bp = Blueprint("index", __name__)
 
 LINKS = {
     "openapi": "/openapi.json",
+    "docs": "/docs",
     "liveness": "/liveness",
     "readiness": "/readiness",
     "metrics": "/metrics",

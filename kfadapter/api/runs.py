@@ -40,7 +40,7 @@ def list_runs():
     """
     connect = kf()
     runs = connect.list_runs()
-    names = connect.pipeline_names({_pipeline_id(r) for r in runs} - {None})
+    names = connect.pipeline_names({pid for r in runs if (pid := _pipeline_id(r)) is not None})
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.get("display_name", "")] = counts.get(r.get("display_name", ""), 0) + 1
@@ -54,7 +54,7 @@ def list_runs():
             "run_description": r.get("description", ""),
             "run_status": r.get("state"),
             "experiment_id": r.get("experiment_id"),
-            "pipeline_name": names.get(_pipeline_id(r)),
+            "pipeline_name": names.get(_pipeline_id(r) or ""),
             "pipeline_id": _pipeline_id(r),
         }
     return json_response(out)

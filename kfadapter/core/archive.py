@@ -252,7 +252,8 @@ def _matches(member: Member, wanted: str) -> bool:
 
 def _capture(reader: Reader, head_bytes: int) -> tuple[bytes, int]:
     """Keep the first head_bytes bytes, count (and drop) the rest."""
-    parts, kept, total = [], 0, 0
+    parts: list[bytes] = []
+    kept = total = 0
     while True:
         chunk = reader.read(CHUNK)
         if not chunk:
@@ -276,9 +277,10 @@ def scan(decoded: Decoded, *, head_bytes: int, member: str | None = None, known_
             return Scan(decoded.format, size=known_size, head=head, complete=len(head) >= known_size)
         head, size = _capture(decoded.reader, head_bytes)
         return Scan(decoded.format, size=size, head=head, complete=size <= head_bytes)
-    result = Scan(decoded.format, members=[])
+    members: list[Member] = []
+    result = Scan(decoded.format, members=members)
     for entry, reader in iter_members(decoded.reader, decoded.limits):
-        result.members.append(entry)
+        members.append(entry)
         if entry.kind != "file":
             continue
         result.files.append(entry)

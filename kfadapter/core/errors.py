@@ -134,3 +134,17 @@ class ObjectStoreDenied(AdapterError):
 
     status = HTTPStatus.BAD_GATEWAY
     code = "object_store_denied"
+
+
+class ObjectStoreMisaddressed(AdapterError):
+    """The object store has no bucket where KFP keeps artifacts: the endpoint names the wrong store or host (502)."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "object_store_misaddressed"
+
+
+class KfpForbidden(AdapterError):
+    """Multi-user KFP refused the adapter's identity a verb in a namespace: a missing RoleBinding (403)."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "kfp_forbidden"

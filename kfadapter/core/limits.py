@@ -168,7 +168,7 @@ def _walk_events(loader: Any, limits: Limits) -> None:
                     "KFADAPTER_YAML_MAX_NODES",
                     limits.yaml_nodes,
                 )
-            added_nodes, added_chars = sizes.get(event.anchor, (1, 0))  # undefined: the loader reports it
+            added_nodes, added_chars = sizes.get(event.anchor or "", (1, 0))  # undefined: the loader reports it
             nodes, chars = nodes + added_nodes, chars + added_chars
         if nodes > limits.yaml_nodes:
             raise LimitExceeded(

@@ -44,7 +44,7 @@ def owned_dir(prefix: str) -> str:
 def sweep(prefix: str, parent: str | None = None) -> list[str]:
     """Remove `prefix` directories whose owner process is gone (their lock is free); return the removed paths."""
     parent = parent or tempfile.gettempdir()
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:

@@ -119,7 +119,7 @@ class PackageUploads:
         if not 200 <= resp.status <= 299:
             error = ApiException(http_resp=RESTResponse(resp))
             error.body = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else error.body
-            error.kfadapter_url = url  # type: ignore[attr-defined]  # for KfpMisconfigured, as transport's _Rest
+            error.kfadapter_url = url  # for KfpMisconfigured, as transport's _Rest does
             raise error
-        resp.kfadapter_url = url  # type: ignore[attr-defined]
+        resp.kfadapter_url = url
         return resp

@@ -114,13 +114,13 @@ class StepLogs:
                 continue
 
             def opener(node_id: str = t.id):
-                stream = self.kf.read_artifact(run_id, node_id, argo.LOGS)
+                decoded, close = self.outputs.v1.open(run_id, node_id, argo.LOGS, workflow)
                 try:
-                    chunks = archive.iter_chosen(archive.open_read_answer(stream, self.outputs.limits), None)
+                    chunks = archive.iter_chosen(decoded, None)
                 except BaseException:
-                    stream.close()
+                    close()
                     raise
-                return chunks, stream.close
+                return chunks, close
 
             steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS))
         return steps
@@ -151,6 +151,8 @@ def _not_archived(state: str) -> str:
 
 def step_text(step: Step, tail: int | None) -> Iterator[bytes]:
     """Yield one step's log, cut at MAX_STEP_LOG_BYTES (or its last `tail` lines)."""
+    if step.open is None:  # callers check first (api/logs.py answers log_not_available)
+        raise NotFound(f"log of step {step.name!r}: {step.missing}", code="log_not_available")
     chunks, close = step.open()
     try:
         if tail is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kfadapter.core.errors import NotFound, ObjectStoreDenied, ObjectStoreUnavailable
+from kfadapter.core.errors import NotFound, ObjectStoreDenied, ObjectStoreMisaddressed, ObjectStoreUnavailable
 
 _SCHEMES = {"minio", "s3"}
 # S3 error codes that mean "these credentials may not read this": wrong key, wrong secret, no permission, or a
@@ -22,7 +23,15 @@ _DENIED = {
 }
 _CREDENTIALS_HINT = (
     "check KFADAPTER_OBJECT_STORE_ACCESS_KEY / KFADAPTER_OBJECT_STORE_SECRET_KEY (in KFP they are "
-    "the accesskey / secretkey of the secret mlpipeline-minio-artifact)"
+    "the accesskey / secretkey of the secret mlpipeline-minio-artifact; on O-RAN's LeoFS the access key is leofs "
+    "and the secret key the password in the secret leofs-secret)"
+)
+DEFAULT_REGION = "us-east-1"  # what SigV4 signs for when no region is set (S3's own default)
+# kfp-facts.md, last section; LeoFS 1.4 (leo_commons src/leo_http.erl key/3): the bucket comes from the Host header.
+LEOFS_RULE = (
+    "LeoFS takes the bucket from the Host header: path-style requests work only when the host is an endpoint "
+    "registered in LeoFS (O-RAN registers leofs.kubeflow, so use http://leofs.kubeflow:8080), never an IP address, "
+    "a port-forward or another service name"
 )
 
 
@@ -63,12 +72,12 @@ class ObjectStore:
         access_key: str | None,
         secret_key: str | None,
         *,
-        region: str = "us-east-1",
+        region: str = "",
         timeout: tuple[float, float] = (5.0, 30.0),
     ) -> None:
         self.endpoint = endpoint
         self._credentials = (access_key, secret_key)
-        self._region = region
+        self.region = region  # "" = not set: signed for DEFAULT_REGION
         self._timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
@@ -96,14 +105,19 @@ class ObjectStore:
                     endpoint_url=self.endpoint,
                     aws_access_key_id=self._credentials[0],
                     aws_secret_access_key=self._credentials[1],
-                    region_name=self._region,
+                    region_name=self.region or DEFAULT_REGION,
                     config=config,
                 )
             return self._client
 
+    @property
+    def region_label(self) -> str:
+        """The region requests are signed for, saying when it is only S3's default."""
+        return self.region or f"{DEFAULT_REGION} (KFADAPTER_OBJECT_STORE_REGION not set)"
+
     def open(self, uri: str) -> StoredObject:
         """Open the object a URI names; NotFound when it is missing, ObjectStoreDenied on refused credentials,
-        ObjectStoreUnavailable on any other failure."""
+        ObjectStoreMisaddressed when the store has no such bucket, ObjectStoreUnavailable on any other failure."""
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         location = parse_uri(uri)
@@ -113,22 +127,56 @@ class ObjectStore:
         try:
             answer = self.client.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = exc.response.get("Error", {}).get("Code")
-            if status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
-                raise NotFound(f"object {uri!r} not found in the object store", code="artifact_not_found") from None
-            if status == 403 or code in _DENIED:
-                raise ObjectStoreDenied(
-                    f"the object store at {self.endpoint} refused the adapter's credentials "
-                    f"({code or status}): {_CREDENTIALS_HINT}",
-                    details={"endpoint": self.endpoint, "s3_code": code, "uri": uri},
-                ) from None
-            raise ObjectStoreUnavailable(f"object store refused {uri!r} ({code or status})") from None
+            raise self._refused(exc.response, bucket, uri) from None
         except NoCredentialsError:
             raise ObjectStoreDenied(
                 f"no object store credentials configured: {_CREDENTIALS_HINT}",
                 details={"endpoint": self.endpoint, "uri": uri},
             ) from None
         except BotoCoreError as exc:
-            raise ObjectStoreUnavailable(f"object store unreachable ({type(exc).__name__})") from None
+            raise ObjectStoreUnavailable(
+                f"object store at {self.endpoint} unreachable ({type(exc).__name__})",
+                details={"endpoint": self.endpoint},
+            ) from None
         return StoredObject(answer["Body"], answer.get("ContentLength"))
+
+    def probe(self, bucket: str) -> str:
+        """Read a key that cannot exist in `bucket` the way artifacts are read; return what the answer proved.
+
+        The store checks the keys (and finds the bucket) before it looks for the key, so NoSuchKey proves both;
+        failures raise as `open` does."""
+        try:
+            self.open(f"minio://{bucket}/kfadapter-check/{uuid.uuid4().hex}").close()
+        except NotFound:
+            pass
+        return f"keys accepted and bucket {bucket!r} found (signed for region {self.region_label})"
+
+    def _refused(self, response: dict, bucket: str, uri: str) -> Exception:
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        error = response.get("Error", {})
+        code = error.get("Code")
+        details = {"endpoint": self.endpoint, "s3_code": code, "uri": uri}
+        if self._misaddressed(error):
+            return ObjectStoreMisaddressed(
+                f"the object store at {self.endpoint} has no bucket {bucket!r}, where KFP keeps its artifacts "
+                f"({code}): KFADAPTER_OBJECT_STORE_ENDPOINT is not the store KFP writes to, or the store is LeoFS "
+                f"and the host is not registered: {LEOFS_RULE}",
+                details=details | {"bucket": bucket, "s3_resource": error.get("Resource")},
+            )
+        if status == 404 or code == "NoSuchKey":
+            return NotFound(f"object {uri!r} not found in the object store", code="artifact_not_found")
+        if status == 403 or code in _DENIED:
+            return ObjectStoreDenied(
+                f"the object store at {self.endpoint} refused the adapter's credentials ({code or status}; signed "
+                f"for region {self.region_label}): {_CREDENTIALS_HINT}",
+                details=details | {"region": self.region or None},
+            )
+        return ObjectStoreUnavailable(f"object store refused {uri!r} ({code or status})", details=details)
+
+    def _misaddressed(self, error: dict) -> bool:
+        """NoSuchBucket, or LeoFS's NoSuchKey whose resource starts with the host it took for the bucket."""
+        if error.get("Code") == "NoSuchBucket":
+            return True
+        host = urlsplit(self.endpoint).hostname or ""
+        resource = str(error.get("Resource") or "")
+        return error.get("Code") == "NoSuchKey" and bool(host) and resource.startswith(f"{host}/")

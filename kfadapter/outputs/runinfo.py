@@ -81,7 +81,7 @@ def failure(workflow: Mapping[str, Any] | None) -> dict:
     except Undecodable as exc:
         return {"message": f"the run's workflow nodes cannot be read: {exc.message}", "nodes": []}
     parents = {child: node for node in nodes.values() if isinstance(node, dict) for child in node.get("children") or []}
-    failed = []
+    failed: list[tuple[str, str, dict[str, Any]]] = []
     for node_id, node in nodes.items():
         if not isinstance(node, dict) or node.get("phase") not in _FAILED_PHASES or not node.get("message"):
             continue
@@ -102,7 +102,7 @@ def failure(workflow: Mapping[str, Any] | None) -> dict:
                 },
             )
         )
-    failed = [f for _, _, f in sorted(failed, key=lambda f: f[:2])]
+    reasons = [f for _, _, f in sorted(failed, key=lambda f: f[:2])]
     status_message = str((workflow.get("status") or {}).get("message") or "")
-    parts = ([status_message] if status_message else []) + [f"{f['task']}: {f['message']}" for f in failed]
-    return {"message": "; ".join(parts) or "KFP reports no failure reason for this run", "nodes": failed}
+    parts = ([status_message] if status_message else []) + [f"{f['task']}: {f['message']}" for f in reasons]
+    return {"message": "; ".join(parts) or "KFP reports no failure reason for this run", "nodes": reasons}

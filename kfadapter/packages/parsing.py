@@ -10,7 +10,7 @@ import math
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 import yaml
 
@@ -162,6 +162,8 @@ def spec_kind(spec: Mapping | None) -> str | None:
 def parameters_of(spec: Mapping | None) -> list[Parameter]:
     """List the declared input parameters of a version's `pipeline_spec` (IR, wrapped IR or Argo)."""
     kind = spec_kind(spec)
+    if spec is None:
+        return []
     if kind == V2:
         ir = spec["pipeline_spec"] if isinstance(spec.get("pipeline_spec"), Mapping) else spec
         return _ir_parameters(ir)
@@ -322,9 +324,9 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def is_version_number(name: str | None) -> bool:
+def is_version_number(name: str | None) -> TypeGuard[str]:
     """Tell whether a version name is one of our numbered versions ("2", "3", ...)."""
-    return bool(name) and name.isascii() and name.isdigit() and not name.startswith("0")
+    return bool(name and name.isascii() and name.isdigit() and not name.startswith("0"))
 
 
 def next_version_number(names: Iterable[str | None], floor: int = 1) -> int:

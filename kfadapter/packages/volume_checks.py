@@ -214,7 +214,8 @@ def _file_name_problems(templates: list[dict], by_name: Mapping[Any, dict]) -> l
     return out
 
 
-def _source(match: re.Match, tname: Any, callee: Mapping) -> tuple:
+def _source(match: re.Match | None, tname: Any, callee: Mapping) -> tuple:
+    assert match is not None, "every `from` was checked against _FROM before the graph is built"
     _scope, producer, artifact = match.groups()
     if producer is None:
         return ("inputs", tname, artifact)

@@ -147,7 +147,7 @@ def parse_volume(text: str | None) -> dict:
     return check_volume(obj)
 
 
-def claim_volume(claim: str) -> dict:
+def claim_volume(claim: object) -> dict:
     """Build the volume for an existing PersistentVolumeClaim, named `DEFAULT_VOLUME_NAME`."""
     if not isinstance(claim, str) or not _DNS_SUBDOMAIN.fullmatch(claim):
         raise _bad_volume(

@@ -113,7 +113,8 @@ def _without_meta(template: Mapping) -> dict:
     return {k: v for k, v in template.items() if k != "metadata"}
 
 
-def _param_ref(match: re.Match) -> str:
+def _param_ref(match: re.Match | None) -> str:
+    assert match is not None, "volume_checks matched every `from` against _FROM before a rewrite"
     return "{{" + match.group(1) + ".parameters." + match.group(3) + SUBPATH_SUFFIX + "}}"
 
 

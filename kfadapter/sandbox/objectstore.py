@@ -5,7 +5,9 @@ with a known access key and its secret: an unknown key answers 403 `InvalidAcces
 tampered request 403 `SignatureDoesNotMatch`, an unsigned request 403 `AccessDenied`, a clock more than 15 minutes
 off 403 `RequestTimeTooSkewed`. The expected signature is computed with botocore's own signer (`S3SigV4Auth`) over
 the headers the client says it signed. The credentials default to KFP's (`mlpipeline-minio-artifact`:
-minio / minio123); `app.config["S3_CREDENTIALS"]` maps access key → secret key.
+minio / minio123); `app.config["S3_CREDENTIALS"]` maps access key → secret key. A bucket other than KFP's
+`mlpipeline` (or one holding objects) answers 404 `NoSuchBucket`, as MinIO does. `--object-store leofs` plays
+O-RAN's LeoFS instead, which finds the bucket from the Host header (kfadapter/sandbox/leofs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from flask import Blueprint, Response, current_app, request
 
-from kfadapter.sandbox import mlmd, versions
+from kfadapter.sandbox import leofs, mlmd, versions
 
 bp = Blueprint("sandbox_s3", __name__)
 DEFAULT_CREDENTIALS = {"minio": "minio123"}  # KFP's secret mlpipeline-minio-artifact (accesskey / secretkey)
@@ -108,11 +110,15 @@ def check_signature(credentials: dict[str, str]) -> None:
 
 @bp.route("/_s3/<bucket>/<path:key>", methods=["GET", "HEAD"])
 def get_object(bucket, key):
-    """The object as S3 serves it to a signed request, or S3's XML error (403 denied, 404 NoSuchKey)."""
+    """The object as S3 serves it to a signed request, or S3's XML error (403 denied, 404 NoSuchKey/NoSuchBucket)."""
+    if leofs.playing(current_app.config):
+        return _leofs_object(f"/{bucket}/{key}")
     try:
         check_signature(current_app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS))
     except S3Denied as denied:
         return _error(403, denied.code, denied.message)
+    if bucket not in _buckets():
+        return _error(404, "NoSuchBucket", "The specified bucket does not exist")
     data = mlmd.get_object(current_app.extensions["sandbox"], bucket, key)
     if data is None:
         return _error(404, "NoSuchKey", "The specified key does not exist.")
@@ -120,4 +126,31 @@ def get_object(bucket, key):
         data,
         content_type="application/octet-stream",
         headers={"ETag": f'"{len(data):x}"', "Server": versions.active().object_store.server_header},
+    )
+
+
+def _buckets() -> set[str]:
+    """KFP's bucket, and any other that holds an object."""
+    state = current_app.extensions["sandbox"]
+    with state.lock:
+        return set(leofs.BUCKETS) | {bucket for bucket, _ in state.mlmd["objects"]}
+
+
+def _leofs_object(path: str) -> Response:
+    """GET/HEAD as LeoFS answers it: bucket from the Host header, looked up before the signature is checked."""
+    host = request.host.rsplit(":", 1)[0] if request.host.count(":") == 1 else request.host
+    bucket, resource = leofs.locate(current_app.config["S3_ENDPOINTS"], host.lower(), path)
+    if not request.headers.get("Authorization"):
+        return leofs.denied("AccessDenied", "Access Denied", resource)
+    if bucket not in _buckets():
+        return leofs.not_found(resource)
+    try:
+        check_signature(current_app.config["S3_CREDENTIALS"])
+    except S3Denied as denied:
+        return leofs.denied(denied.code, denied.message, resource)
+    data = mlmd.get_object(current_app.extensions["sandbox"], bucket, resource[len(bucket) + 1 :])
+    if data is None:
+        return leofs.not_found(resource)
+    return Response(
+        data, content_type="application/octet-stream", headers={"ETag": f'"{len(data):x}"', "Server": "LeoFS"}
     )

@@ -91,7 +91,10 @@ def _from_targz(data: bytes) -> bytes:
                 raise PackageError(
                     f"Error extracting pipeline from the tarball file. Expecting a pipeline.yaml file inside the tarball. Got: {name}"
                 )
-            return archive.extractfile(name).read()
+            member = archive.extractfile(name)
+            if member is None:  # a directory or link named like a package
+                raise PackageError(f"Error extracting pipeline from the tarball file. Not a file: {name}")
+            return member.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise PackageError("Error extracting pipeline from the tarball file. Not a valid tarball file.") from exc
 
@@ -147,7 +150,8 @@ def _type_name(value) -> str:
         return "bool"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "list", dict: "struct"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "list", dict: "struct"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _type_ok(ptype: str, value) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -14,7 +15,7 @@ bp = Blueprint("sandbox_runs", __name__)
 V2 = "/apis/v2beta1"
 V1 = "/apis/v1beta1"
 # v1 ResourceType enum numbers, for clients that send numbers instead of names.
-_V1_TYPES = {1: "EXPERIMENT", 2: "JOB", 3: "PIPELINE", 4: "PIPELINE_VERSION", 5: "NAMESPACE"}
+_V1_TYPES: dict[Any, str] = {1: "EXPERIMENT", 2: "JOB", 3: "PIPELINE", 4: "PIPELINE_VERSION", 5: "NAMESPACE"}
 
 
 def _state():

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from kfadapter.sandbox import leofs
 from kfadapter.sandbox.app import create_sandbox_app
+from kfadapter.sandbox.authz import Policy
+from kfadapter.sandbox.authz_routes import POLICY
 from kfadapter.sandbox.mlmd import MlmdServer
 from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
 from kfadapter.sandbox.runner import RunExecutor
@@ -32,7 +35,9 @@ class SandboxServer:
     `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
-    emulates multi-user KFP (see `create_sandbox_app`)."""
+    emulates multi-user KFP (see `create_sandbox_app`), authorizing calls by `policy` (see `authz`).
+    `object_store="leofs"` makes its object store play O-RAN's LeoFS (`leofs`); its endpoint is then named
+    `localhost`, one LeoFS registers."""
 
     def __init__(
         self,
@@ -46,19 +51,26 @@ class SandboxServer:
         workdir: str | None = None,
         multi_user: bool = False,
         kfp_version: str | None = None,
+        policy: Policy | None = None,
+        tag_name: str | None = None,
+        object_store: str | None = None,
     ):
-        self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+        self.app = app or create_sandbox_app(
+            multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name
+        )
+        if object_store == "leofs":
+            leofs.play(self.app)
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
         handler = _QuietHandler if self._quiet else _Handler
-        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-kfp", daemon=True)
+        self._server = server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
+        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-kfp", daemon=True)
         self._thread.start()
         self._mlmd.start()  # the ML Metadata gRPC service beside the REST API
         return self
@@ -68,7 +80,8 @@ class SandboxServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-            self._thread.join(timeout=5)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
             self._server = self._thread = None
         if self.executor is not None:
             self.executor.shutdown()
@@ -79,6 +92,12 @@ class SandboxServer:
         if self.executor is not None:
             self.executor.cancel_all()
         self.app.extensions["sandbox"].reset()
+
+    def set_policy(self, policy: Policy | None) -> None:
+        """Authorize multi-user calls by `policy` from now on (None: any identity may do anything)."""
+        self.app.extensions.pop(POLICY, None)
+        if policy is not None:
+            self.app.extensions[POLICY] = policy
 
     @property
     def kfp_version(self) -> str:
@@ -93,6 +112,8 @@ class SandboxServer:
     @property
     def object_store_endpoint(self) -> str:
         """The S3 endpoint of the sandbox's object store (KFADAPTER_OBJECT_STORE_ENDPOINT)."""
+        if leofs.playing(self.app.config) and self._host in ("127.0.0.1", "localhost"):
+            return f"http://localhost:{self.port}/_s3"  # LeoFS takes the bucket from the host: a registered name
         return f"{self.url}/_s3"
 
     @property
@@ -135,9 +156,14 @@ def serve_forever(
     workdir: str | None = None,
     multi_user: bool = False,
     kfp_version: str | None = None,
+    policy: Policy | None = None,
+    tag_name: str | None = None,
+    object_store: str | None = None,
 ) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name)
+    if object_store == "leofs":
+        leofs.play(app)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
@@ -148,8 +174,10 @@ def serve_forever(
     print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
+    store_host = "localhost" if leofs.playing(app.config) and host in ("127.0.0.1", "localhost") else host
+    kind = "LeoFS: bucket from the Host header, " if leofs.playing(app.config) else ""
     print(
-        f"sandbox object store (S3, SigV4) on http://{host}:{server.server_port}/_s3 "
+        f"sandbox object store (S3, {kind}SigV4) on http://{store_host}:{server.server_port}/_s3 "
         f"(access key {access_key!r}, secret key {secret_key!r})",
         flush=True,
     )
@@ -174,5 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
     parser.add_argument("--kfp-version", choices=sorted(PROFILES), default=DEFAULT, help="KFP version to play")
+    parser.add_argument("--tag-name", help="healthz tag_name (default: the official image's, 'unknown' on 2.5/2.14)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user, kfp_version=args.kfp_version)
+    serve_forever(
+        args.host,
+        args.port,
+        execute=args.execute,
+        multi_user=args.multi_user,
+        kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
+    )

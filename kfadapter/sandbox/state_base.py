@@ -201,6 +201,10 @@ class StateBase:
         if not self.multi_user:
             self._default_experiment_id()  # KFP's main.go creates it in single-user mode only
 
+    def _default_experiment_id(self) -> str:
+        """Return the Default experiment's id, creating it (CatalogState)."""
+        raise NotImplementedError
+
     def reset(self) -> None:
         """Back to a fresh KFP: only the Default experiment (single-user), counters and faults cleared."""
         with self.lock:

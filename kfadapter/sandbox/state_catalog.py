@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kfadapter.sandbox import listing, packages, versions, views
 from kfadapter.sandbox.errors import ApiError, not_found
 from kfadapter.sandbox.state_base import (
@@ -75,7 +77,7 @@ class CatalogState(StateBase):
                 6,
                 f"Failed to create a pipeline: AlreadyExistsError: pipeline with name {name!r} already exists in namespace {namespace!r}",
             )
-        rec = {
+        rec: dict[str, Any] = {
             "pipeline_id": _new_id(),
             "display_name": display_name or name,
             "name": name,
@@ -114,7 +116,7 @@ class CatalogState(StateBase):
                 6,
                 f"Failed to create a pipeline version: AlreadyExistsError: pipeline version with name {name!r} already exists for pipeline {pipeline_id}",
             )
-        rec = {
+        rec: dict[str, Any] = {
             "pipeline_id": pipeline_id,
             "pipeline_version_id": _new_id(),
             "display_name": display_name or name,
@@ -262,7 +264,7 @@ class CatalogState(StateBase):
                 6,
                 f"Failed to create a new experiment: AlreadyExistsError: Experiment with name {display_name!r} already exists in namespace {namespace!r}",
             )
-        rec = {
+        rec: dict[str, Any] = {
             "experiment_id": _new_id(),
             "display_name": display_name,
             "description": description,

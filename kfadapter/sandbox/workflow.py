@@ -21,6 +21,7 @@ import random
 import string
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's time.Time{} through timestamppb, what KFP shows for an unset time
 # Argo node phase -> KFP RuntimeState (model.RuntimeState.ToV2; Omitted has no v2 name).
@@ -182,7 +183,7 @@ class ExecutedWorkflow:
 
     def _document(self, nodes: dict) -> dict:
         end, w = self.finished, self.name
-        spec = {
+        spec: dict[str, Any] = {
             "entrypoint": "entrypoint",
             "serviceAccountName": "pipeline-runner",
             "podMetadata": {"labels": {"pipelines.kubeflow.org/v2_component": "true"}},

@@ -188,10 +188,9 @@ class BufferedThreadWorker(ThreadWorker):
         """Close the connection that has been idle longest (waiting or kept alive); False when none is idle."""
         waiting = next(iter(self.idle.items()), None)
         kept = self.keepalived_conns[0] if self.keepalived_conns else None
-        kept_since = kept.timeout - self.cfg.keepalive if kept is not None else None
-        if waiting is None and kept is None:
-            return False
-        if kept is None or (waiting is not None and kept_since is not None and waiting[1] <= kept_since):
+        if kept is None or (waiting is not None and waiting[1] <= kept.timeout - self.cfg.keepalive):
+            if waiting is None:
+                return False
             self._drop(waiting[0])
             return True
         self.keepalived_conns.popleft()

@@ -7,6 +7,7 @@ and what is allowed (ranges and shapes: kfadapter/settings/checks.py).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ class Settings:
     kfp_connect_timeout: float = 5.0
     kfp_read_timeout: float = 30.0
     kfp_upload_timeout: float = 120.0
+    kfp_version: str | None = None  # KFADAPTER_KFP_VERSION: the KFP version, when healthz cannot tell it
     store_path: str = "var/kfadapter.sqlite"
     store_url: str | None = field(default=None, repr=False)  # postgresql://… or sqlite:///…; wins over store_path
     history_days: float = 30.0
@@ -55,6 +57,7 @@ class Settings:
     poll_interval: float = 10.0
     notify_timeout: float = 10.0
     notify_max_backoff: float = 300.0
+    notify_concurrency: int = 8
     watch_enabled: bool = True
     lease_ttl: float = 30.0
     api_token: str | None = field(default=None, repr=False)
@@ -65,7 +68,9 @@ class Settings:
     object_store_endpoint: str | None = None
     object_store_access_key: str | None = field(default=None, repr=False)
     object_store_secret_key: str | None = field(default=None, repr=False)
-    object_store_region: str = "us-east-1"
+    # Empty: not set; SigV4 then signs for us-east-1, S3's default, and `kfadapter check` and errors say so.
+    object_store_region: str = ""
+    object_store_bucket: str = "mlpipeline"  # the bucket `kfadapter check` probes (KFP's pipeline root)
     object_store_timeout: float = 30.0
     artifact_max_bytes: int = 1024 * 1024 * 1024
     artifact_max_members: int = 1000
@@ -116,6 +121,7 @@ class Settings:
             kfp_connect_timeout=r.float("KFADAPTER_KFP_CONNECT_TIMEOUT", 5.0),
             kfp_read_timeout=r.float("KFADAPTER_KFP_TIMEOUT", 30.0),
             kfp_upload_timeout=r.float("KFADAPTER_KFP_UPLOAD_TIMEOUT", 120.0),
+            kfp_version=r.str("KFADAPTER_KFP_VERSION"),
             store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
             store_url=_store_url(r),
             history_days=r.float("KFADAPTER_HISTORY_DAYS", 30.0),
@@ -128,6 +134,7 @@ class Settings:
             poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
             notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
             notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
+            notify_concurrency=r.int("KFADAPTER_NOTIFY_CONCURRENCY", 8),
             watch_enabled=r.bool("KFADAPTER_WATCH", True),
             lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
             api_token=_api_token(r),
@@ -138,7 +145,8 @@ class Settings:
             object_store_endpoint=r.str("KFADAPTER_OBJECT_STORE_ENDPOINT"),
             object_store_access_key=r.str("KFADAPTER_OBJECT_STORE_ACCESS_KEY"),
             object_store_secret_key=r.str("KFADAPTER_OBJECT_STORE_SECRET_KEY"),
-            object_store_region=r.str("KFADAPTER_OBJECT_STORE_REGION") or "us-east-1",
+            object_store_region=r.str("KFADAPTER_OBJECT_STORE_REGION") or "",
+            object_store_bucket=r.str("KFADAPTER_OBJECT_STORE_BUCKET") or "mlpipeline",
             object_store_timeout=r.float("KFADAPTER_OBJECT_STORE_TIMEOUT", 30.0),
             artifact_max_bytes=r.int("KFADAPTER_ARTIFACT_MAX_BYTES", 1024 * 1024 * 1024),
             artifact_max_members=r.int("KFADAPTER_ARTIFACT_MAX_MEMBERS", 1000),
@@ -189,22 +197,24 @@ def _tm_url(r: _Reader) -> str | None:
 class _Reader:
     """Typed access to environment variables; every failure names the variable."""
 
+    # The methods are named after the types they read, so annotations name the types through `builtins`.
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str) -> str | None:
+    def str(self, name: builtins.str) -> builtins.str | None:
         value = self.env.get(name, "").strip()
         return checks.text(name, value) if value else None
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: builtins.int) -> builtins.int:
         raw = self.str(name)
-        return default if raw is None else checks.number(name, raw, int)
+        return default if raw is None else int(checks.number(name, raw, int))
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         raw = self.str(name)
         return default if raw is None else checks.number(name, raw, float)
 
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+    def choice(self, name: builtins.str, allowed: tuple[builtins.str, ...], default: builtins.str) -> builtins.str:
         raw = self.str(name)
         if raw is None:
             return default
@@ -213,7 +223,7 @@ class _Reader:
                 return option
         raise checks.settings_error(name, raw, f"one of {', '.join(allowed)}")
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.str(name)
         if raw is None:
             return default
@@ -223,7 +233,9 @@ class _Reader:
             return False
         raise checks.settings_error(name, raw, "true or false")
 
-    def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
+    def mapping(
+        self, name: builtins.str, default: Mapping[builtins.str, builtins.str]
+    ) -> dict[builtins.str, builtins.str]:
         raw = self.str(name)
         if raw is None:
             return dict(default)
