@@ -15,8 +15,9 @@ from kfadapter.sandbox.versions import DEFAULT, PROFILES
 
 
 class _Handler(WSGIRequestHandler):
-    # KFP's API server keeps connections alive; HTTP/1.0 (werkzeug's default) would make every client call
-    # pay for a new TCP connection.
+    # KFP's API server keeps connections alive (Go's net/http behind `http.ListenAndServe` in
+    # backend/src/apiserver/main.go, 2.3.0 and 2.17.0: HTTP/1.1, persistent unless the client sends
+    # `Connection: close`); HTTP/1.0 (werkzeug's default) would make every client call pay for a new TCP connection.
     protocol_version = "HTTP/1.1"
 
 
@@ -143,7 +144,7 @@ def serve_forever(
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
         print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})", flush=True)
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=_Handler)
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     mode = " (multi-user)" if multi_user else ""
     print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
