@@ -114,11 +114,55 @@ def fastpath_setup(adapter: Service, sandbox: Sandbox) -> dict[str, dict[str, st
     }
 
 
+def adapter_cpu_in_process(sandbox: Sandbox, store_path: Path, routes: dict[str, dict[str, str]],
+                           n: int) -> dict:
+    """CPU milliseconds the adapter's own code spends per request: the app in this process (Flask's test client,
+    no gunicorn), the sandbox in its own. A busy machine delays requests but hardly changes this figure, so it
+    compares two versions of the code where the wall-clock figures cannot."""
+    import cProfile
+    import io
+    import logging
+
+    from kfadapter.app import create_app
+    from kfadapter.core.observability import configure_logging
+    from kfadapter.settings import Settings
+
+    stderr, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        configure_logging("json", "INFO")  # the access line is part of the cost, written to a buffer
+        client = create_app(Settings(kfp_endpoint=sandbox.url, store_path=str(store_path))).test_client()
+        out = {}
+        for label, paths in routes.items():
+            for _ in range(20):
+                client.get(paths["adapter"]).close()
+            start = time.process_time()
+            for _ in range(n):
+                resp = client.get(paths["adapter"])
+                assert resp.status_code == 200, resp.status_code
+                resp.close()  # as the server does once the answer is sent
+            cpu_ms = (time.process_time() - start) * 1000 / n
+            profiler = cProfile.Profile()  # Python function calls per request: exact, whatever the machine does
+            profiler.enable()
+            for _ in range(20):
+                client.get(paths["adapter"]).close()
+            profiler.disable()
+            calls = sum(row[1] for row in profiler.getstats()) // 20
+            out[label] = {"cpu_ms": round(cpu_ms, 3), "python_calls": calls}
+            sys.stderr.seek(0)
+            sys.stderr.truncate()
+    finally:
+        sys.stderr = stderr
+        logging.getLogger().handlers[:] = []
+    return out
+
+
 def bench_fastpath(adapter: Service, sandbox: Sandbox, quick: bool, workdir: Path) -> dict:
     """Latency (kept-alive and new connections), throughput with 8 connections, and a CPU profile, per route."""
     routes = fastpath_setup(adapter, sandbox)
     urls = {"adapter": adapter.url, "floor": sandbox.url}
     out: dict = {"pipelines": 152, "runs": 40}
+    out["adapter_cpu_ms_per_request_in_process"] = adapter_cpu_in_process(sandbox, workdir / "s.sqlite", routes,
+                                                                          100 if quick else 400)
     out["latency"] = http_timing.latency(urls, routes, rounds=10 if quick else 30, per_round=10)
     pids = {"adapter": cpu_profile.worker_pids(adapter.proc.pid), "sandbox": [sandbox.proc.pid]}
     out["throughput"] = http_timing.throughputs(urls, routes, connections=8, window=1.0 if quick else 2.0,
