@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint sandbox bench bench-outputs bench-slow bench-store clean lock image-check postgres
+.PHONY: run test test-fast lint sandbox bench bench-outputs bench-slow bench-store bench-delivery clean lock image-check postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
@@ -27,8 +27,14 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    postgresql >/dev/null; }
 
+# Everything, in parallel (pytest-xdist; tests/conftest.py starts the longest first). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 4
 test: $(STAMP) postgres
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The unit-level tests while you edit: no server processes, no PostgreSQL, no executed pipelines (under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not execute and not process and not slow" $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, and the layer contracts of docs/ARCHITECTURE.md (import-linter); CI runs it.
 lint: $(STAMP)
@@ -52,6 +58,11 @@ bench-slow: $(STAMP)
 # training manager (two servers, 200 runs), kill -9 of the lease holder (prints JSON; ~10 min; --quick: ~3).
 bench-store: $(STAMP) postgres
 	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
+
+# Notification delivery: 1,500 runs at once, a manager trickling its answer, polling 10,000 tracked runs, the
+# watcher cycle on both backends (prints JSON, writes bench/results_delivery.json; ~10 min; --quick: ~4).
+bench-delivery: $(STAMP) postgres
+	$(BIN)/python bench/bench_delivery.py $(BENCH_ARGS)
 
 # requirements.lock: the image's runtime dependencies with hashes (pip-compile from PyPI). Run after changing
 # [project] dependencies; keeps every other pin. LOCK_ARGS=--upgrade moves all pins, '--upgrade-package X' one.

@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, *, kf: KfConnect | None = None,
     # Bodies above this are refused with 413 before they are read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_SLACK
     kf = kf or KfConnect(settings)
-    store = store or Store(settings.store_url or settings.store_path)
+    # Not opened here: whoever serves the app opens it in the background (kfadapter/watch/opening.py), so a
+    # database that is down at start is waited for; until then the store's routes answer 503.
+    store = store or Store(settings.store_url or settings.store_path, open_now=False)
     # Uploads to one name wait for each other (store lease across workers and replicas); a lock outlives a
     # stalled upload by one upload timeout, then expires.
     kf.name_lock = NameLocks(

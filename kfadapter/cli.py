@@ -16,6 +16,8 @@ from kfadapter.settings import Settings, SettingsError, load
 from kfadapter.settings.checks import gunicorn_options, writable_dir
 
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
+SANDBOX_TOKEN = "kfadapter-sandbox"  # the adapter's bearer token for `serve --sandbox --multi-user`
+_TAG_NAME_HELP = "healthz tag_name the sandbox reports (default: the official image's; 'unknown' on 2.5 and 2.14)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_logging(args)
         if args.command == "sandbox":
-            return _run_sandbox(args.host, args.port, args.mlmd_port, args.execute, args.multi_user, args.kfp_version)
+            return _run_sandbox(
+                args.host,
+                args.port,
+                args.mlmd_port,
+                args.execute,
+                args.multi_user,
+                args.kfp_version,
+                args.authz,
+                args.tag_name,
+            )
         if args.command == "outputs":
             return _outputs(args)
         if args.command == "rewrite-volume":
@@ -62,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version the sandbox plays (with --sandbox)",
     )
+    serve.add_argument("--tag-name", help=_TAG_NAME_HELP + " (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
@@ -74,7 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--multi-user",
         action="store_true",
-        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment",
+        help="emulate multi-user KFP: namespaced pipelines, experiments and runs, no Default experiment, every "
+        "call authorized (an identity is needed: header kubeflow-userid or a bearer token)",
+    )
+    sandbox.add_argument(
+        "--authz",
+        metavar="FILE",
+        help='with --multi-user: JSON {"tokens": {"<bearer token>": "<identity>"}, "bindings": [{"identity", '
+        '"namespace", "verbs": ["*"] or ["get", "list", "create", ...]}]}; without it any token or '
+        "kubeflow-userid is an identity allowed everything",
     )
     sandbox.add_argument(
         "--kfp-version",
@@ -82,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="2.17",
         help="KFP API server version to play (error bodies, fields, status codes, object store)",
     )
+    sandbox.add_argument("--tag-name", help=_TAG_NAME_HELP)
     outputs = sub.add_parser("outputs", help="print a run's outputs as JSON (no server needed)")
     outputs.add_argument("run_id", help="the KFP run id")
     outputs.add_argument("--kfp-endpoint", help="KFP API base URL (default KFADAPTER_KFP_ENDPOINT)")
@@ -114,9 +135,26 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def _run_sandbox(
-    host: str, port: int, mlmd_port: int = 0, execute: bool = False, multi_user: bool = False, kfp_version: str = "2.17"
+    host: str,
+    port: int,
+    mlmd_port: int = 0,
+    execute: bool = False,
+    multi_user: bool = False,
+    kfp_version: str = "2.17",
+    authz: str | None = None,
+    tag_name: str | None = None,
 ) -> int:
     from kfadapter.sandbox import serve_forever  # the sandbox is only ever imported here and in tests
+    from kfadapter.sandbox.authz import Policy, PolicyError
+
+    if authz and not multi_user:
+        print("kfadapter: --authz describes multi-user authorization; use it with --multi-user", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy.load(authz) if authz else None
+    except PolicyError as exc:
+        print(f"kfadapter: --authz: {exc}", file=sys.stderr)
+        return 2
 
     settings = _sandbox_settings(load(files=False))
     print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
@@ -130,6 +168,8 @@ def _run_sandbox(
         workdir=settings.sandbox_workdir,
         multi_user=multi_user,
         kfp_version=kfp_version,
+        policy=policy,
+        tag_name=tag_name,
     )
     return 0
 
@@ -246,6 +286,7 @@ def _serve(args: argparse.Namespace) -> int:
         workdir=base.sandbox_workdir,
         multi_user=args.multi_user,
         kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
     ).start()
     executor = kfp.executor
     assert executor is not None  # execute=True
@@ -276,6 +317,9 @@ def _serve(args: argparse.Namespace) -> int:
         # knows (each one a "Manual reconcile" notification), so the store lives and dies with this start.
         settings = dataclasses.replace(settings, store_path=str(executor.root / "store.sqlite"))
     print(f"store of tracked runs: {settings.store_path}", flush=True)
+    if args.multi_user and not (settings.kfp_token or settings.kfp_token_file):
+        # Multi-user KFP answers 401 to a call without an identity; the sandbox takes any bearer token as one.
+        settings = dataclasses.replace(settings, kfp_token=SANDBOX_TOKEN)
     if not os.environ.get("KFADAPTER_POLL_INTERVAL", "").strip():
         settings = dataclasses.replace(settings, poll_interval=2.0)  # watch runs finish without waiting long
     if not settings.tm_url:
@@ -293,11 +337,14 @@ def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from kfadapter.app import create_app
+    from kfadapter.watch import opening
 
     app = create_app(settings)
     # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
     server = make_server(settings.host, settings.port, app, threaded=True)
-    watcher = app.extensions["kfadapter.watcher"].start() if settings.watch_enabled else None
+    watcher = app.extensions["kfadapter.watcher"] if settings.watch_enabled else None
+    # As under gunicorn: a store that is down at start is waited for, the watcher starts once it is open.
+    opening.open_in_background(app.extensions["kfadapter.store"], watcher.start if watcher is not None else None)
     print(f"kfadapter on http://{settings.host}:{settings.port} -> KFP {settings.kfp_endpoint}", flush=True)
     try:
         server.serve_forever()

@@ -1,6 +1,7 @@
 """Shared fixtures: a sandbox KFP over HTTP on 127.0.0.1, the adapter app wired to it, a hermetic env."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -29,15 +30,60 @@ def hermetic(monkeypatch, tmp_path):
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
 
 
+# What starts processes (a server, gunicorn, PostgreSQL, a CLI run): such a test is marked `process`, and left out
+# of `make test-fast`. Read from the source of the test and of its fixtures, so a new test is sorted without a mark.
+_PROCESS_SIGNS = ("Service(", "subprocess.", "Popen(", "postgres_server", "PostgresServer")
+# Longest first under pytest-xdist: pipelines executed for real, then tests with processes, then the rest, so the
+# short tests fill the workers' gaps at the end instead of waiting behind a long one.
+_RANKS = (("execute", 0), ("slow", 1), ("process", 2))
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("store_url") == "postgresql":
+        return True
+    functions = [getattr(item, "function", None)]
+    for name in getattr(item, "fixturenames", ()):
+        functions += [d.func for d in item._fixtureinfo.name2fixturedefs.get(name, ())]  # type: ignore[attr-defined]
+    for fn in functions:
+        try:
+            source = inspect.getsource(fn)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue
+        if any(sign in source for sign in _PROCESS_SIGNS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark tests that start processes `process`; order the suite longest-first."""
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.process)
+
+    def rank(item: pytest.Item) -> int:
+        return next((r for mark, r in _RANKS if item.get_closest_marker(mark)), len(_RANKS))
+
+    items.sort(key=rank)  # stable: within a rank the collected order stays
+
+
 KFP_VERSIONS = ("2.3", "2.17")  # O-RAN's KFP and the newest
-# Runs a test against the sandbox playing each of KFP_VERSIONS (the rest run at 2.17); on a module, only its
-# tests that use the sandbox are repeated.
+# The adapter's cross-version runs, (version, door): O-RAN's 2.3 and the newest 2.17 through the UI proxy (what
+# O-RAN's KUBEFLOW_HOST/PORT point at: healthz without tag_name), and an official 2.5 image, whose healthz says
+# tag_name "unknown", through the API server. Every other test runs at 2.17 through the API server.
+ACROSS = (("2.3", "ui_proxy"), ("2.17", "ui_proxy"), ("2.5", "api_server"))
+# Runs a test against the sandbox playing each of KFP_VERSIONS (tests that use the adapter: each of ACROSS); on a
+# module, only its tests that use the sandbox are repeated.
 across_versions = pytest.mark.across_versions
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrize `kfp_version` for tests marked `across_versions` that use it (through `sandbox`)."""
-    if metafunc.definition.get_closest_marker("across_versions") and "kfp_version" in metafunc.fixturenames:
+    """Parametrize `kfp_version` (and `kfp_door` for the adapter) for tests marked `across_versions`."""
+    if not (metafunc.definition.get_closest_marker("across_versions") and "kfp_version" in metafunc.fixturenames):
+        return
+    if "kfp_door" in metafunc.fixturenames:
+        metafunc.parametrize(("kfp_version", "kfp_door"), ACROSS, ids=[f"{v}-{d}" for v, d in ACROSS])
+    else:
         metafunc.parametrize("kfp_version", KFP_VERSIONS)
 
 
@@ -81,6 +127,17 @@ def kfp_version() -> str:
 
 
 @pytest.fixture
+def kfp_door() -> str:
+    """How the adapter reaches KFP: `api_server` (no prefix) or `ui_proxy` (`/pipeline`, ml-pipeline-ui)."""
+    return "api_server"
+
+
+def door_url(sandbox, door: str) -> str:
+    """The sandbox's URL for `door`: the API server itself, or the UI proxy's `/pipeline`."""
+    return sandbox.url + ("/pipeline" if door == "ui_proxy" else "")
+
+
+@pytest.fixture
 def sandbox(sandbox_servers, kfp_version):
     """The sandbox playing `kfp_version`, reset to a fresh KFP (Default experiment only, zeroed counters)."""
     server = sandbox_servers(kfp_version)
@@ -89,9 +146,9 @@ def sandbox(sandbox_servers, kfp_version):
 
 
 @pytest.fixture
-def settings(sandbox, tmp_path) -> Settings:
-    """Adapter settings pointing at the sandbox, with short timeouts and a per-test store."""
-    return Settings(kfp_endpoint=sandbox.url, store_path=str(tmp_path / "store.sqlite"),
+def settings(sandbox, kfp_door, tmp_path) -> Settings:
+    """Adapter settings pointing at the sandbox through `kfp_door`, with short timeouts and a per-test store."""
+    return Settings(kfp_endpoint=door_url(sandbox, kfp_door), store_path=str(tmp_path / "store.sqlite"),
                     kfp_connect_timeout=2.0, kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
 
 
@@ -131,8 +188,9 @@ def multi_user_sandbox(multi_user_sandbox_server):
 
 @pytest.fixture
 def multi_user_app(multi_user_sandbox, tmp_path):
-    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE)."""
-    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a",
+    """The adapter on the multi-user sandbox, in namespace `team-a` (KFADAPTER_NAMESPACE), with a bearer token (multi-user
+    KFP answers 401 to a call without an identity)."""
+    settings = Settings(kfp_endpoint=multi_user_sandbox.url, namespace="team-a", kfp_token="kfadapter-team-a",
                         store_path=str(tmp_path / "store-mu.sqlite"), kfp_connect_timeout=2.0,
                         kfp_read_timeout=3.0, kfp_upload_timeout=5.0)
     return create_app(settings)

@@ -1,7 +1,9 @@
 """Helpers for tests that run `kfadapter serve` as a real process."""
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,11 +16,24 @@ import requests
 ENV_PREFIXES = ("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_", "PROMETHEUS_")
 
 
+# Ports handed to servers the tests start. They come from below Linux's ephemeral range (32768-60999), so a port
+# chosen here is never taken meanwhile as the source port of some client connection, and each process walks its own
+# sequence from a random start, so parallel test processes (pytest-xdist workers, other checkouts) rarely meet.
+_PORTS = range(15000, 32000)
+_next_port = itertools.count(random.SystemRandom().randrange(len(_PORTS)))
+
+
 def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a loopback port that is free now and that no other free_port() call in this process returns soon."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 15000 and 32000")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

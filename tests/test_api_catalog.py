@@ -29,7 +29,7 @@ TM_ARGS = {"epochs": "1", "trainingjob_id": "tj", "featuregroup_name": "fg", "mo
 def kfp_client(url: str, namespace: str = "observer") -> kfp.Client:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=url, namespace=namespace)
+        return kfp.Client(host=url, namespace=namespace, existing_token="observer")  # an identity for multi-user KFP
 
 
 def counts(sandbox) -> dict:

@@ -57,11 +57,13 @@ def _fault(sandbox, **fault):
 
 @pytest.mark.parametrize("fault_name", list(FAULTS))
 @pytest.mark.parametrize("route", ROUTES, ids=[r[0] for r in ROUTES])
-def test_fault_on_route(fast_fail_client, sandbox, fault_name, route):
+def test_fault_on_route(fast_fail_client, settings, sandbox, fault_name, route):
     client = fast_fail_client
     _, method, path, kwargs = route
-    made = upload(client, "p", package("add_v2.yaml")).json
-    run = client.post("/trainingjobs/tj/execution", json={"pipeline_name": "p", "arguments": {}}).json
+    # The pipeline and the run are made with the normal timeouts: on a busy machine 0.4 s is not always enough.
+    setup = create_app(settings).test_client()
+    made = upload(setup, "p", package("add_v2.yaml")).json
+    run = setup.post("/trainingjobs/tj/execution", json={"pipeline_name": "p", "arguments": {}}).json
     path = path.format(pid=made["pipeline_id"], run=run["run_id"])
     fault, status, code = FAULTS[fault_name]
     _fault(sandbox, **fault)

@@ -32,6 +32,7 @@ def fuzz_app(sandbox, tmp_path):
     return app
 
 
+@pytest.mark.slow
 def test_api_conforms_to_its_document(fuzz_app):
     # schemathesis' own pytest plugin does not load under pytest 9, so each operation gets a hypothesis run here.
     schema = schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app)

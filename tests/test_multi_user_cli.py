@@ -30,8 +30,11 @@ def test_sandbox_command_multi_user(tmp_path):
         wait_for(up, "kfadapter sandbox --multi-user")
         assert requests.get(f"{base}/apis/v2beta1/healthz", timeout=5).json()["multi_user"] is True
         assert requests.get(f"{base}/pipeline/apis/v2beta1/healthz", timeout=5).json()["multi_user"] is True
-        assert requests.get(f"{base}/apis/v2beta1/experiments", params={"namespace": "a"}, timeout=5).json() == {}
-        assert requests.get(f"{base}/apis/v2beta1/experiments", timeout=5).status_code == 400
+        user = {"kubeflow-userid": "user@example.com"}
+        listed = requests.get(f"{base}/apis/v2beta1/experiments", params={"namespace": "a"}, headers=user, timeout=5)
+        assert listed.json() == {}
+        assert requests.get(f"{base}/apis/v2beta1/experiments", headers=user, timeout=5).status_code == 400
+        assert requests.get(f"{base}/apis/v2beta1/experiments", params={"namespace": "a"}, timeout=5).status_code == 401
     finally:
         proc.terminate()
         proc.wait(20)
@@ -44,7 +47,7 @@ def test_serve_sandbox_multi_user(tmp_path):
         assert requests.get(f"{service.url}/readiness", timeout=5).json()["kfp"]["multi_user"] is True
         default = requests.get(f"{service.url}/experiments", timeout=10).json()["Default"]
         listed = requests.get(f"{service.kfp_url}/apis/v2beta1/experiments", params={"namespace": "team-a"},
-                              timeout=5).json()["experiments"]
+                              headers={"kubeflow-userid": "user@example.com"}, timeout=5).json()["experiments"]
         assert [(e["experiment_id"], e["namespace"]) for e in listed] == [(default, "team-a")]
     finally:
         service.stop()

@@ -208,13 +208,14 @@ def test_list_paging_cap_and_omitted_fields(sbx, kfp_client):
         page = get(sbx, f"{API}/pipelines", page_size=1000, page_token=token or "").json()
         pages += 1
         assert page["total_size"] == 450 and len(page["pipelines"]) <= 200
-        seen += [p["pipeline_id"] for p in page["pipelines"]]
+        seen += [(p["created_at"], p["pipeline_id"]) for p in page["pipelines"]]
         token = page.get("next_page_token")
         if token is None:
             assert "next_page_token" not in page
             break
     assert pages == 3 and len(seen) == len(set(seen)) == 450
-    assert seen == sorted(seen)  # default order: by UUID
+    # Default order: created_at (whole seconds: a busy machine spreads the 450 over two), then the UUID.
+    assert seen == sorted(seen)
     assert len(get(sbx, f"{API}/pipelines").json()["pipelines"]) == 20
     empty = post(sbx, f"{API}/pipelines", {"display_name": "empty"}).json()
     assert get(sbx, f"{API}/pipelines/{empty['pipeline_id']}/versions").json() == {}
@@ -351,7 +352,8 @@ def test_create_run_rejects_bad_bodies(sbx):
     body = {"display_name": "r", "pipeline_version_reference": {"pipeline_id": pid, "pipeline_version_id": vid,
                                                                 "x": 1}}
     assert_grpc(post(sbx, f"{API}/runs", body), 400, "x")
-    assert_grpc(create_run(sbx, pid, "nope", {"featurepath": "/f"}), 404)
+    # an unknown version is a 500 (resource_manager.go: error fetching manifest), not a 404
+    assert_grpc(create_run(sbx, pid, "nope", {"featurepath": "/f"}), 500, "error fetching manifest")
     assert_grpc(create_run(sbx, pid, vid, {"featurepath": "/f"}, experiment_id="nope"), 404)
     assert_grpc(post(sbx, f"{API}/runs", {"display_name": "r"}), 400)
     assert_grpc(requests.post(f"{sbx.url}{API}/runs", data="{", timeout=5), 400)

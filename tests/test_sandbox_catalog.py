@@ -46,10 +46,10 @@ def msbx(multi):
     return multi
 
 
-def client_for(url: str, namespace: str = "") -> kfp.Client:
+def client_for(url: str, namespace: str = "", token: str | None = None) -> kfp.Client:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=url, namespace=namespace)
+        return kfp.Client(host=url, namespace=namespace, existing_token=token)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def kc(sbx, monkeypatch, tmp_path):
 @pytest.fixture
 def mkc(msbx, monkeypatch, tmp_path):
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "context.json"))
-    return client_for(msbx.url, "team-a")
+    return client_for(msbx.url, "team-a", token="observer")  # multi-user KFP needs an identity
 
 
 def ir_named(tmp_path, name: str) -> str:
@@ -78,8 +78,11 @@ def raw_upload(sbx, data=V2_YAML, path="/pipelines/upload", **params):
     return requests.post(f"{sbx.url}{API}{path}", files=files, params=params, timeout=30)
 
 
-def get(sbx, path, **params):
-    return requests.get(sbx.url + path, params=params, timeout=5)
+def get(sbx, path, headers=None, **params):
+    return requests.get(sbx.url + path, params=params, headers=headers, timeout=5)
+
+
+USER = {"kubeflow-userid": "user@example.com"}  # an identity for the multi-user sandbox
 
 
 def status_of(call) -> tuple[int, str]:
@@ -274,8 +277,8 @@ def test_multi_user_namespaces_scope_experiments_runs_and_pipelines(msbx, mkc):
     assert mkc.upload_pipeline(str(V2_PATH), pipeline_name="qoe", namespace="team-b").pipeline_id != pid
     assert [p.pipeline_id for p in mkc.list_pipelines(namespace="team-a").pipelines] == [pid]
     assert mkc.list_pipelines(namespace="").pipelines is None  # no shared pipelines
-    assert get(msbx, f"{API}/pipelines/names/qoe", namespace="team-a").json()["pipeline_id"] == pid
-    assert get(msbx, f"{API}/pipelines/names/qoe", namespace="team-c").status_code == 404
+    assert get(msbx, f"{API}/pipelines/names/qoe", USER, namespace="team-a").json()["pipeline_id"] == pid
+    assert get(msbx, f"{API}/pipelines/names/qoe", USER, namespace="team-c").status_code == 404
     vid = first_version(mkc, pid)
     status, body = status_of(lambda: mkc.run_pipeline(experiment_id=None, job_name="r", pipeline_id=pid,
                                                       version_id=vid, params={"featurepath": "/f"}))

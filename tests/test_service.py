@@ -118,5 +118,5 @@ def test_metrics_cover_every_worker(service, sandbox):
 def test_gunicorn_check_config(tmp_path, sandbox):
     env = clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_STORE_PATH=str(tmp_path / "s.sqlite"))
     done = subprocess.run([sys.executable, "-m", "gunicorn", "--check-config", "-c", "python:kfadapter.server.gunicorn_conf",
-                           "kfadapter.wsgi:app"], env=env, capture_output=True, text=True, timeout=60)
+                           "kfadapter.wsgi:app"], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

@@ -27,6 +27,7 @@ MISSING_DIR = "/nonexistent-kfadapter-dir"
 BAD: dict[str, list[str]] = {
     "KFADAPTER_KFP_ENDPOINT": ["kfp:80", "http://", "http://kfp:99999", "ftp://kfp"],
     "KUBEFLOW_HOST": ["http://ml-pipeline-ui", "ml pipeline"],
+    "KFADAPTER_KFP_VERSION": ["3.0", "latest", "2", "2.3.0.1", "unknown"],
     "KFADAPTER_NAMESPACE": ["Team_A", "-ns"],
     "KF_NAMESPACE": ["UPPER"],
     "KFADAPTER_HOST": ["0.0.0.0:5001", "a host"],
@@ -133,6 +134,7 @@ def test_bad_value_is_refused_in_one_line(name, value, paths, tmp_path):
     {"KFADAPTER_KFP_ENDPOINT": "http://ml-pipeline-ui.kubeflow:80/pipeline"}, {"KFADAPTER_POLL_INTERVAL": "0.5"},
     {"KFADAPTER_ARGUMENT_MAPPING": '{"featurepath": "{featuregroup_name}_{trainingjob_id}", "n": "{n!r:>4}"}'},
     {"KFADAPTER_GUNICORN_ACCESSLOG": "-"}, {"KFADAPTER_GUNICORN_WORKER_TMP_DIR": "/tmp"},
+    {"KFADAPTER_KFP_VERSION": "2.3"}, {"KFADAPTER_KFP_VERSION": "v2.5.0"},
 ])
 def test_good_values_pass(env, tmp_path):
     check_all({"KFADAPTER_STORE_PATH": str(tmp_path / "store.sqlite")} | env)

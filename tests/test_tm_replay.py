@@ -13,7 +13,7 @@ import requests
 
 from tests.conftest import across_versions, package
 
-pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
+pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17, through the UI proxy; an unlabelled 2.5
 
 JSON = "application/json"
 
@@ -29,14 +29,14 @@ def _raw_content_type(url: str, path: str) -> str:
     return resp.getheader("Content-Type")
 
 
-@pytest.fixture(params=["single-user", "multi-user"])
-def replay_url(request):
-    """The adapter on a single-user KFP, and on a multi-user one (namespace team-a, no Default experiment)."""
-    return request.getfixturevalue("adapter_url" if request.param == "single-user" else "multi_user_adapter_url")
+def test_training_manager_replay(adapter_url, kfp_version, kfp_door):
+    """On a single-user KFP: 2.3 and 2.17 through the UI proxy, an unlabelled 2.5 through the API server."""
+    replay_training_manager(adapter_url)
 
 
-def test_training_manager_replay(replay_url):
-    replay_training_manager(replay_url)
+def test_training_manager_replay_multi_user(multi_user_adapter_url):
+    """On a multi-user KFP (namespace team-a, no Default experiment)."""
+    replay_training_manager(multi_user_adapter_url)
 
 
 def replay_training_manager(adapter_url: str) -> None:

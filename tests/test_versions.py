@@ -58,8 +58,9 @@ def any_version(request, sandbox_servers):
 
 def test_healthz_reports_the_version_like_kfp(any_version):
     body = requests.get(f"{any_version.url}{API}/healthz", timeout=5).json()
-    tag = {"2.3": "2.3.0", "2.5": "2.5.0", "2.14": "2.14.0", "2.17": "2.17.0"}[any_version.kfp_version]
-    assert body["tag_name"] == tag and body["multi_user"] is False
+    # The official images 2.5.0-2.15.x were built without TAG_NAME (backend/Dockerfile: ARG TAG_NAME=unknown).
+    tag = {"2.3": "2.3.0", "2.5": "unknown", "2.14": "unknown", "2.17": "2.17.0"}[any_version.kfp_version]
+    assert body["tag_name"] == tag and body["multi_user"] is False and body["commit_sha"]
     assert ("pipeline_store" in body) == (any_version.kfp_version in ("2.14", "2.17"))
     assert "pipeline_store" not in requests.get(f"{any_version.url}/apis/v1beta1/healthz", timeout=5).json()
 
@@ -74,7 +75,13 @@ def test_error_body_shape_and_pipeline_name_field(any_version):
     assert pipeline["display_name"] == "qoe"
     assert ("name" in pipeline) == (any_version.kfp_version in ("2.14", "2.17"))
     created = requests.post(f"{any_version.url}{API}/pipelines", json={"name": "x", "display_name": "x"}, timeout=5)
-    assert created.status_code == (400 if any_version.kfp_version in ("2.3", "2.5") else 200)
+    assert created.status_code == 200, created.text  # before 2.14 `name` is not a field: ignored, like any other
+    assert ("name" in created.json()) == (not old)
+    # grpc-gateway v1 (<= 2.5) drops unknown body fields; from 2.14 protojson refuses them
+    bogus = requests.post(f"{any_version.url}{API}/experiments", json={"display_name": "e", "owner": "me"}, timeout=5)
+    assert bogus.status_code == (200 if old else 400)
+    if not old:
+        assert 'unknown field "owner"' in bogus.json()["message"]
 
 
 def test_upload_display_name_and_cascade_from_2_14(any_version):
@@ -91,7 +98,8 @@ def test_upload_display_name_and_cascade_from_2_14(any_version):
 @pytest.mark.parametrize("change, problem", [
     ({"schemaVersion": "2.0.0"}, "schema version"),
     ({"pipelineInfo": {"name": "Bad_Name"}}, "pipeline's name"),
-    ({"extra": 1}, 'unknown field "extra"'),
+    ({"extra": 1}, "unknown template format"),  # the strict parse fails: template.go finds no v2 spec
+    ({"pipelineInfo": {"name": ""}}, "unknown template format"),
 ])
 def test_invalid_ir_is_500_before_2_17(any_version, change, problem):
     resp = sandbox_upload(any_version, ir_with(**change), "p")
@@ -100,16 +108,31 @@ def test_invalid_ir_is_500_before_2_17(any_version, change, problem):
 
 
 def test_newer_spec_fields_are_refused_by_older_pipeline_spec_copies(any_version):
-    # resource setters (kfp SDK >= 2.10): unknown to 2.3's pipeline-spec copy
+    # resource setters (kfp SDK >= 2.10) live in deploymentSpec, a Struct: every version takes them
     resp = sandbox_upload(any_version, RESOURCES, "res")
+    assert resp.status_code == 200, resp.text
+    # a field of a typed part 2.3's pipeline-spec copy lacks: its strict parse fails, "unknown template format"
+    doc = yaml.safe_load(RESOURCES)
+    doc["root"]["dag"]["tasks"]["train"]["cachingOptions"] = {"enableCache": True, "cacheKey": "k"}
+    resp = sandbox_upload(any_version, yaml.safe_dump(doc).encode(), "ck")
     assert resp.status_code == (500 if any_version.kfp_version == "2.3" else 200)
     if resp.status_code == 500:
-        assert 'unknown field "resourceCpuLimit"' in resp.json()["error_message"]
+        assert resp.json()["error_message"].endswith("unknown template format")
     # literals (2.16): unknown to 2.3, 2.5 and 2.14
     doc = yaml.safe_load(RESOURCES)
     doc["root"]["inputDefinitions"]["parameters"]["epochs"]["literals"] = [1, 2]
     resp = sandbox_upload(any_version, yaml.safe_dump(doc).encode(), "lit")
     assert resp.status_code == (200 if any_version.kfp_version == "2.17" else 500)
+
+
+def test_create_run_with_an_unknown_version_is_500(any_version):
+    # resource_manager.go CreateRun: any failure fetching the manifest is an InternalServerError
+    resp = requests.post(f"{any_version.url}{API}/runs", json={
+        "display_name": "r", "pipeline_version_reference": {"pipeline_id": "p", "pipeline_version_id": "nope"}},
+        timeout=5)
+    assert resp.status_code == 500 and resp.json()["code"] == 13
+    assert "error fetching manifest" in resp.json()["message"] and "PipelineVersion nope not found" in resp.json()[
+        "message"]
 
 
 def test_read_of_a_run_without_workflow(any_version):
@@ -149,6 +172,13 @@ def test_cli_refuses_an_unknown_kfp_version():
 
 # ---- the adapter adapting --------------------------------------------------------------------------------
 
+def cache_key_package() -> bytes:
+    """A package using cacheKey (kfp SDK >= 2.5 with a custom cache key): a typed field 2.3 does not know."""
+    doc = yaml.safe_load(RESOURCES)
+    doc["root"]["dag"]["tasks"]["train"]["cachingOptions"] = {"enableCache": True, "cacheKey": "k"}
+    return yaml.safe_dump(doc).encode()
+
+
 def test_version_is_learnt_once_lazily_and_a_failed_healthz_is_retried(settings, sandbox_servers):
     old = sandbox_servers("2.3")
     old.reset()
@@ -157,39 +187,64 @@ def test_version_is_learnt_once_lazily_and_a_failed_healthz_is_retried(settings,
     assert requests.get(f"{old.url}/_sandbox/requests", timeout=5).json()["total"] == 0  # nothing at start-up
     requests.post(f"{old.url}/_sandbox/faults", json={"status": 503, "times": 1, "path_prefix": f"{API}/healthz"},
                   timeout=5).raise_for_status()
-    first = upload(client, "res", RESOURCES)  # version unknown: sent as is, and 2.3 refuses it
+    first = upload(client, "ck", cache_key_package())  # version unknown: sent as is, and 2.3 refuses it
     assert first.status_code == 502 and first.json["code"] == "kfp_unavailable"
-    second = upload(client, "res", RESOURCES)  # healthz asked again, now it answers: the package is fitted
-    assert second.status_code == 200, second.json
+    second = upload(client, "ck", cache_key_package())  # healthz asked again, now it answers: refused here
+    assert second.status_code == 400 and second.json["details"]["kfp_version"] == "KFP 2.3.0", second.json
     assert upload(client, "res", RESOURCES).status_code == 200
     counts = requests.get(f"{old.url}/_sandbox/requests", timeout=5).json()["counts"]
     assert counts["GET /apis/v2beta1/healthz"] == 2  # the failed one and the one that answered, then cached
+    assert counts["POST /apis/v2beta1/pipelines/upload"] == 2  # the first cacheKey package and RESOURCES
 
 
 @pytest.mark.across_versions
-def test_resource_setters_fit_an_older_server(client, sandbox, kfp_version):
-    resp = upload(client, "res", RESOURCES)
+def test_resource_setters_reach_every_server_whole(client, sandbox, kfp_version):
+    resp = upload(client, "res", RESOURCES)  # kfp SDK >= 2.13: the old numeric fields beside the new ones
     assert resp.status_code == 200, resp.json
-    pid = resp.json["pipeline_id"]
+    resources = _stored_resources(sandbox, resp.json["pipeline_id"])
+    assert resources["cpuLimit"] == 0.5 and resources["memoryRequest"] == 0.536870912
+    assert resources["resourceCpuLimit"] == "500m"  # 2.3 takes them too (deploymentSpec is a Struct)
+
+
+def _stored_resources(sandbox, pid: str) -> dict:
     [version] = requests.get(f"{sandbox.url}{API}/pipelines/{pid}/versions", timeout=5).json()["pipeline_versions"]
     spec = requests.get(f"{sandbox.url}{API}/pipelines/{pid}/versions/{version['pipeline_version_id']}",
                         timeout=5).json()["pipeline_spec"]
-    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
-    assert resources["cpuLimit"] == 0.5 and resources["memoryRequest"] == 0.536870912
-    assert ("resourceCpuLimit" in resources) == (kfp_version == "2.17")
+    return spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
 
 
 @pytest.mark.across_versions
-def test_a_field_that_would_be_lost_is_a_400_naming_it(client, sandbox, kfp_counts, kfp_version):
+def test_limits_only_in_new_fields_are_made_to_apply_on_2_3(client, sandbox, kfp_counts, kfp_version):
+    resp = upload(client, "res", only_new_resource_fields())  # as kfp SDK 2.10-2.12 wrote constant limits
+    assert resp.status_code == 200, resp.json
+    resources = _stored_resources(sandbox, resp.json["pipeline_id"])
+    # 2.3's driver reads only cpuLimit: the adapter wrote it (500m -> 0.5 cores); newer KFPs read resourceCpuLimit
+    assert resources.get("cpuLimit") == (0.5 if kfp_version == "2.3" else None)
+    assert resources["resourceCpuLimit"] == "500m"
     kfp_counts.reset()
-    resp = upload(client, "res", only_new_resource_fields())
-    if kfp_version == "2.17":
-        assert resp.status_code == 200
+    doc = yaml.safe_load(only_new_resource_fields())
+    doc["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["resourceCpuLimit"] = (
+        "{{$.inputs.parameters['pipelinechannel--cpu']}}")
+    resp = upload(client, "param", yaml.safe_dump(doc).encode())
+    if kfp_version != "2.3":
+        assert resp.status_code == 200, resp.json
         return
-    assert resp.status_code == 400 and resp.json["code"] == "package_too_new"
+    assert resp.status_code == 400 and resp.json["code"] == "kfp_would_ignore", resp.json
     assert resp.json["details"] == {"field": "deploymentSpec.executors.exec-train.container.resources.resourceCpuLimit",
                                     "kfp_version": "KFP 2.3.0"}
-    assert "KFP 2.3.0" in resp.json["message"]
+    assert "would accept it but not apply it" in resp.json["message"]
+    assert not [k for k in kfp_counts.read()["counts"] if "upload" in k]
+
+
+@pytest.mark.across_versions
+def test_a_typed_field_the_server_refuses_is_a_400_naming_it(client, kfp_counts, kfp_version):
+    kfp_counts.reset()
+    resp = upload(client, "ck", cache_key_package())
+    if kfp_version != "2.3":
+        assert resp.status_code == 200, resp.json
+        return
+    assert resp.status_code == 400 and resp.json["code"] == "package_too_new"
+    assert resp.json["details"] == {"field": "root.dag.tasks.train.cachingOptions.cacheKey", "kfp_version": "KFP 2.3.0"}
     assert not [k for k in kfp_counts.read()["counts"] if "upload" in k]
 
 
@@ -206,7 +261,7 @@ def test_invalid_packages_are_a_400_naming_the_problem(client, kfp_counts, kfp_v
     kfp_counts.reset()
     resp = upload(client, "bad", ir_with(**change))
     assert resp.status_code == 400, resp.json
-    if field == "pipelineInfo.name":  # checked first with the other name rules (kfadapter/packages/names.py)
+    if field == "pipelineInfo.name":  # checked first with the other name rules (kfadapter/names.py)
         assert resp.json["code"] == "invalid_pipeline_info_name" and resp.json["details"]["pattern"]
     else:
         assert resp.json["code"] == "invalid_package" and resp.json["details"]["field"] == field

@@ -1,6 +1,7 @@
 """A package compiled with resource setters (kfp SDK 2.17.3: resourceCpuLimit ... beside cpuLimit ...) uploaded
-through the adapter to a sandbox playing KFP 2.3 (which refuses the newer fields) and to 2.17, then really run:
-its outputs and each step's log (main-logs on 2.3, executor-logs on 2.17). Marked `execute` (slow, needs PyPI)."""
+through the adapter to a sandbox playing KFP 2.3 and 2.17 (through the UI proxy) and an unlabelled 2.5, then
+really run: its outputs and each step's log (main-logs on 2.3, executor-logs from 2.5). Marked `execute` (slow,
+needs PyPI)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,24 +12,27 @@ from kfadapter.app import create_app
 from kfadapter.sandbox import SandboxServer
 from kfadapter.settings import Settings
 
-from tests.conftest import package, upload
+from tests.conftest import ACROSS, door_url, package, upload
 from tests.execution import require_kfp_local, wait_for
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 
 
-@pytest.fixture(scope="module", params=["2.3", "2.17"])
+@pytest.fixture(scope="module", params=ACROSS, ids=[f"{v}-{d}" for v, d in ACROSS])
 def xsandbox(request, tmp_path_factory):
-    """A sandbox KFP playing the version that executes v2 runs."""
+    """A sandbox KFP playing the version that executes v2 runs, and the door the adapter takes to it (2.3 and 2.17
+    through the UI proxy, the unlabelled 2.5 through the API server)."""
+    version, door = request.param
     with SandboxServer(execute=True, workers=1, workdir=str(tmp_path_factory.mktemp("runs")),
-                       kfp_version=request.param) as server:
+                       kfp_version=version) as server:
+        server.door = door
         yield server
 
 
 @pytest.fixture
 def xclient(xsandbox, tmp_path):
     xsandbox.reset()
-    settings = Settings(kfp_endpoint=xsandbox.url, store_path=str(tmp_path / "store.sqlite"), kfp_connect_timeout=2.0,
+    settings = Settings(kfp_endpoint=door_url(xsandbox, xsandbox.door), store_path=str(tmp_path / "store.sqlite"), kfp_connect_timeout=2.0,
                         kfp_read_timeout=5.0, kfp_upload_timeout=10.0, mlmd_endpoint=xsandbox.mlmd_endpoint,
                         object_store_endpoint=f"{xsandbox.url}/_s3", object_store_access_key="minio",
                         object_store_secret_key="minio123", poll_interval=3600.0)
@@ -36,7 +40,7 @@ def xclient(xsandbox, tmp_path):
 
 
 @pytest.mark.execute
-def test_resource_setters_package_runs_on_2_3_and_2_17(xclient, xsandbox):
+def test_resource_setters_package_runs_across_versions_and_doors(xclient, xsandbox):
     require_kfp_local()
     assert upload(xclient, "res", package("resource_setters_v2.yaml")).status_code == 200
     resp = xclient.post("/trainingjobs/tj1/execution", json={"pipeline_name": "res", "arguments": {"epochs": "3"}})

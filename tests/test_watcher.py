@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from kfadapter.kfconnect import KfConnect
-from kfadapter.watch.delivery import backoff
-from kfadapter.watch.poller import MANUAL_RECONCILE
+from kfadapter.watch.delivery import LeaseRef, backoff, deliver_due
+from kfadapter.watch.poller import MANUAL_RECONCILE, poll_once
 from kfadapter.watch.store import Store
 from kfadapter.watch.watcher import LEASE_NAME, Watcher
 
@@ -30,9 +30,7 @@ def store(wsettings):
 
 @pytest.fixture
 def watcher(wsettings, store):
-    w = Watcher(KfConnect(wsettings), store, wsettings, holder="test-watcher")
-    yield w
-    w._session.close()
+    return Watcher(KfConnect(wsettings), store, wsettings, holder="test-watcher")
 
 
 @pytest.fixture
@@ -231,18 +229,24 @@ def test_watches_route_lists_tracked_runs(client, make_runs):
     assert view["pending"] == []
 
 
-def test_a_pass_stops_as_soon_as_its_lease_is_lost(watcher, make_runs, sandbox, tm_receiver, store):
+def test_a_pass_stops_at_its_next_batch_once_its_lease_is_lost(wsettings, make_runs, sandbox, tm_receiver, store):
+    # The lease is renewed per batch (and while POSTs are open), not per notification: the batch read under the
+    # lease is delivered (the lease covers each of its POSTs' deadlines), the next renewal fails and the pass ends.
     ids = make_runs(5)
     set_state(sandbox, ids, "SUCCEEDED")
+    assert len(poll_once(KfConnect(wsettings), store, now=1000.0).finished) == 5
+    lease = LeaseRef(LEASE_NAME, "holder", 60.0)
 
     def steal(_body):  # while the first notification is on its way, another process takes the lease
-        store.release_lease(LEASE_NAME, watcher.holder)
-        assert store.acquire_lease(LEASE_NAME, "thief", 60.0, 1000.0)
+        if store.lease(LEASE_NAME)[0] == "holder":
+            store.release_lease(LEASE_NAME, "holder")
+            assert store.acquire_lease(LEASE_NAME, "thief", 60.0, 1000.0)
 
     tm_receiver.on_receive = steal
-    cycle = watcher.poll_once(now=1000.0)
-    assert cycle.delivery.lease_lost and len(cycle.delivery.delivered) == 1
-    assert len(tm_receiver.received) == 1 and len(store.pending()) == 4
+    result = deliver_due(store, tm_receiver.url, now=1000.0, timeout=2.0, max_backoff=60.0, lease=lease,
+                         clock=lambda: 1000.0, batch=2)
+    assert result.lease_lost and len(result.delivered) == 2 and result.renewals == 1
+    assert len(tm_receiver.received) == 2 and len(store.pending()) == 3
     note = store.notification(tm_receiver.run_ids()[0])
     assert note.delivered_at == 1000.0 and note.tm_answer == '{"Message": "Training successful"}'
 

@@ -21,10 +21,10 @@ def liveness():
 
 @bp.get("/readiness")
 def readiness():
-    """Answer 200 when the store and KFP's healthz answer; the error envelope (503/502/504) when not."""
-    store().ping()  # 503 store_unavailable while the database is down or restarting
-    health = kf().health()
-    return json_response({"status": "ready", "kfp": {k: health.get(k) for k in ("tag_name", "multi_user")}})
+    """Answer 200 when the store takes a write and KFP's healthz answers; the error envelope (503/502/504) when not."""
+    # 503 store_unavailable while the store is not open yet, is down or restarting, or cannot write (disk full).
+    store().check_writable()
+    return json_response({"status": "ready", "kfp": kf().health_summary()})
 
 
 @bp.get("/openapi.json")

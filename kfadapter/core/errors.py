@@ -126,3 +126,10 @@ class ObjectStoreDenied(AdapterError):
 
     status = HTTPStatus.BAD_GATEWAY
     code = "object_store_denied"
+
+
+class KfpForbidden(AdapterError):
+    """Multi-user KFP refused the adapter's identity a verb in a namespace: a missing RoleBinding (403)."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "kfp_forbidden"

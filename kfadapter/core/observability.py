@@ -22,6 +22,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from kfadapter.core.errors import StoreUnavailable
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -143,23 +145,49 @@ def count_request(method: str, route: str, status: int, seconds: float) -> None:
 
 
 class StoreCollector:
-    """Expose the watcher's backlog and lag, read from the shared store at scrape time."""
+    """Expose the watcher's backlog and lag, read from the shared store at scrape time.
+
+    While the store cannot be read, `kfadapter_store_up` is 0 and the store's figures are NaN: the scrape
+    still answers, so the rest of the metrics stay visible exactly when they matter.
+    """
 
     def __init__(self, store, clock=time.time) -> None:
         self.store, self.clock = store, clock
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registering asks for the names; without this it would read the store once more per scrape.
+        return iter(self._families(None))
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        stats = self.store.stats()
-        yield GaugeMetricFamily("kfadapter_watch_tracked_runs", "Runs tracked for notification", value=stats["tracked"])
-        yield GaugeMetricFamily(
-            "kfadapter_watch_pending_notifications", "Notifications not yet delivered", value=stats["pending"]
-        )
-        last = stats["last_cycle_at"]
-        yield GaugeMetricFamily(
-            "kfadapter_watch_lag_seconds",
-            "Seconds since the watcher last completed a cycle",
-            value=(self.clock() - last) if last else float("nan"),
-        )
+        try:
+            stats = self.store.stats()
+        except StoreUnavailable:
+            stats = None
+        return iter(self._families(stats))
+
+    def _families(self, stats: dict | None) -> list[GaugeMetricFamily]:
+        nan = float("nan")
+        last = stats["last_cycle_at"] if stats else None
+        return [
+            GaugeMetricFamily(
+                "kfadapter_store_up", "1 while the store answers, 0 while it cannot be read", value=1 if stats else 0
+            ),
+            GaugeMetricFamily(
+                "kfadapter_watch_tracked_runs",
+                "Runs tracked for notification (NaN: store down)",
+                value=stats["tracked"] if stats else nan,
+            ),
+            GaugeMetricFamily(
+                "kfadapter_watch_pending_notifications",
+                "Notifications not yet delivered (NaN: store down)",
+                value=stats["pending"] if stats else nan,
+            ),
+            GaugeMetricFamily(
+                "kfadapter_watch_lag_seconds",
+                "Seconds since the watcher last completed a cycle (NaN: never, or store down)",
+                value=(self.clock() - last) if last else nan,
+            ),
+        ]
 
 
 def render_metrics(store) -> bytes:

@@ -8,15 +8,17 @@ from contextlib import nullcontext
 from typing import Any
 
 from kfadapter.core import tempdirs
-from kfadapter.core.errors import BadRequest, Conflict, KfpRejected, NotFound
-from kfadapter.kfconnect.transport import Transport, equals_filter, upload_result
+from kfadapter.core.errors import BadRequest, Conflict, KfpForbidden, KfpRejected, KfpUnavailable, NotFound
+from kfadapter.kfconnect import forbidden
+from kfadapter.kfconnect.scope import ScopedCalls
+from kfadapter.kfconnect.transport import PAGE_SIZE, equals_filter, upload_result
 from kfadapter.packages import parsing as pl
 
 DEFAULT_EXPERIMENT = "Default"
 
 
-class PipelineCalls(Transport):
-    """Pipelines, their versions and experiments."""
+class PipelineCalls(ScopedCalls):
+    """Pipelines, their versions and experiments (kept to KFADAPTER_NAMESPACE and the shared ones: `scope`)."""
 
     # Set by create_app to the store's per-name lock; without one, KFP's 409 alone arbitrates.
     name_lock: Callable[[str], ContextManager[Any]] = staticmethod(lambda name: nullcontext())
@@ -24,8 +26,14 @@ class PipelineCalls(Transport):
     # ---- pipelines ----------------------------------------------------------------------------------------
 
     def find_pipeline(self, name: str) -> dict:
-        """Return the pipeline with this exact name (not display-name filtering, which is not unique)."""
-        pipeline = self._pipeline_by_name(name)
+        """Return the pipeline with this exact name (not display-name filtering, which is not unique); on
+        multi-user KFP the namespace's own, else the shared one of that name."""
+        try:
+            pipeline = self._pipeline_by_name(name)
+        except NotFound:
+            if not self.scoped():
+                raise
+            pipeline = self._shared_pipeline_by_name(name)
         found = pipeline.get("name") or pipeline.get("display_name")
         if found is not None and found != name:
             # KFP's database compares names ignoring case: "QOE" finds "qoe", which is another pipeline to the caller.
@@ -55,22 +63,49 @@ class PipelineCalls(Transport):
                 f"pipeline {name!r} not found", code="pipeline_not_found", details={"pipeline_name": name}
             ) from None
 
-    def get_pipeline(self, pipeline_id: str) -> dict:
-        """Return one pipeline by id."""
+    def _shared_pipeline_by_name(self, name: str) -> dict:
+        # KFP's by-name lookup with namespace "" searches every namespace; a list of namespace "" holds only the
+        # shared pipelines (storage/pipeline_store.go). Names compare ignoring case there, as in the lookup.
         api = self.client._pipelines_api
+        page = self._call(
+            api.pipeline_service_list_pipelines,
+            namespace="",
+            page_size=PAGE_SIZE,
+            filter=equals_filter("name", name),
+            what=f"shared pipeline {name!r}",
+        )
+        found = page.get("pipelines") or []
+        exact = [p for p in found if (p.get("name") or p.get("display_name")) == name]
+        if not (exact or found):
+            raise NotFound(f"pipeline {name!r} not found", code="pipeline_not_found", details={"pipeline_name": name})
+        return (exact or found)[0]
+
+    def get_pipeline(self, pipeline_id: str) -> dict:
+        """Return one pipeline by id (on multi-user KFP: the namespace's own or a shared one, else 404)."""
+        api = self.client._pipelines_api
+        missing = NotFound(
+            f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
+        )
         try:
-            return self._call(api.pipeline_service_get_pipeline, pipeline_id, what=f"pipeline {pipeline_id!r}")
+            pipeline = self._call(api.pipeline_service_get_pipeline, pipeline_id, what=f"pipeline {pipeline_id!r}")
         except NotFound:
-            raise NotFound(
-                f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
-            ) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
+        return self.readable_pipeline(pipeline, missing)
 
     def list_pipelines(self) -> list[dict]:
-        """Return every pipeline, oldest first."""
+        """Return every pipeline, oldest first; on multi-user KFP the namespace's and the shared ones (`namespace`
+        "" marks a shared one), as the KFP UI shows them."""
         api = self.client._pipelines_api
         items = self._list_all(
             api.pipeline_service_list_pipelines, "pipelines", namespace=self._namespace, what="list pipelines"
         )
+        if self.scoped():
+            shared = self._list_all(
+                api.pipeline_service_list_pipelines, "pipelines", namespace="", what="list shared pipelines"
+            )
+            items += [p | {"namespace": ""} for p in shared]
         profile = self.server_profile()
         return sorted(
             (profile.pipeline_view(p) for p in items),
@@ -90,6 +125,9 @@ class PipelineCalls(Transport):
     def list_versions(self, pipeline_id: str) -> list[dict]:
         """Return every version of a pipeline in numeric order ("name", "2", "3", ...)."""
         api = self.client._pipelines_api
+        missing = NotFound(
+            f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
+        )
         try:
             items = self._list_all(
                 api.pipeline_service_list_pipeline_versions,
@@ -98,9 +136,9 @@ class PipelineCalls(Transport):
                 what=f"versions of pipeline {pipeline_id!r}",
             )
         except NotFound:
-            raise NotFound(
-                f"pipeline {pipeline_id!r} not found", code="pipeline_not_found", details={"pipeline_id": pipeline_id}
-            ) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
         return sorted(items, key=pl.version_sort_key)
 
     def get_version(self, pipeline_id: str, version_id: str) -> dict:
@@ -120,6 +158,8 @@ class PipelineCalls(Transport):
             )
         except NotFound:
             raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
         # KFP ignores the pipeline id of the path and answers any version: the owner is checked here.
         if version.get("pipeline_id") != pipeline_id:
             raise missing
@@ -128,16 +168,17 @@ class PipelineCalls(Transport):
     def version_by_id(self, version_id: str) -> dict:
         """Return a version by its id alone (a run's reference may lack the pipeline id; KFP ignores it)."""
         api = self.client._pipelines_api
+        missing = NotFound(
+            f"pipeline version {version_id!r} not found", code="version_not_found", details={"version_id": version_id}
+        )
         try:
             return self._call(
                 api.pipeline_service_get_pipeline_version, "-", version_id, what=f"pipeline version {version_id!r}"
             )
         except NotFound:
-            raise NotFound(
-                f"pipeline version {version_id!r} not found",
-                code="version_not_found",
-                details={"version_id": version_id},
-            ) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
 
     def find_version(self, pipeline: dict, version_name: str | None) -> dict:
         """Return the pipeline's version with this name, or the newest when the name is empty or 'latest'."""
@@ -168,7 +209,19 @@ class PipelineCalls(Transport):
         A name that differs from an existing pipeline's only in case is a 409: KFP compares names ignoring case,
         so it would neither create the pipeline nor should the upload land in the other one."""
         # Checked here and fitted to the server's version: KFP < 2.17 answers a bad package with 500.
-        package, data, _ = self.server_profile().fit_upload(package, data)
+        profile = self.server_profile()
+        package, data, _ = profile.fit_upload(package, data)
+        try:
+            return self._upload_fitted(name, data, package, description)
+        except (KfpRejected, KfpUnavailable) as exc:
+            # An unlabelled KFP refused a field only part of its version range knows: now we know it is older.
+            refused = profile.refused_field(package, exc.message)
+            if refused is None:
+                raise
+            self._server.narrow(refused[1])
+            raise refused[0] from None
+
+    def _upload_fitted(self, name: str, data: bytes, package: pl.Package, description: str | None) -> dict:
         with tempdirs.package_file(data, package.suffix) as path:  # gone even after kill -9 (tempdirs)
             # One upload per name at a time picks the next number (in-process and store lock, see watch/locks.py).
             with self.name_lock(name):
@@ -208,6 +261,8 @@ class PipelineCalls(Transport):
             )
         except Conflict:
             return None
+        except KfpRejected as exc:
+            raise self._upload_refused(exc, f"upload of pipeline {name!r}") from None
         versions = self.list_versions(pipeline["pipeline_id"])
         first = versions[0] if versions else {}
         return upload_result(
@@ -238,6 +293,8 @@ class PipelineCalls(Transport):
             except Conflict:
                 number += 1  # a concurrent upload took this number: KFP's 409 is the arbiter
                 continue
+            except KfpRejected as exc:
+                raise self._upload_refused(exc, f"upload of version {number} of pipeline {pid!r}") from None
             return upload_result(
                 pid, pipeline.get("display_name"), version.get("pipeline_version_id"), str(number), created=False
             )
@@ -247,9 +304,18 @@ class PipelineCalls(Transport):
             code="version_conflict",
         )
 
+    def _upload_refused(self, exc: KfpRejected, what: str) -> KfpRejected | KfpForbidden:
+        """From 2.15 an upload refused for want of a grant is a bare 400 "Failed to create a pipeline (version)";
+        the adapter's own upload is well-formed, so on multi-user KFP that answer means the grant is missing."""
+        bare = exc.message.rsplit(": ", 1)[-1]
+        if not self.scoped() or bare not in forbidden.BARE_UPLOAD_REFUSALS:
+            return exc
+        return forbidden.forbidden(what, str(self.settings.namespace), "create", "pipelines", None)
+
     def delete_pipeline(self, pipeline_id: str) -> dict:
         """Delete a pipeline and all its versions (cascade; versions first on backends without cascade)."""
         pipeline = self.get_pipeline(pipeline_id)
+        self.writable_pipeline(pipeline, NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found"))
         api = self.client._pipelines_api
         what = f"delete of pipeline {pipeline_id!r}"
         if not self.server_profile().supports_cascade:
@@ -271,6 +337,9 @@ class PipelineCalls(Transport):
     def delete_version(self, pipeline_id: str, version_id: str) -> dict:
         """Delete one version of this pipeline; 404 (and nothing deleted) when another pipeline owns it."""
         self.get_version(pipeline_id, version_id)  # KFP would delete it whatever pipeline the path names
+        if self.scoped():  # the version's namespace is its pipeline's
+            missing = NotFound(f"pipeline {pipeline_id!r} not found", code="pipeline_not_found")
+            self.writable_pipeline(self.get_pipeline(pipeline_id), missing)
         return self._delete_version(pipeline_id, version_id)
 
     def _delete_version(self, pipeline_id: str, version_id: str) -> dict:

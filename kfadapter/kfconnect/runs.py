@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from kfadapter.core.errors import KfpRejected, KfpUnavailable, NotFound
+from kfadapter.core.errors import KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT, PipelineCalls
-from kfadapter.kfconnect.transport import PAGE_SIZE, KfpStream, in_filter, json_answer, segment
+from kfadapter.kfconnect.transport import (
+    PAGE_SIZE,
+    KfpStream,
+    all_of,
+    in_filter,
+    in_predicate,
+    json_answer,
+    segment,
+)
 from kfadapter.outputs import runinfo
 from kfadapter.packages import parsing as pl
 
@@ -101,7 +110,8 @@ class RunCalls(PipelineCalls):
             "runtime_config": {"parameters": parameters},
         }
         api = self.client._run_api
-        run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
+        with _version_gone(version_id):
+            run = self._call(api.run_service_create_run, body, what=f"create run {name!r}")
         return run["run_id"]
 
     def _create_v1_run(
@@ -117,18 +127,23 @@ class RunCalls(PipelineCalls):
                 {"key": {"type": "PIPELINE_VERSION", "id": version_id}, "relationship": "CREATOR"},
             ],
         }
-        answer = self._call_path(
-            "/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}", operation="v1beta1_create_run"
-        )
+        with _version_gone(version_id):
+            answer = self._call_path(
+                "/apis/v1beta1/runs", "POST", body=body, what=f"create v1 run {name!r}", operation="v1beta1_create_run"
+            )
         return (answer.get("run") or {})["id"]
 
     def get_run(self, run_id: str) -> dict:
-        """Return one run."""
+        """Return one run (on multi-user KFP only one of the adapter's namespace; another's is a 404)."""
         api = self.client._run_api
+        missing = _run_missing(run_id)
         try:
-            return self._call(api.run_service_get_run, run_id, what=f"run {run_id!r}")
+            run = self._call(api.run_service_get_run, run_id, what=f"run {run_id!r}")
         except NotFound:
-            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
+        return self.own_run(run, missing)
 
     def list_runs(self) -> list[dict]:
         """Return every run, newest first."""
@@ -141,24 +156,32 @@ class RunCalls(PipelineCalls):
         """Return the runs among `run_ids` that KFP knows, one list call per 200 ids."""
         return self._runs_where("run_id", run_ids, "list runs by id")
 
+    def finished_runs(self, run_ids: Iterable[str]) -> list[dict]:
+        """Return the runs among `run_ids` that KFP reports in a terminal state, one list call per 200 ids.
+
+        KFP filters on its `State` column, where run_store.go writes the v2 state name (`RuntimeState.ToString`),
+        with `run_id IN` and `state IN` ANDed (filter.go): runs still going are never sent back.
+        """
+        return self._runs_where("run_id", run_ids, "list finished runs", states=TERMINAL_STATES)
+
     def runs_by_names(self, names: Iterable[str]) -> list[dict]:
         """Return the runs whose display name is among `names`, one list call per 200 names."""
         return self._runs_where("display_name", names, "list runs by name")
 
-    def _runs_where(self, key: str, values: Iterable[str], what: str) -> list[dict]:
+    def _runs_where(
+        self, key: str, values: Iterable[str], what: str, states: frozenset[str] | None = None
+    ) -> list[dict]:
         api = self.client._run_api
         wanted = list(dict.fromkeys(values))
         found: list[dict] = []
         for start in range(0, len(wanted), PAGE_SIZE):  # an IN filter of at most one page's worth
             chunk = wanted[start : start + PAGE_SIZE]
+            if states is None:
+                where = in_filter(key, chunk)
+            else:
+                where = all_of([in_predicate(key, chunk), in_predicate("state", sorted(states))])
             found.extend(
-                self._list_all(
-                    api.run_service_list_runs,
-                    "runs",
-                    namespace=self._namespace,
-                    filter=in_filter(key, chunk),
-                    what=what,
-                )
+                self._list_all(api.run_service_list_runs, "runs", namespace=self._namespace, filter=where, what=what)
             )
         return found
 
@@ -194,12 +217,19 @@ class RunCalls(PipelineCalls):
 
     def workflow(self, run_id: str) -> dict | None:
         """Return the run's Argo workflow (v1beta1 `pipeline_runtime.workflow_manifest`); None while it has none."""
+        missing = _run_missing(run_id)
         try:
             detail = self._call_path(
                 f"/apis/v1beta1/runs/{segment(run_id)}", "GET", what=f"run {run_id!r}", operation="v1beta1_get_run"
             )
         except NotFound:
-            raise NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id}) from None
+            raise missing from None
+        except KfpForbidden as exc:
+            raise self.foreign(exc, missing) from None
+        refs = (detail.get("run") or {}).get("resource_references") or []
+        keys = [r.get("key") or {} for r in refs if isinstance(r, dict)]
+        experiment = next((k.get("id") for k in keys if k.get("type") in ("EXPERIMENT", 1)), None)
+        self.own_run({"run_id": run_id, "experiment_id": experiment}, missing)
         manifest = (detail.get("pipeline_runtime") or {}).get("workflow_manifest")
         if not manifest:
             return None
@@ -233,11 +263,41 @@ class RunCalls(PipelineCalls):
             ) from None
         except (KfpRejected, KfpUnavailable) as exc:
             # KFP has not recorded the run's workflow yet: 400 before 2.15, 500 after.
-            if exc.details.get("kfp_status") != self.server_profile().read_unrecorded_status:
+            if exc.details.get("kfp_status") not in self.server_profile().read_unrecorded_statuses:
                 raise
             raise NotFound(
                 f"{what} is not available yet: KFP has not recorded the run's workflow",
                 code="not_available_yet",
                 details={"run_id": run_id, "node_id": node_id, "artifact": name},
             ) from None
-        return KfpStream(resp, what)
+        except KfpForbidden as exc:
+            raise self.foreign(exc, _run_missing(run_id)) from None
+        stream = KfpStream(resp, what)
+        if not self.knows_own_run(run_id):  # checked after the call, so a path KfConnect refuses costs no KFP call
+            try:
+                self.get_run(run_id)
+            except BaseException:
+                stream.close()
+                raise
+        return stream
+
+
+def _run_missing(run_id: str) -> NotFound:
+    return NotFound(f"run {run_id!r} not found", code="run_not_found", details={"run_id": run_id})
+
+
+@contextmanager
+def _version_gone(version_id: str) -> Iterator[None]:
+    """KFP answers create-run for a version that no longer exists with 500 "error fetching manifest ... not found"
+    (resource_manager.go CreateRun, every version): a version deleted since it was looked up is a 404."""
+    try:
+        yield
+    except KfpUnavailable as exc:
+        text = exc.message.lower()
+        if exc.details.get("kfp_status") != 500 or "error fetching manifest" not in text or "not found" not in text:
+            raise
+        raise NotFound(
+            f"pipeline version {version_id!r} no longer exists in KFP (deleted while the run was being created)",
+            code="version_not_found",
+            details={"pipeline_version_id": version_id},
+        ) from None

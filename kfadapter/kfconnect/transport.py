@@ -39,6 +39,7 @@ from kfadapter.core.errors import (
 )
 from kfadapter.core.limits import LimitExceeded, check_json_depth
 from kfadapter.core.observability import kfp_call
+from kfadapter.kfconnect import forbidden
 from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
 from kfadapter.packages import names
 from kfadapter.settings import Settings, SettingsError
@@ -65,7 +66,7 @@ class Transport:
         self._client_lock = threading.Lock()
         self._timeout = (settings.kfp_connect_timeout, settings.kfp_read_timeout)
         self._upload_timeout = (settings.kfp_connect_timeout, settings.kfp_upload_timeout)
-        self._server = ServerInfo(self.health)  # the server's version, learnt on first need
+        self._server = ServerInfo(self.health, settings.kfp_version)  # the server's version, learnt on first need
 
     # ---- client and transport -------------------------------------------------------------------------
 
@@ -164,7 +165,8 @@ class Transport:
     # ---- health -----------------------------------------------------------------------------------------
 
     def health(self) -> dict:
-        """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one."""
+        """Return KFP's healthz answer; raise NotReady (503) when KFP does not give one, or when the UI proxy
+        answers for an API server it cannot reach (`apiServerReady: false`, or no API server keys)."""
         api = self.client._healthz_api
         try:
             answer = self._call(api.healthz_service_get_healthz, what="KFP health check")
@@ -174,7 +176,26 @@ class Transport:
         except AdapterError as exc:
             raise NotReady(exc.message, details={"cause": exc.code}) from None
         self._server.learn(answer)
+        if "apiServerReady" in answer and not (answer["apiServerReady"] is True and answer.get("apiServerCommitHash")):
+            # ml-pipeline-ui answers 200 itself; without apiServerCommitHash the API server answered no healthz.
+            raise NotReady(
+                "KFP's UI proxy answers, but the KFP API server behind it does not (healthz apiServerReady is "
+                f"{answer['apiServerReady']!r})",
+                details={"cause": "kfp_api_server_not_ready", "door": "ui_proxy"},
+            )
         return answer
+
+    def health_summary(self) -> dict:
+        """What readiness shows of KFP: its healthz, the door, the version and where the version came from."""
+        health = self.health()
+        profile = self._server.learn(health)  # no second healthz call
+        return {
+            "tag_name": profile.tag,
+            "multi_user": health.get("multi_user"),
+            "door": profile.door,
+            "version": profile.version_text,
+            "version_from": profile.source,
+        }
 
     def server_profile(self) -> ServerProfile:
         """Return what differs on this KFP server (its version from healthz, asked once)."""
@@ -262,7 +283,21 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def in_filter(key: str, values: list[str]) -> str:
-    return _filter({"operation": "IN", "key": key, "string_values": {"values": values}})
+    return _filter(in_predicate(key, values))
+
+
+def in_predicate(key: str, values: list[str]) -> dict:
+    return {"operation": "IN", "key": key, "string_values": {"values": values}}
+
+
+def all_of(predicates: list[dict]) -> str:
+    """A filter matching what every predicate matches (KFP ANDs a filter's predicates), as short as KFP allows.
+
+    KFP URL-decodes the filter once more (parseAPIFilter): JSON without '%' or '+' reads the same after that, so
+    it is encoded once only. That keeps 200 run ids in about 9 KB of URL, which urllib3 re-checks byte by byte.
+    """
+    text = json.dumps({"predicates": predicates}, separators=(",", ":"))
+    return encode_filter(text) if "%" in text or "+" in text else text
 
 
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:
@@ -376,7 +411,7 @@ class _AnswerCap:
         )
 
 
-def _kfp_message(exc: ApiException) -> str:
+def _kfp_message(exc: ApiException, limit: int = 500) -> str:
     """Pull KFP's human message out of an error body; never its `error_details` (it holds stack traces)."""
     body = exc.body
     if isinstance(body, bytes):
@@ -389,7 +424,7 @@ def _kfp_message(exc: ApiException) -> str:
     except (ValueError, RecursionError):  # a hostile body nested past the interpreter's recursion limit
         message = body if body and len(body) < 300 and "\n" not in body.strip() else ""
     message = message.strip().splitlines()[0] if message.strip() else ""
-    return message[:500] or (exc.reason or f"HTTP {exc.status}")
+    return message[:limit] or (exc.reason or f"HTTP {exc.status}")
 
 
 def _is_kfp_error(exc: ApiException) -> bool:
@@ -428,6 +463,11 @@ def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
         return Conflict(text, details={"kfp_status": status})
     if status == 413:
         return PayloadTooLarge(text)
+    if status in (400, 403):
+        # Multi-user KFP's refusal names the namespace and verb (400 for an upload up to 2.14).
+        refused = forbidden.from_message(what, _kfp_message(exc, _ERROR_BODY_MAX))
+        if refused is not None:
+            return refused
     if status in (401, 403):
         return KfpUnavailable(
             f"{what}: KFP refused the adapter's credentials ({message})",

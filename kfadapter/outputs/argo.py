@@ -175,3 +175,31 @@ def tasks_of(workflow: Mapping[str, Any], *, logs: bool = False) -> list[Task]:
             )
         )
     return sorted(tasks, key=lambda t: (t.started_at or "~", t.name))
+
+
+def artifact_location(workflow: Mapping[str, Any], node_id: str, name: str) -> tuple[str | None, str] | None:
+    """(bucket or None, key) where Argo stored a node's artifact, as KFP's `:read` finds it; None when not stored.
+
+    Like FindObjectStoreArtifactKeyOrEmpty (common/util/workflow.go, 2.17): the node's S3 artifact of that name,
+    else its children's down to 3 levels (a retried step's pod sits under a retry node). Nodes are found by id
+    (the adapter's outputs name them so); KFP also accepts a pod name."""
+    nodes = nodes_of(workflow)
+    node = nodes.get(node_id)
+    return _artifact_in(nodes, node, name, 3) if isinstance(node, dict) else None
+
+
+def _artifact_in(
+    nodes: Mapping[str, Any], node: Mapping[str, Any], name: str, depth: int
+) -> tuple[str | None, str] | None:
+    for art in (node.get("outputs") or {}).get("artifacts") or []:
+        s3 = art.get("s3") if isinstance(art, dict) and art.get("name") == name else None
+        if isinstance(s3, dict) and isinstance(s3.get("key"), str) and s3["key"]:
+            bucket = s3.get("bucket")
+            return (bucket if isinstance(bucket, str) and bucket else None), s3["key"]
+    if depth <= 0:
+        return None
+    for child in node.get("children") or []:
+        found = _artifact_in(nodes, nodes.get(child) or {}, name, depth - 1) if isinstance(child, str) else None
+        if found is not None:
+            return found
+    return None

@@ -114,13 +114,13 @@ class StepLogs:
                 continue
 
             def opener(node_id: str = t.id):
-                stream = self.kf.read_artifact(run_id, node_id, argo.LOGS)
+                decoded, close = self.outputs.v1.open(run_id, node_id, argo.LOGS, workflow)
                 try:
-                    chunks = archive.iter_chosen(archive.open_read_answer(stream, self.outputs.limits), None)
+                    chunks = archive.iter_chosen(decoded, None)
                 except BaseException:
-                    stream.close()
+                    close()
                     raise
-                return chunks, stream.close
+                return chunks, close
 
             steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS))
         return steps

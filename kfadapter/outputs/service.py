@@ -1,4 +1,5 @@
-"""Run outputs for the routes and the CLI: v1 runs from the Argo workflow + KFP's `:read`, v2 runs from MLMD.
+"""Run outputs for the routes and the CLI: v1 runs from the Argo workflow + KFP's `:read` (`v1artifacts`), v2 runs
+from MLMD.
 
 Data problems of one output (missing, corrupt, hostile) are reported on that output and the rest still
 answer; failures of KFP or MLMD themselves fail the request (502/504). Downloads read the object twice when it
@@ -21,6 +22,7 @@ from kfadapter.core.errors import AdapterError, KfpUnavailable, NotFound, Object
 from kfadapter.outputs import argo, ir, values
 from kfadapter.outputs.mlmd import MlmdClient, MlmdExecution
 from kfadapter.outputs.objectstore import ObjectStore, parse_uri
+from kfadapter.outputs.v1artifacts import V1Artifacts
 from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class OutputsService:
             )
         self.objects = objects
         self.limits = archive.Limits(max_bytes=settings.artifact_max_bytes, max_members=settings.artifact_max_members)
+        self.v1 = V1Artifacts(kf, objects, self.limits)  # :read, or the object store where KFP refuses :read
         self.inline = settings.output_inline_bytes
 
     # ---- which kind of run ------------------------------------------------------------------------------
@@ -167,13 +170,13 @@ class OutputsService:
                     "phase": t.phase,
                     "started_at": t.started_at,
                     "finished_at": t.finished_at,
-                    "outputs": [self._v1_output(run_id, t, o) for o in t.outputs],
+                    "outputs": [self._v1_output(run_id, t, o, workflow) for o in t.outputs],
                     "log": logs_path(run_id, t.id),
                 }
             )
         return out
 
-    def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output) -> dict:
+    def _v1_output(self, run_id: str, task: argo.Task, output: argo.Output, workflow: dict) -> dict:
         entry: dict[str, Any] = {"name": output.name, "type": output.type}
         if output.parameter is not None:
             data = output.parameter.encode("utf-8")
@@ -186,12 +189,12 @@ class OutputsService:
         if not output.produced:
             return entry | {"available": False, "value": None, "reason": "not produced (yet)"}
         try:
-            stream = self.kf.read_artifact(run_id, task.id, output.artifact)
+            decoded, close = self.v1.open(run_id, task.id, output.artifact or output.name, workflow)
             try:
-                found = archive.scan(archive.open_read_answer(stream, self.limits), head_bytes=self.inline)
+                found = archive.scan(decoded, head_bytes=self.inline)
             finally:
-                stream.close()
-        except (NotFound, Undecodable) as exc:
+                close()
+        except (NotFound, Undecodable, ObjectStoreUnavailable) as exc:
             return entry | {"available": False, "value": None, "error": exc.to_dict()}
         return entry | _rendered(found, output.type)
 
@@ -280,7 +283,7 @@ class OutputsService:
     ) -> Download | dict:
         """Open one artifact's bytes for streaming, or (list_members) list an archive's members."""
         try:
-            stream = self.kf.read_artifact(run_id, node_id, name)
+            decoded, close = self.v1.open(run_id, node_id, name)
         except (NotFound, KfpUnavailable) as failed:
             # KFP's :read knows only v1 artifacts (404 for v2 ones; 500 for a run without a workflow); a v2
             # run's artifacts live in MLMD and the object store.
@@ -291,11 +294,9 @@ class OutputsService:
                 return self._v2_download(run_id, node_id, name, list_members, member)
             raise failed
         try:
-            found = archive.scan(
-                archive.open_read_answer(stream, self.limits), head_bytes=DOWNLOAD_BUFFER, member=member
-            )
+            found = archive.scan(decoded, head_bytes=DOWNLOAD_BUFFER, member=member)
         finally:
-            stream.close()
+            close()
         members = [m.to_dict() for m in found.members] if found.members is not None else None
         if member is not None and found.members is None:
             raise NotFound(
@@ -326,15 +327,13 @@ class OutputsService:
         filename = _filename(name, found.chosen.name if found.chosen else None)
         if found.complete:
             return Download(filename, len(found.head), iter([found.head]))
-        stream = self.kf.read_artifact(run_id, node_id, name)
+        decoded, close = self.v1.open(run_id, node_id, name)
         try:
-            chunks = archive.iter_chosen(
-                archive.open_read_answer(stream, self.limits), found.chosen.name if found.chosen else None
-            )
+            chunks = archive.iter_chosen(decoded, found.chosen.name if found.chosen else None)
         except BaseException:
-            stream.close()
+            close()
             raise
-        return Download(filename, found.size, chunks, stream.close)
+        return Download(filename, found.size, chunks, close)
 
     def _v2_download(
         self, run_id: str, node_id: str, name: str, list_members: bool, member: str | None = None

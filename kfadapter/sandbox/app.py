@@ -11,7 +11,17 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from kfadapter.sandbox import control, mlmd_routes, notifications, objectstore, routes_pipelines, routes_runs
+from kfadapter.sandbox import (
+    authz,
+    authz_routes,
+    control,
+    mlmd_routes,
+    notifications,
+    objectstore,
+    routes_pipelines,
+    routes_runs,
+    ui_proxy,
+)
 from kfadapter.sandbox.errors import (
     HTTP_TO_GRPC,
     ApiError,
@@ -104,32 +114,47 @@ class UiProxyPrefix:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path.startswith(self.PREFIX + "/apis/"):
+        if path.rstrip("/") in ui_proxy.HEALTHZ_PATHS:  # answered by the UI itself (sandbox/ui_proxy.py)
+            environ["PATH_INFO"] = ui_proxy.HEALTHZ_PATHS[path.rstrip("/")]
+        elif path.startswith(self.PREFIX + "/apis/"):
             environ["PATH_INFO"] = path[len(self.PREFIX) :]
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.PREFIX
         return self.wsgi_app(environ, start_response)
 
 
-def create_sandbox_app(multi_user: bool = False, kfp_version: str | None = None) -> Flask:
+def create_sandbox_app(
+    multi_user: bool = False,
+    kfp_version: str | None = None,
+    policy: authz.Policy | None = None,
+    tag_name: str | None = None,
+) -> Flask:
     """Build a sandbox KFP app with fresh in-memory state in `app.extensions["sandbox"]`, playing `kfp_version`
-    (`2.3`, `2.5`, `2.14` or `2.17`, the default; see `versions`).
+    (`2.3`, `2.5`, `2.14` or `2.17`, the default; see `versions`); `tag_name` replaces the healthz label the
+    official image of that version has ("unknown" on 2.5 and 2.14).
 
     `multi_user=True` behaves like KFP deployed with Kubeflow's profiles: namespaced experiments and runs, no
-    Default experiment, healthz `multi_user: true`."""
+    Default experiment, healthz `multi_user: true`, and every call authorized (`authz_routes`): the caller needs
+    an identity (`kubeflow-userid` or a bearer token), and `policy` says which tokens and grants exist (None:
+    any token, everything granted)."""
     app = Flask("kfadapter.sandbox")
     app.wsgi_app = UiProxyPrefix(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware idiom
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
     app.url_map.strict_slashes = False
     app.url_map.converters["id"] = IdConverter
     app.extensions["sandbox"] = SandboxState(multi_user=multi_user, kfp_version=kfp_version)
+    app.config["SANDBOX_TAG_NAME"] = tag_name
     app.register_blueprint(routes_pipelines.bp)
     app.register_blueprint(routes_runs.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(mlmd_routes.bp)
     app.register_blueprint(objectstore.bp)
+    app.register_blueprint(ui_proxy.bp)
     app.extensions["sandbox_notifications"] = notifications.Inbox()
     app.register_blueprint(notifications.bp)
     app.before_request(_before_api_request)
+    app.before_request(authz_routes.authorize)
+    if policy is not None:
+        app.extensions[authz_routes.POLICY] = policy
     app.register_error_handler(ApiError, lambda e: grpc_response(e.code, e.message, e.http_status))
     app.register_error_handler(UploadError, lambda e: upload_response(e.status, e.message))
     app.register_error_handler(PlainError, lambda e: plain_response(e.status, e.message))

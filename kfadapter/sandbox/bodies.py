@@ -7,6 +7,7 @@ import json
 from flask import request
 
 from kfadapter.sandbox.errors import ApiError
+from kfadapter.sandbox.versions import active
 
 PIPELINE = {"pipeline_id", "display_name", "name", "description", "created_at", "namespace", "error", "tags"}
 VERSION = {
@@ -89,7 +90,8 @@ def _snake(key: str) -> str:
 
 
 def fields(doc, allowed: set[str], where: str = "") -> dict:
-    """Return `doc` with proto (snake_case) keys; 400 on anything that is not a known field."""
+    """Return `doc` with proto (snake_case) keys; 400 on a field that is not known (from 2.14; before, it is
+    dropped: grpc-gateway v1 decodes with jsonpb AllowUnknownFields, runtime/marshal_jsonpb.go)."""
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -98,6 +100,8 @@ def fields(doc, allowed: set[str], where: str = "") -> dict:
     for key, value in doc.items():
         name = key if key in allowed else _snake(key)
         if name not in allowed:
+            if active().lenient_bodies:
+                continue
             raise ApiError(3, f'proto: (line 1:2): unknown field "{key}"')
         out[name] = value
     return out

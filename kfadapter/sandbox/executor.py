@@ -157,6 +157,10 @@ def _task_dir(command: list[str]) -> Path | None:
     return None
 
 
+# Tasks whose driver fails before their pod starts (sandbox/driver.py) -> the driver's error.
+DRIVER_ERRORS: dict[str, str] = {}
+
+
 def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
     """Run one task like kfp.local does (output streamed to stdout), also writing it to the task's `task.log`."""
     env = {**os.environ, **env_vars} if env_vars else None
@@ -179,6 +183,26 @@ def run_task_subprocess(full_command: list[str], env_vars: dict[str, str] | None
     finally:
         if log is not None:
             log.close()
+
+
+def fail_in_driver(handler_run: Any) -> Any:
+    """Wrap kfp.local's SubprocessTaskHandler.run: a task in DRIVER_ERRORS fails before its environment is made,
+    as its driver pod exits (glog.Exitf) before the executor pod exists; the reason goes to its log."""
+
+    def run(handler: Any) -> Any:
+        task_dir = _task_dir(handler.full_command)
+        failure = DRIVER_ERRORS.get(task_dir.name) if task_dir is not None else None
+        if failure is None:
+            return handler_run(handler)
+        from kfp.local import status
+
+        task_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        line = f"KFP driver failed: {failure}\n"
+        print(line, end="")
+        (task_dir / TASK_LOG).write_text(line, encoding="utf-8")  # type: ignore[operator]
+        return status.Status.FAILURE
+
+    return run
 
 
 def error_from_log(log_path: Path | None, failed_task: str | None, fallback: str) -> str:
@@ -255,6 +279,9 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
 
     # kfp.local mixes every task's output into one stream; keep each task's own copy, as KFP archives it.
     subprocess_task_handler.run_local_subprocess = run_task_subprocess
+    if DRIVER_ERRORS:
+        handler = subprocess_task_handler.SubprocessTaskHandler
+        handler.run = fail_in_driver(handler.run)
 
     pipeline_root = workdir / "outputs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -292,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="this run's working directory")
     parser.add_argument("--result", help="where to write the result JSON (default WORKDIR/result.json)")
     parser.add_argument("--log", help="the file this process's stdout goes to (to find the components' errors)")
+    parser.add_argument("--driver-errors", default="{}", help="JSON {task: error} of tasks whose driver fails")
     args = parser.parse_args(argv)
+    DRIVER_ERRORS.update(json.loads(args.driver_errors))
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     result = execute(args.package, json.loads(args.args), workdir, Path(args.log) if args.log else None)

@@ -22,7 +22,8 @@ def _state():
 @bp.get("/apis/v1beta1/healthz")
 def healthz():
     """KFP health: `multi_user` tells the mode, `tag_name` the version played."""
-    body = versions.active().healthz("v1beta1" if "/v1beta1/" in request.path else "v2beta1")
+    api = "v1beta1" if "/v1beta1/" in request.path else "v2beta1"
+    body = versions.active().healthz(api, current_app.config.get("SANDBOX_TAG_NAME"))
     return jsonify({**body, "multi_user": _state().multi_user})
 
 
@@ -116,6 +117,14 @@ def _version_package(body: dict) -> packages.Package:
     problem = versions.active().ir_problem(package.ir) if package.kind == "v2" and package.ir is not None else None
     if problem:
         raise ApiError(3, f"Failed to create a pipeline version: Invalid input error: {problem}")
+    return _as_stored(package)
+
+
+def _as_stored(package: packages.Package) -> packages.Package:
+    """The package as the played version keeps it (2.3 drops a platform spec it cannot parse, silently)."""
+    platform = package.spec.get("platform_spec") if package.kind == "v2" else None
+    if isinstance(platform, dict) and package.ir is not None and versions.active().kept_platform_spec(platform) is None:
+        return packages.Package("v2", package.ir, ir=package.ir)
     return package
 
 
@@ -168,7 +177,7 @@ def _read_upload(fallback_message: str) -> tuple[packages.Package, str]:
     problem = version.ir_problem(package.ir) if package.kind == "v2" and package.ir is not None else None
     if problem:  # KFP < 2.17 answers these with 500
         raise UploadError(version.invalid_ir_status, f"{fallback_message}: {problem}")
-    return package, upload.filename or ""
+    return _as_stored(package), upload.filename or ""
 
 
 def _check_length(model: str, field: str, value: str, limit: int) -> None:

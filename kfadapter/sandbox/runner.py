@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from kfadapter.sandbox import mlmd, workdirs
+from kfadapter.sandbox import driver, mlmd, workdirs
 from kfadapter.sandbox.errors import ApiError
 from kfadapter.sandbox.workflow import DEADLINE, EXIT_1, ExecutedWorkflow, TaskRun
 
@@ -72,7 +72,9 @@ class RunExecutor:
             self._canceled.discard(run_id)  # a retried run executes again
             self._finished.discard(run_id)
             self._done[run_id] = threading.Event()
-        self._pool.submit(self._execute, run_id, package.ir, dict(parameters))
+        platform = package.spec.get("platform_spec") if isinstance(package.spec, dict) else None
+        failing = driver.task_errors(package.ir, platform, self.state.kfp_version.strict_k8s_config)
+        self._pool.submit(self._execute, run_id, package.ir, dict(parameters), failing)
         return True
 
     def owns(self, run_id: str) -> bool:
@@ -139,10 +141,10 @@ class RunExecutor:
         workdirs.remove(self.root)  # every run's folder with it: nothing serves them any more
 
     # ---- worker side ------------------------------------------------------------------------------
-    def _execute(self, run_id: str, ir: dict, parameters: dict) -> None:
+    def _execute(self, run_id: str, ir: dict, parameters: dict, driver_errors: dict | None = None) -> None:
         wf = ExecutedWorkflow(run_id, (ir.get("pipelineInfo") or {}).get("name") or "pipeline", self._now())
         try:
-            self._execute_inner(run_id, ir, parameters, wf)
+            self._execute_inner(run_id, ir, parameters, wf, driver_errors or {})
         except Exception as exc:
             log.exception("sandbox run %s: execution failed", run_id)
             wf.stop(self._now(), phase="Failed", message=f"sandbox executor: {type(exc).__name__}: {exc}")
@@ -162,7 +164,9 @@ class RunExecutor:
         with self._lock:
             return run_id in self._canceled
 
-    def _execute_inner(self, run_id: str, ir: dict, parameters: dict, wf: ExecutedWorkflow) -> None:
+    def _execute_inner(
+        self, run_id: str, ir: dict, parameters: dict, wf: ExecutedWorkflow, driver_errors: dict[str, str]
+    ) -> None:
         if self._is_canceled(run_id):
             self._end_terminated(run_id, wf, None)
             return
@@ -189,6 +193,8 @@ class RunExecutor:
             str(workdir),
             "--log",
             str(log_path),
+            "--driver-errors",
+            json.dumps(driver_errors),
         ]
         with self._lock:
             if run_id in self._canceled:

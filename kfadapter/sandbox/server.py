@@ -8,6 +8,8 @@ from cheroot import wsgi
 from flask import Flask
 
 from kfadapter.sandbox.app import create_sandbox_app
+from kfadapter.sandbox.authz import Policy
+from kfadapter.sandbox.authz_routes import POLICY
 from kfadapter.sandbox.mlmd import MlmdServer
 from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
 from kfadapter.sandbox.runner import RunExecutor
@@ -70,7 +72,7 @@ class SandboxServer:
     `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
     `<workdir>/<run_id>/` (see `runner`); otherwise runs move only through the control API. `multi_user=True`
-    emulates multi-user KFP (see `create_sandbox_app`)."""
+    emulates multi-user KFP (see `create_sandbox_app`), authorizing calls by `policy` (see `authz`)."""
 
     def __init__(
         self,
@@ -84,8 +86,12 @@ class SandboxServer:
         workdir: str | None = None,
         multi_user: bool = False,
         kfp_version: str | None = None,
+        policy: Policy | None = None,
+        tag_name: str | None = None,
     ):
-        self.app = app or create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+        self.app = app or create_sandbox_app(
+            multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name
+        )
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
@@ -116,6 +122,12 @@ class SandboxServer:
         if self.executor is not None:
             self.executor.cancel_all()
         self.app.extensions["sandbox"].reset()
+
+    def set_policy(self, policy: Policy | None) -> None:
+        """Authorize multi-user calls by `policy` from now on (None: any identity may do anything)."""
+        self.app.extensions.pop(POLICY, None)
+        if policy is not None:
+            self.app.extensions[POLICY] = policy
 
     @property
     def kfp_version(self) -> str:
@@ -172,9 +184,11 @@ def serve_forever(
     workdir: str | None = None,
     multi_user: bool = False,
     kfp_version: str | None = None,
+    policy: Policy | None = None,
+    tag_name: str | None = None,
 ) -> None:
     """Serve a sandbox KFP (and its ML Metadata gRPC service) in the foreground until interrupted."""
-    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version)
+    app = create_sandbox_app(multi_user=multi_user, kfp_version=kfp_version, policy=policy, tag_name=tag_name)
     print(f"sandbox plays KFP {app.extensions['sandbox'].kfp_version.tag}", flush=True)
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
@@ -212,5 +226,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--execute", action="store_true", help="really execute v2 runs with kfp.local")
     parser.add_argument("--multi-user", action="store_true", help="emulate multi-user KFP (namespaces, no Default)")
     parser.add_argument("--kfp-version", choices=sorted(PROFILES), default=DEFAULT, help="KFP version to play")
+    parser.add_argument("--tag-name", help="healthz tag_name (default: the official image's, 'unknown' on 2.5/2.14)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, execute=args.execute, multi_user=args.multi_user, kfp_version=args.kfp_version)
+    serve_forever(
+        args.host,
+        args.port,
+        execute=args.execute,
+        multi_user=args.multi_user,
+        kfp_version=args.kfp_version,
+        tag_name=args.tag_name,
+    )

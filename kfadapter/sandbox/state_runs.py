@@ -13,6 +13,14 @@ from kfadapter.sandbox.state_catalog import CatalogState
 TERMINABLE = frozenset({"PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED"})
 
 
+def _manifest_error(cause: str) -> ApiError:
+    return ApiError(
+        13,
+        "Failed to create a new run: InternalServerError: Failed to create a run due to error fetching manifest: "
+        f"Failed to fetch a template due to error retrieving pipeline version: {cause}",
+    )
+
+
 class RunState(CatalogState):
     """Runs and their artifacts."""
 
@@ -25,18 +33,32 @@ class RunState(CatalogState):
 
     def _resolve_version(self, ref: dict) -> dict:
         vid, pid = ref.get("pipeline_version_id"), ref.get("pipeline_id")
-        if vid:
-            return self._version(vid)
-        if not pid:
+        if not vid and not pid:
             raise ApiError(
                 3, "Failed to create a run: Invalid input error: pipeline version reference needs a pipeline_version_id"
             )
-        self._pipeline(pid)
+        # resource_manager.go CreateRun wraps every failure of fetchTemplateFromPipelineSpec (an unknown version
+        # or pipeline, a version of another pipeline) in NewInternalServerError: 500 at every version, not 404.
+        if vid:
+            ver = self.versions.get(vid)
+            if ver is None:
+                raise _manifest_error(
+                    f"Failed to fetch a pipeline version and its manifest from pipeline version {vid}: Failed to get a "
+                    f"pipeline version with id {vid}: ResourceNotFoundError: PipelineVersion {vid} not found"
+                )
+            if pid and ver["pipeline_id"] != pid:
+                raise _manifest_error(
+                    f"Invalid input error: Pipeline version {vid} belongs to pipeline {ver['pipeline_id']} (not {pid})"
+                )
+            return ver
         owned = sorted(
             (v["created_at"], v["pipeline_version_id"], v) for v in self.versions.values() if v["pipeline_id"] == pid
         )
-        if not owned:
-            raise not_found("PipelineVersion", f"(latest of pipeline {pid})")
+        if pid not in self.pipelines or not owned:
+            raise _manifest_error(
+                f"Failed to fetch a pipeline version and its manifest from pipeline {pid}: Failed to get the latest "
+                f"pipeline version for pipeline {pid}: ResourceNotFoundError: Pipeline {pid} not found"
+            )
         return owned[-1][2]  # KFP uses the latest version when only the pipeline is given
 
     def create_run(
@@ -176,7 +198,9 @@ class RunState(CatalogState):
                     "A run cannot have an empty namespace in multi-user mode",
                 )
             recs = [
-                r for r in self.runs.values() if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)
+                r
+                for r in listing.candidates(RUNS, self.runs, args)
+                if (r["experiment_id"] == exp if exp else r["_namespace"] == namespace)
             ]
             return listing.list_page(RUNS, recs, args, views.run)
 

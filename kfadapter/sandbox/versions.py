@@ -35,29 +35,32 @@ _SPEC_FIELDS = {
     "default_pipeline_root",
 }
 
-# Fields of the pipeline spec (camelCase, as compilers write them) that a server's pipeline-spec copy does not
-# know, so its strict parse refuses a package holding them. 2.3.0 pins the pipeline-spec module of 2023-10-27
-# (api v0.0.0-20231027040853-58ce09e07d03); 2.5.0 and 2.14.0 build their own api/ tree.
+# Fields of the pipeline spec's typed parts (camelCase, as compilers write them) that a server's pipeline-spec copy
+# does not know: its strict protojson parse fails, so template.go's inferTemplateFormat finds no v2 spec and the
+# upload answers "unknown template format". 2.3.0 pins the pipeline-spec module of 2023-10-27 (api
+# v0.0.0-20231027040853-58ce09e07d03); 2.5.0 and 2.14.0 build their own api/ tree. `deploymentSpec` is a
+# google.protobuf.Struct at every version, so newer fields inside it (resourceCpuLimit, resourceType,
+# downloadToWorkspace, ...) are accepted, stored and dropped at run time (compiler/visitor.go decodes it with
+# AllowUnknownFields).
 _NEWER_THAN_2_3 = frozenset(
     {
-        "resourceCpuLimit",
-        "resourceMemoryLimit",
-        "resourceCpuRequest",
-        "resourceMemoryRequest",  # ResourceSpec
-        "resourceType",
-        "resourceCount",  # ResourceSpec.AcceleratorConfig
-        "singlePlatformSpecs",
-        "cacheKey",  # ComponentSpec, PipelineTaskSpec.CachingOptions
+        "singlePlatformSpecs",  # ComponentSpec
+        "cacheKey",  # PipelineTaskSpec.CachingOptions
     }
 )
 _NEWER_THAN_2_14 = frozenset(
     {
         "taskConfigPassthroughs",  # ComponentSpec (2.15)
-        "downloadToWorkspace",  # ImporterSpec (2.15)
         "literals",  # ComponentInputsSpec.ParameterSpec (2.16)
         "TASK_CONFIG",  # a ParameterType enum value (2.15)
     }
 )
+# Values that are Structs or free-form data: their keys are not spec fields.
+_STRUCT_KEYS = frozenset({"deploymentSpec", "deployment_spec", "defaultValue", "constant", "metadata", "runtimeValue"})
+UNKNOWN_FORMAT = "unknown template format"  # template/template.go New(): no v1 workflow and no parsable v2 spec
+# The platform spec's SinglePlatformSpec of the pipeline-spec copy 2.3 pins knows only deploymentSpec; a
+# `platforms.kubernetes` document with more fails IsPlatformSpecWithKubernetesConfig and is skipped silently.
+_PLATFORM_FIELDS_2_3 = frozenset({"deploymentSpec", "deployment_spec"})
 
 
 @dataclass(frozen=True)
@@ -91,18 +94,53 @@ class KfpVersion:
     uri_salt: bool  # v2 artifact URIs carry a random segment before the output name (>= 2.5)
     healthz_pipeline_store: bool  # v2beta1 healthz has `pipeline_store` (>= 2.14)
     object_store: ObjectStore = field(default=MINIO)
+    # Multi-user authorization (authz_routes): ResourceAttributes print FieldSelector / LabelSelector from
+    # k8s.io/api 0.31 (2.14); writes on shared pipelines are reviewed in KFP's own namespace (2.17); an
+    # unauthorized upload's 400 says why up to 2.14 and only "Failed to create a pipeline (version)" from 2.15.
+    sar_selectors: bool = False
+    shared_writes_checked: bool = False
+    upload_authz_reason: bool = True
+    # The official image's healthz `tag_name`: its Dockerfile's TAG_NAME build argument defaults to "unknown"
+    # and the release builds of 2.5.0-2.15.x did not pass it (kfp-facts.md, healthz).
+    labelled: bool = True
+    # grpc-gateway v1 (go.mod v1.16.0, runtime/marshal_jsonpb.go allowUnknownFields = true) drops unknown
+    # request-body fields (<= 2.5); from 2.14 common.CustomMarshaler sets DiscardUnknown: false (400).
+    lenient_bodies: bool = False
+    # The driver parses a task's kfp-kubernetes executor config strictly (2.3: cmd/driver/main.go
+    # jsonpb.UnmarshalString); from 2.5 util.UnmarshalString ignores unknown fields (sandbox/driver.py).
+    strict_k8s_config: bool = False
 
     @property
     def name(self) -> str:
         """`2.3`, `2.17`, ... (what --kfp-version takes)."""
         return ".".join(self.tag.split(".")[:2])
 
-    def healthz(self, api: str = "v2beta1") -> dict:
-        """The healthz answer, shaped as this version writes it."""
-        body: dict[str, Any] = {"commit_sha": "sandbox", "tag_name": self.tag, "multi_user": False}
+    @property
+    def tag_name(self) -> str:
+        """What the official image's healthz says in `tag_name` ("unknown" on 2.5.0-2.15.x)."""
+        return self.tag if self.labelled else "unknown"
+
+    def healthz(self, api: str = "v2beta1", tag_name: str | None = None) -> dict:
+        """The API server's healthz answer (main.go), shaped as this version writes it."""
+        body: dict[str, Any] = {"commit_sha": "unknown", "tag_name": tag_name or self.tag_name, "multi_user": False}
         if self.healthz_pipeline_store and api == "v2beta1":
             body["pipeline_store"] = "database"
         return body
+
+    def ui_healthz(self, api_answer: dict | None, stats: dict) -> dict:
+        """ml-pipeline-ui's own healthz (frontend/server/handlers/healthz.ts): `stats` is the handler's object,
+        which it keeps between calls; `api_answer` is the API server's healthz, None when it did not answer."""
+        if api_answer is None:
+            stats["apiServerReady"] = False  # the keys of the last good answer stay, as in healthz.ts
+            return dict(stats)
+        stats["apiServerReady"] = True
+        stats["apiServerCommitHash"] = api_answer.get("commit_sha")
+        stats["apiServerTagName"] = api_answer.get("tag_name")
+        stats["apiServerMultiUser"] = api_answer.get("multi_user")
+        stats["multi_user"] = api_answer.get("multi_user")
+        if self.healthz_pipeline_store:  # HealthzStats.pipelineStore exists from 2.14
+            stats["pipelineStore"] = api_answer.get("pipeline_store")
+        return {k: v for k, v in stats.items() if v is not None}  # JSON.stringify leaves undefined out
 
     def error_body(self, code: int, message: str) -> dict:
         """A grpc-gateway error body."""
@@ -131,7 +169,7 @@ class KfpVersion:
         return self.cascade and args.get("cascade", "").lower() in ("true", "1")
 
     def unknown_field_in(self, ir: dict) -> str | None:
-        """The first spec field (or enum value) this version's pipeline-spec copy does not know, else None."""
+        """The first typed spec field (or enum value) this version's pipeline-spec copy does not know, else None."""
         if not self.unknown_ir_fields:
             return None
         for key, value in _walk(ir):
@@ -142,29 +180,23 @@ class KfpVersion:
         return None
 
     def ir_problem(self, ir: dict) -> str | None:
-        """Why this version's upload refuses a v2 pipeline spec (NewV2SpecTemplate, ValidatePipelineName), or None."""
-        for key in ir:
-            if key not in _SPEC_FIELDS:
-                return f'invalid v2 pipeline spec: proto: unknown field "{key}"'
-        unknown = self.unknown_field_in(ir)
-        if unknown is not None:
-            what = "invalid value for enum type" if unknown.isupper() else "unknown field"
-            return f'invalid v2 pipeline spec: proto: {what} "{unknown}"'
+        """Why this version's upload refuses a v2 pipeline spec (template.go, NewV2SpecTemplate, ValidatePipelineName)."""
+        # inferTemplateFormat: a document is a v2 spec only if the strict protojson parse succeeds and it has a
+        # pipeline name and a root; anything else is "unknown template format".
+        name = str((ir.get("pipelineInfo") or ir.get("pipeline_info") or {}).get("name") or "")
+        parsed = all(key in _SPEC_FIELDS for key in ir) and self.unknown_field_in(ir) is None
+        if not parsed or not name or not isinstance(ir.get("root"), dict):
+            return UNKNOWN_FORMAT
         version = ir.get("schemaVersion", ir.get("schema_version"))
         if version != SCHEMA_VERSION:
             return (
                 f"KFP only supports schema version {SCHEMA_VERSION}, but the pipeline spec has version {version or ''}"
             )
-        name = str((ir.get("pipelineInfo") or ir.get("pipeline_info") or {}).get("name") or "")
-        if not name:
-            return "invalid v2 pipeline spec: name is empty"
         if not _NAME_SOME.search(name):
             return (
                 "invalid v2 pipeline spec: name should consist of lower case alphanumeric characters, '-' or "
                 "'.', and must start and end with an alphanumeric character"
             )
-        if not isinstance(ir.get("root"), dict):
-            return "invalid v2 pipeline spec: root component is empty"
         if len(name) > 128:
             return "pipeline's name must contain no more than 128 characters"
         if not IR_NAME_PATTERN.match(name):
@@ -173,6 +205,15 @@ class KfpVersion:
                 "with alphanumeric characters"
             )
         return None
+
+    def kept_platform_spec(self, platform: dict | None) -> dict | None:
+        """The platform spec as this version stores it: 2.3 skips a document its SinglePlatformSpec cannot parse."""
+        if platform is None or not self.strict_k8s_config:
+            return platform
+        kubernetes = (platform.get("platforms") or {}).get("kubernetes")
+        if isinstance(kubernetes, dict) and not set(kubernetes) <= _PLATFORM_FIELDS_2_3:
+            return None
+        return platform
 
     def artifact_uri(self, pipeline: str, run_id: str, task: str, output: str, salt: str) -> str:
         """A v2 output artifact's URI (driver.go): a random segment before the output name from 2.5."""
@@ -184,7 +225,8 @@ def _walk(doc: Any) -> Iterator[tuple[str, Any]]:
     if isinstance(doc, dict):
         for key, value in doc.items():
             yield str(key), value
-            yield from _walk(value)
+            if key not in _STRUCT_KEYS:
+                yield from _walk(value)
     elif isinstance(doc, list):
         for item in doc:
             yield from _walk(item)
@@ -206,15 +248,63 @@ PROFILES = {
         False,
         False,
         MINIO,
+        lenient_bodies=True,
+        strict_k8s_config=True,
     ),
     "2.5": KfpVersion(
-        "2.5.0", True, False, False, False, 500, _NEWER_THAN_2_14, False, 400, False, True, True, False, MINIO
+        "2.5.0",
+        True,
+        False,
+        False,
+        False,
+        500,
+        _NEWER_THAN_2_14,
+        False,
+        400,
+        False,
+        True,
+        True,
+        False,
+        MINIO,
+        labelled=False,
+        lenient_bodies=True,
     ),
     "2.14": KfpVersion(
-        "2.14.0", False, True, True, True, 500, _NEWER_THAN_2_14, False, 400, False, True, True, True, MINIO
+        "2.14.0",
+        False,
+        True,
+        True,
+        True,
+        500,
+        _NEWER_THAN_2_14,
+        False,
+        400,
+        False,
+        True,
+        True,
+        True,
+        MINIO,
+        sar_selectors=True,
+        labelled=False,
     ),
     "2.17": KfpVersion(
-        "2.17.0", False, True, True, True, 400, frozenset(), True, 500, True, True, True, True, SEAWEEDFS
+        "2.17.0",
+        False,
+        True,
+        True,
+        True,
+        400,
+        frozenset(),
+        True,
+        500,
+        True,
+        True,
+        True,
+        True,
+        SEAWEEDFS,
+        sar_selectors=True,
+        shared_writes_checked=True,
+        upload_authz_reason=False,
     ),
 }
 

@@ -15,6 +15,7 @@ from kfadapter.core import tempdirs
 from kfadapter.server import worker as server_worker
 from kfadapter.settings import SettingsError, load
 from kfadapter.settings.checks import gunicorn_options
+from kfadapter.watch import opening
 
 try:
     _settings = load()
@@ -56,9 +57,10 @@ worker_tmp_dir = _options.worker_tmp_dir or ("/dev/shm" if os.path.isdir("/dev/s
 
 
 def post_worker_init(worker) -> None:
-    """Start this worker's run watcher (it polls only while holding the store's lease)."""
-    if _settings.watch_enabled:
-        worker.wsgi.extensions["kfadapter.watcher"].start()
+    """Open the store in the background (waiting while it is down), then start this worker's run watcher."""
+    extensions = worker.wsgi.extensions
+    watcher = extensions["kfadapter.watcher"]
+    opening.open_in_background(extensions["kfadapter.store"], watcher.start if _settings.watch_enabled else None)
 
 
 def worker_exit(server, worker) -> None:

@@ -43,6 +43,7 @@ class Settings:
     kfp_connect_timeout: float = 5.0
     kfp_read_timeout: float = 30.0
     kfp_upload_timeout: float = 120.0
+    kfp_version: str | None = None  # KFADAPTER_KFP_VERSION: the KFP version, when healthz cannot tell it
     store_path: str = "var/kfadapter.sqlite"
     store_url: str | None = field(default=None, repr=False)  # postgresql://… or sqlite:///…; wins over store_path
     history_days: float = 30.0
@@ -54,6 +55,7 @@ class Settings:
     poll_interval: float = 10.0
     notify_timeout: float = 10.0
     notify_max_backoff: float = 300.0
+    notify_concurrency: int = 8
     watch_enabled: bool = True
     lease_ttl: float = 30.0
     api_token: str | None = field(default=None, repr=False)
@@ -115,6 +117,7 @@ class Settings:
             kfp_connect_timeout=r.float("KFADAPTER_KFP_CONNECT_TIMEOUT", 5.0),
             kfp_read_timeout=r.float("KFADAPTER_KFP_TIMEOUT", 30.0),
             kfp_upload_timeout=r.float("KFADAPTER_KFP_UPLOAD_TIMEOUT", 120.0),
+            kfp_version=r.str("KFADAPTER_KFP_VERSION"),
             store_path=r.str("KFADAPTER_STORE_PATH") or "var/kfadapter.sqlite",
             store_url=_store_url(r),
             history_days=r.float("KFADAPTER_HISTORY_DAYS", 30.0),
@@ -125,6 +128,7 @@ class Settings:
             poll_interval=r.float("KFADAPTER_POLL_INTERVAL", 10.0),
             notify_timeout=r.float("KFADAPTER_NOTIFY_TIMEOUT", 10.0),
             notify_max_backoff=r.float("KFADAPTER_NOTIFY_MAX_BACKOFF", 300.0),
+            notify_concurrency=r.int("KFADAPTER_NOTIFY_CONCURRENCY", 8),
             watch_enabled=r.bool("KFADAPTER_WATCH", True),
             lease_ttl=r.float("KFADAPTER_LEASE_TTL", 30.0),
             api_token=_api_token(r),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -23,6 +24,9 @@ from kfadapter.core.errors import StoreUnavailable
 SQLITE_BUSY_MS = 10_000
 PG_CONNECT_TIMEOUT = 5  # seconds; a stopped server must not hang a request
 PG_STATEMENT_TIMEOUT_MS = 15_000
+# A request arriving while another thread opens the store (migrations under way) waits this long for it
+# rather than answering 503 at once; a failed attempt frees the lock at once, so a down database costs no wait.
+OPEN_WAIT = 10.0
 
 
 def store_url(path_or_url: str) -> str:
@@ -84,24 +88,48 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus transactions that turn database failures into `StoreUnavailable`."""
+    """An engine plus transactions that turn database failures into `StoreUnavailable`.
 
-    def __init__(self, path_or_url: str) -> None:
+    Creating one does no I/O. The first transaction opens it: `opener` (the Store's migrations) runs once per
+    process, and until it has succeeded every transaction raises StoreUnavailable, so a worker boots and
+    answers 503 while the database is down instead of dying.
+    """
+
+    def __init__(self, path_or_url: str, opener: Callable[[Database], None] | None = None) -> None:
         self.engine = make_engine(path_or_url)
         self.backend = self.engine.dialect.name  # "sqlite" or "postgresql"
+        self.path = self.engine.url.database if self.backend == "sqlite" else None
         self._pid = os.getpid()
+        self._opener = opener
+        self._opening = threading.Lock()
+        self.opened = opener is None
         # Pooled connections are closed when the Database goes, not left to the garbage collector.
         weakref.finalize(self, self.engine.dispose)
-        if self.backend == "sqlite":
-            self._wal()
 
-    def _wal(self, attempts: int = 100) -> None:
-        # Gunicorn workers open a new store at the same moment; switching a fresh file to WAL answers
-        # "database is locked" at once instead of waiting on the busy timeout, so retry for a few seconds.
-        # The switch cannot happen inside a transaction, hence the bare driver connection.
+    def open(self, *, wait: float | None = None) -> None:
+        """Run the opener unless done; wait at most `wait` seconds (None: no limit) for a thread already opening."""
+        if self.opened:
+            return
+        if not self._opening.acquire(timeout=-1 if wait is None else wait):
+            raise StoreUnavailable(
+                "the store is being opened (migrations under way)", details={"backend": self.backend}
+            )
+        try:
+            if not self.opened:
+                if self._opener is not None:
+                    self._opener(self)
+                self.opened = True
+        finally:
+            self._opening.release()
+
+    def wal(self, attempts: int = 100) -> None:
+        """Switch a SQLite file to write-ahead logging (persistent, a no-op once done)."""
+        # Processes opening a fresh file at the same moment get "database is locked" at once instead of
+        # waiting on the busy timeout, so retry for a few seconds. The switch cannot happen inside a
+        # transaction, hence the bare driver connection.
         for attempt in range(attempts):
             try:
-                with self._translate(), self.engine.connect() as conn:
+                with self._translate(), self._engine().connect() as conn:
                     driver = conn.connection.driver_connection
                     assert driver is not None  # an open connection has its sqlite3 connection
                     driver.execute("PRAGMA journal_mode=WAL")
@@ -126,12 +154,20 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """Run a read-write transaction (IMMEDIATE on SQLite), committed on exit."""
+        self.open(wait=OPEN_WAIT)
+        with self.setup_write() as conn:
+            yield conn
+
+    @contextmanager
+    def setup_write(self) -> Iterator[Connection]:
+        """Run a read-write transaction whether or not the database is open yet (for the opener)."""
         with self._translate(), self._engine().connect().execution_options(write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Run a read-only transaction."""
+        self.open(wait=OPEN_WAIT)
         with self._translate(), self._engine().connect() as conn, conn.begin():
             yield conn
 

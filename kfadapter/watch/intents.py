@@ -56,7 +56,10 @@ def execute(
     *,
     clock: Callable[[], float] = time.time,
 ) -> dict:
-    """Write the intent, start the run, track its id; raise StoreUnavailable (KFP untouched) if the store fails."""
+    """Write the intent, start the run, track its id; StoreUnavailable (KFP untouched) if the intent cannot be written.
+
+    Once KFP has started the run the answer is the run, even when the store fails to track it at that moment.
+    """
     token = uuid.uuid4().hex[:16]
     run_name = run_name_for(trainingjob_id, token)
     store.add_intent(token, trainingjob_id, pipeline_name, run_name, clock())
@@ -76,12 +79,15 @@ def execute(
             now=clock(),
         )
     except StoreUnavailable as exc:
-        # The run exists: its intent stays, and the watcher tracks it once the store is back.
-        raise StoreUnavailable(
-            f"run {result['run_id']} was started but the store cannot record it yet; it is "
-            "tracked and notified once the store is back",
-            details={"run_id": result["run_id"], "run_name": run_name},
-        ) from exc
+        # The run exists, so the caller gets it: a 503 would tell the training manager it failed. Its intent
+        # (in the store since before KFP was asked) keeps it: the watcher tracks it once the store is back.
+        log.warning(
+            "run %s of training job %s started; tracking deferred to its intent until the store is back: %s",
+            result["run_id"],
+            trainingjob_id,
+            exc.message,
+        )
+        return result | {"tracking": "deferred"}
     return result
 
 

@@ -9,24 +9,20 @@ WHERE, a DELETE … RETURNING), so it is atomic on both backends without table l
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import and_, delete, func, inspect, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from kfadapter.watch import migrate
 from kfadapter.watch.db import Database
 from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
-_MIGRATION_LOCK = 0x6B666164  # pg_advisory_xact_lock key: one replica migrates, the others wait
-# Alembic's `op` and `context` are module-level proxies: two threads of one process must not migrate at once.
-_MIGRATING = threading.Lock()
+_IDS_PER_STATEMENT = 500  # run ids bound in one IN (well under SQLite's bound-parameter limit)
 
 
 @dataclass(frozen=True)
@@ -104,22 +100,21 @@ class Intent:
 class Store:
     """Tracked runs, intents, outbox/history and leases in SQLite or PostgreSQL."""
 
-    def __init__(self, path_or_url: str) -> None:
-        self.db = Database(path_or_url)
+    def __init__(self, path_or_url: str, *, open_now: bool = True) -> None:
+        # Without `open_now` nothing is done here: the first use (or `open()`) connects and migrates.
+        self.db = Database(path_or_url, opener=migrate.upgrade)
         self.backend = self.db.backend
-        self._migrate()
+        if open_now:
+            self.open()
 
-    def _migrate(self) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", "kfadapter.watch:migrations")
-        with _MIGRATING, self.db.write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock
-            if self.backend == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            cfg.attributes["connection"] = conn
-            tables = set(inspect(conn).get_table_names())
-            if "tracked_runs" in tables and "alembic_version" not in tables:
-                command.stamp(cfg, "0001")  # made by the landed version, which had no version table
-            command.upgrade(cfg, "head")
+    def open(self) -> None:
+        """Connect and migrate unless done (raises StoreUnavailable while the database cannot be had)."""
+        self.db.open()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this process has opened (and migrated) the store."""
+        return self.db.opened
 
     def _insert(self, table):
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
@@ -128,6 +123,12 @@ class Store:
         """Raise StoreUnavailable unless the store answers a query."""
         with self.db.read() as conn:
             conn.execute(select(1))
+
+    def check_writable(self, now: float | None = None) -> None:
+        """Raise StoreUnavailable unless the store takes a write (it does not when its disk is full)."""
+        stmt = self._insert(meta).values(key="write_checked_at", value=time.time() if now is None else now)
+        with self.db.write() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -232,30 +233,37 @@ class Store:
 
     def finish(self, run_id: str, run_status: str, now: float) -> bool:
         """Move a tracked run to the outbox in one transaction; tell whether it was still tracked."""
+        return bool(self.finish_all({run_id: run_status}, now))
+
+    def finish_all(self, ends: dict[str, str], now: float) -> list[str]:
+        """Move tracked runs (run id → terminal state) to the outbox in one transaction; return those moved."""
+        ids = list(ends)
+        moved: list[dict[str, Any]] = []
         with self.db.write() as conn:
-            # DELETE … RETURNING: of two concurrent finishers exactly one gets the row.
-            row = conn.execute(
-                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*_TRACKED_COLUMNS)
-            ).first()
-            if row is None:
-                return False
-            run = TrackedRun(*row)
-            conn.execute(
-                self._insert(outbox)
-                .values(
-                    run_id=run_id,
-                    trainingjob_id=run.trainingjob_id,
-                    run_status=run_status,
-                    created_at=now,
-                    attempts=0,
-                    next_attempt_at=now,
-                    pipeline_name=run.pipeline_name,
-                    experiment_id=run.experiment_id,
-                    tracked_at=run.created_at,
-                )
-                .on_conflict_do_nothing()
-            )
-            return True
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                # DELETE … RETURNING: of two concurrent finishers exactly one gets each row.
+                rows = conn.execute(
+                    delete(tracked_runs)
+                    .where(tracked_runs.c.run_id.in_(ids[start : start + _IDS_PER_STATEMENT]))
+                    .returning(*_TRACKED_COLUMNS)
+                ).all()
+                for run in (TrackedRun(*r) for r in rows):
+                    moved.append(
+                        {
+                            "run_id": run.run_id,
+                            "trainingjob_id": run.trainingjob_id,
+                            "run_status": ends[run.run_id],
+                            "created_at": now,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "pipeline_name": run.pipeline_name,
+                            "experiment_id": run.experiment_id,
+                            "tracked_at": run.created_at,
+                        }
+                    )
+            if moved:
+                conn.execute(self._insert(outbox).on_conflict_do_nothing(), moved)
+        return [m["run_id"] for m in moved]
 
     def due(self, now: float, limit: int = 100) -> list[Notification]:
         """Return undelivered notifications whose next attempt is due, oldest first."""

@@ -15,14 +15,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-
 from kfadapter.core.errors import StoreUnavailable
 from kfadapter.kfconnect import KfConnect
 from kfadapter.settings import Settings
 from kfadapter.watch.delivery import DeliveryResult, LeaseRef, deliver_due
 from kfadapter.watch.intents import ReconcileResult, reconcile
-from kfadapter.watch.poller import PollResult, poll_once
+from kfadapter.watch.poller import Cursor, PollResult, poll_once
 from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,10 +54,11 @@ class Watcher:
         self._auto_holder = holder is None
         self.holder = holder or _new_holder()
         # A leader that stops renewing (killed, hung) is replaced once its lease runs out. It renews every
-        # cycle and before each notification, so the lease must outlast one interval and one POST to the
-        # manager: then no other process can take over while a notification is on its way.
+        # cycle, before each batch of notifications and while POSTs are open, and starts a POST only while the
+        # lease outlasts the POST's deadline, so the lease must outlast one interval and hold a whole POST:
+        # then no other process can take over while a notification is on its way.
         self.lease_ttl = max(settings.lease_ttl, 2 * settings.poll_interval, 2 * settings.notify_timeout + 1)
-        self._session = requests.Session()
+        self._swept_to: Cursor | None = None  # where the poller's window of runs listed whole goes on
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_cycle: Cycle | None = None
@@ -77,20 +76,22 @@ class Watcher:
         else:
             # Intents first (the first cycle after a start-up included), so the runs they find are polled now.
             found = reconcile(self.kf, self.store, now, self.settings.intent_grace)
-            poll = poll_once(self.kf, self.store, now)
+            poll = self._poll(now)
             delivery = None
             if self.settings.tm_url:
-                # The pass renews the lease before each notification and stops when it cannot.
+                # The pass renews the lease per batch and while POSTs are open, and stops when it cannot.
                 delivery = deliver_due(
                     self.store,
-                    self._session,
                     self.settings.tm_url,
                     now=now,
                     timeout=self.settings.notify_timeout,
                     max_backoff=self.settings.notify_max_backoff,
+                    concurrency=self.settings.notify_concurrency,
                     lease=LeaseRef(LEASE_NAME, self.holder, self.lease_ttl),
                     clock=clock,
                     should_stop=self._stop.is_set,
+                    repoll=lambda: self._poll(clock()).at,
+                    repoll_every=self.settings.poll_interval,
                 )
             self.store.prune_delivered(now - self.settings.history_days * 86400.0)
             if poll.error is None:
@@ -98,6 +99,11 @@ class Watcher:
             cycle = Cycle(leader=True, intents=found, poll=poll, delivery=delivery)
         self.last_cycle, self.last_cycle_at = cycle, now
         return cycle
+
+    def _poll(self, now: float) -> PollResult:
+        poll = poll_once(self.kf, self.store, now, self._swept_to)
+        self._swept_to = poll.swept_to
+        return poll
 
     def start(self) -> Watcher:
         """Start the background loop (idempotent)."""
@@ -117,7 +123,8 @@ class Watcher:
         """Stop the loop promptly and hand the lease over."""
         self._stop.set()
         if self._thread is not None:
-            # A pass stops between notifications: wait for the one on its way, then hand the lease over.
+            # A pass starts nothing more: wait for the POSTs on their way (each ends by its deadline), then
+            # hand the lease over.
             self._thread.join(self.settings.notify_timeout + 5.0 if timeout is None else timeout)
             alive = self._thread.is_alive()
             self._thread = None
@@ -127,7 +134,6 @@ class Watcher:
             self.store.release_lease(LEASE_NAME, self.holder)
         except StoreUnavailable:
             log.warning("watcher: store unavailable at stop; the lease runs out by itself")
-        self._session.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
