@@ -178,6 +178,7 @@ class Database:
         A single statement reads one consistent snapshot on both backends; BEGIN / COMMIT would only add round
         trips (PostgreSQL runs it in autocommit, SQLite gets no BEGIN).
         """
+        self.open(wait=OPEN_WAIT)
         options = {"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {"single": True}
         with self._translate(), self._engine().connect().execution_options(**options) as conn:
             yield conn
