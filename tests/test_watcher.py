@@ -271,11 +271,11 @@ def test_slow_manager_two_watchers_each_run_notified_once(wsettings, store, make
     assert sorted(tm_receiver.run_ids()) == sorted(ids)  # each once, none twice
 
 
-def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, make_runs, sandbox, tm_receiver, store, client,
-                                                         wsettings):
-    ids = make_runs(3)
-    for run_id in ids[:2]:  # the same training job ran three times
-        store.track(run_id, "tj-2", now=1.0 + ids.index(run_id))
+def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, sandbox, tm_receiver, store, client, wsettings):
+    upload(client, "p", package("add_v2.yaml"))
+    # The same training job ran three times, started as the training manager starts them (GET /runs/<id> reads
+    # the store only for runs an execution started).
+    ids = [client.post("/trainingjobs/tj-2/execution", json={"pipeline_name": "p"}).json["run_id"] for _ in range(3)]
     set_state(sandbox, ids[:2], "SUCCEEDED")
     set_state(sandbox, [ids[2]], "RUNNING")
     watcher.poll_once(now=1000.0)

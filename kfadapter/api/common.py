@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Any, overload
 
 from flask import Response, current_app, request
 
+from kfadapter.core import jsoncodec
 from kfadapter.core.errors import BadRequest, PayloadTooLarge
 from kfadapter.core.limits import LimitExceeded, loads_json
 from kfadapter.kfconnect import KfConnect
@@ -19,9 +19,7 @@ JSON = "application/json"  # the training manager compares the header with this 
 
 def json_response(body: Any, status: int = HTTPStatus.OK) -> Response:
     """Serialize `body` with Content-Type exactly `application/json` (no charset)."""
-    resp = Response(json.dumps(body, default=str) + "\n", status=int(status))
-    resp.headers["Content-Type"] = JSON
-    return resp
+    return Response(jsoncodec.dumps(body) + b"\n", status=int(status), content_type=JSON)
 
 
 def kf() -> KfConnect:

@@ -64,7 +64,8 @@ def list_runs():
 def get_run(run_id: str):
     """Return one run's name, state, experiment, pipeline, times, tasks and, when FAILED, why."""
     run = kf().describe_run(run_id)
-    known = store().history(run_id)  # tracked, or finished and kept for KFADAPTER_HISTORY_DAYS
+    # Tracked, or finished and kept for KFADAPTER_HISTORY_DAYS; a run no execution started is never in the store.
+    known = store().history(run_id) if intents.may_be_in_store(run) else None
     return json_response(
         _run_view(run)
         | {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -9,10 +10,27 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kfadapter.api.common import store
-from kfadapter.core.observability import HTTP_LATENCY, HTTP_REQUESTS, new_request_id, render_metrics, request_id_var
+from kfadapter.core.observability import count_request, new_request_id, render_metrics, request_id_var
 
 bp = Blueprint("telemetry", __name__)
 log = logging.getLogger("kfadapter.access")
+
+
+def _access_line(method: str, path: str, route: str, status: int, elapsed: float, request_id: str) -> None:
+    log.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "request_id": request_id,
+        },
+    )
 
 
 @bp.get("/metrics")
@@ -34,22 +52,16 @@ def register_hooks(app: Flask) -> None:
     def _finish(resp: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        HTTP_REQUESTS.labels(request.method, route, str(resp.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
-        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        count_request(request.method, route, resp.status_code, elapsed)
+        request_id = g.get("request_id", "")
+        resp.headers["X-Request-ID"] = request_id
         if route not in ("/liveness", "/readiness", "/metrics"):
-            log.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                resp.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "route": route,
-                    "status": resp.status_code,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
+            # Written once the answer is sent (the server closes the response then): the caller never waits
+            # for its log line. The values are taken now; the request is gone by then.
+            resp.call_on_close(
+                functools.partial(
+                    _access_line, request.method, request.path, route, resp.status_code, elapsed, request_id
+                )
             )
         return resp
 

@@ -16,10 +16,8 @@ from typing import IO, Any
 
 import yaml
 
-# A JSON string, or an unterminated one up to the end: always matches at a quote, so removal is linear.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.S)
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
 _ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.S)  # `\\` is consumed whole, so it never starts one
@@ -64,8 +62,16 @@ class Limits:
 
 def json_depth(data: bytes) -> int:
     """Return the deepest bracket nesting of JSON text, ignoring brackets inside strings, without parsing it."""
-    brackets = _JSON_STRING.sub(b"", data).translate(_BRACKETS, _NOT_BRACKETS)
-    return max(accumulate(array("b", brackets)), default=0)
+    # In JSON a backslash occurs only inside a string, where it starts a two-character escape, and every run of
+    # backslashes starts at such an escape: dropping escaped backslashes, then escaped quotes, leaves only the
+    # quotes that open and close strings. Each step is a pass in C: this runs on every answer from KFP.
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Two adjacent quotes enclose nothing and keep every other quote's side: drop them, so usually no quote is left.
+    marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])  # even pieces lie outside strings
+    return max(accumulate(array("b", marks.translate(_BRACKETS))), default=0)
 
 
 def check_json_depth(data: bytes, max_depth: int, label: str | None = None) -> None:

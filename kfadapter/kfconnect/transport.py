@@ -8,11 +8,12 @@ names: responses are read raw (`_preload_content=False`) so no `V2beta1*` model 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -23,6 +24,7 @@ import urllib3
 from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 from kfp_server_api.exceptions import ApiException
 
+from kfadapter.core import jsoncodec
 from kfadapter.core.errors import (
     AdapterError,
     BadRequest,
@@ -41,7 +43,8 @@ from kfadapter.kfconnect import forbidden
 from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
 from kfadapter.kfconnect.shared import SharedCalls
 from kfadapter.packages import names
-from kfadapter.settings import Settings
+from kfadapter.settings import Settings, SettingsError
+from kfadapter.settings.checks import gunicorn_options
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,9 @@ class Transport:
         config = client._existing_config
         # urllib3 retries 3 times by default, multiplying every timeout; retry only a refused connect once.
         config.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
+        # One kept-alive connection per thread that can call KFP at once (kfp-server-api keeps cpu_count * 5:
+        # 10 here, for 32 request threads, so every call past the tenth would open and drop a connection).
+        config.connection_pool_maxsize = pool_size()
         rest = _Rest(config)
         rest.pool_manager = _AnswerCap(rest.pool_manager, s.kfp_max_response_bytes)
         client._run_api.api_client.rest_client = rest
@@ -205,6 +211,15 @@ class Transport:
     @property
     def _namespace(self) -> str | None:
         return self.settings.namespace or None
+
+
+def pool_size(env: Mapping[str, str] | None = None) -> int:
+    """Return how many connections to KFP to keep: gunicorn's request threads plus the watcher's thread."""
+    try:
+        threads = gunicorn_options(env).threads
+    except SettingsError:  # the server refuses to start on it before any worker exists; tools use the default
+        threads = gunicorn_options({}).threads
+    return threads + 1
 
 
 class _Rest(kfp_server_api.rest.RESTClientObject):
@@ -337,19 +352,20 @@ def _too_large(max_bytes: int) -> KfpUnavailable:
     )
 
 
+@functools.cache
+def _depth_label(max_depth: int) -> str:
+    limit = max_depth + _KFP_WRAPPING
+    return f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own levels around a package)"
+
+
 def json_answer(data: bytes | str | None, max_depth: int, what: str = "KFP's answer", url: str | None = None) -> Any:
     """Parse JSON from KFP after checking its depth; 502 when it is not JSON or nests too deep."""
     if not data:
         return {}
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    limit = max_depth + _KFP_WRAPPING
     try:
-        check_json_depth(
-            raw,
-            limit,
-            f"{limit} (KFADAPTER_MAX_JSON_DEPTH {max_depth} + {_KFP_WRAPPING} for KFP's own levels around a package)",
-        )
-        return json.loads(raw)
+        check_json_depth(raw, max_depth + _KFP_WRAPPING, _depth_label(max_depth))
+        return jsoncodec.loads_answer(raw)
     except LimitExceeded as exc:
         raise KfpUnavailable(
             f"{what} is refused: {exc.message}", code="kfp_answer_too_large", details=exc.details

@@ -83,7 +83,7 @@ def _before_api_request():
 
 def _reset_connection() -> None:
     """Drop the connection before any answer, as a crashing proxy or pod would."""
-    sock = request.environ.get("werkzeug.socket")
+    sock = request.environ.get("kfadapter.socket")  # set by the sandbox's server (server.py)
     if sock is not None:
         # close() would only drop this reference (the server's file objects keep the fd open): shut it down.
         sock.shutdown(socket.SHUT_RDWR)

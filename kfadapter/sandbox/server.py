@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from cheroot import wsgi
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from kfadapter.sandbox import leofs
 from kfadapter.sandbox.app import create_sandbox_app
@@ -16,21 +16,59 @@ from kfadapter.sandbox.objectstore import DEFAULT_CREDENTIALS
 from kfadapter.sandbox.runner import RunExecutor
 from kfadapter.sandbox.versions import DEFAULT, PROFILES
 
+# KFP's API server keeps connections alive: Go's net/http behind `http.ListenAndServe` (backend/src/apiserver/
+# main.go, 2.3.0 and 2.17.0) speaks HTTP/1.1, keeps a connection until the client sends `Connection: close`, and
+# sets no idle timeout. werkzeug's server closes every connection (it cannot drain a request body it did not read),
+# so the sandbox serves on cheroot, a threaded HTTP/1.1 server that keeps connections as Go does.
+_THREADS = 64  # requests at once (faults that sleep hold one each); further connections wait for a thread
+_IDLE_TIMEOUT = 3600  # seconds a kept connection may stay idle (Go: unlimited)
 
-class _Handler(WSGIRequestHandler):
-    # KFP's API server keeps connections alive; HTTP/1.0 (werkzeug's default) would make every client call
-    # pay for a new TCP connection.
-    protocol_version = "HTTP/1.1"
+
+class _Gateway(wsgi.Gateway_10):
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["kfadapter.socket"] = self.req.conn.socket  # for the fault that drops a connection unanswered
+        return environ
+
+    def start_response(self, status, headers, exc_info=None):
+        # A handler's `Connection: close` ends the connection after its answer, as in Go's net/http (cheroot
+        # would keep it): the fault that sends a short body relies on it.
+        if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+            self.req.close_connection = True
+        return super().start_response(status, headers, exc_info)
 
 
-class _QuietHandler(_Handler):
-    # One log line per request would drown test output; errors still go to the app logger.
-    def log_request(self, code="-", size="-"):
-        pass
+class _LoggedRequests:
+    """One line per request on stdout, for the sandbox command (tests keep the sandbox quiet)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def logged(status, headers, exc_info=None):
+            print(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')} {status.split()[0]}", flush=True)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, logged)
+
+
+def _server(host: str, port: int, app, quiet: bool) -> wsgi.Server:
+    """Bind a cheroot server for `app` (port 0: an ephemeral port, read back from `bind_addr`)."""
+    server = wsgi.Server(
+        (host, port),
+        app if quiet else _LoggedRequests(app),
+        numthreads=_THREADS,
+        server_name=host,
+        timeout=_IDLE_TIMEOUT,
+        shutdown_timeout=1,
+    )
+    server.gateway = _Gateway
+    server.prepare()
+    return server
 
 
 class SandboxServer:
-    """A sandbox KFP on a werkzeug threaded server (port 0 = an ephemeral port).
+    """A sandbox KFP on a threaded HTTP/1.1 server (cheroot; port 0 = an ephemeral port).
 
     `kfp_version` picks the KFP API server version it plays (`2.3`, `2.5`, `2.14`, `2.17` = default; `versions`).
     With `execute=True`, v2 runs really execute with kfp.local in a pool of `workers` child processes, each in
@@ -63,14 +101,13 @@ class SandboxServer:
         self.executor = enable_execution(self.app, workers, workdir) if execute else None
         self._host, self._port, self._quiet = host, port, quiet
         self._mlmd = MlmdServer(self.app.extensions["sandbox"], host, mlmd_port)
-        self._server: BaseWSGIServer | None = None
+        self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
-        handler = _QuietHandler if self._quiet else _Handler
-        self._server = server = make_server(self._host, self._port, self.app, threaded=True, request_handler=handler)
-        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-kfp", daemon=True)
+        self._server = server = _server(self._host, self._port, self.app, self._quiet)
+        self._thread = threading.Thread(target=server.serve, name="sandbox-kfp", daemon=True)
         self._thread.start()
         self._mlmd.start()  # the ML Metadata gRPC service beside the REST API
         return self
@@ -78,8 +115,7 @@ class SandboxServer:
     def stop(self) -> None:
         """Stop serving and release the port."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server = self._thread = None
@@ -126,7 +162,7 @@ class SandboxServer:
         """The bound port (after start)."""
         if self._server is None:
             raise RuntimeError("SandboxServer is not started")
-        return self._server.server_port
+        return self._server.bind_addr[1]
 
     @property
     def url(self) -> str:
@@ -168,25 +204,26 @@ def serve_forever(
     executor = enable_execution(app, workers, workdir) if execute else None
     if executor is not None:
         print(f"sandbox executes v2 runs with kfp.local ({executor.workers} at a time, in {executor.root})", flush=True)
-    server = make_server(host, port, app, threaded=True)
+    server = _server(host, port, app, quiet=False)
+    bound = server.bind_addr[1]
     mlmd = MlmdServer(app.extensions["sandbox"], host, mlmd_port).start()
     mode = " (multi-user)" if multi_user else ""
-    print(f"sandbox KFP{mode} listening on http://{host}:{server.server_port} (also under /pipeline)", flush=True)
+    print(f"sandbox KFP{mode} listening on http://{host}:{bound} (also under /pipeline)", flush=True)
     print(f"sandbox ML Metadata (gRPC) on {mlmd.endpoint}", flush=True)
     access_key, secret_key = next(iter(app.config.get("S3_CREDENTIALS", DEFAULT_CREDENTIALS).items()))
     store_host = "localhost" if leofs.playing(app.config) and host in ("127.0.0.1", "localhost") else host
     kind = "LeoFS: bucket from the Host header, " if leofs.playing(app.config) else ""
     print(
-        f"sandbox object store (S3, {kind}SigV4) on http://{store_host}:{server.server_port}/_s3 "
+        f"sandbox object store (S3, {kind}SigV4) on http://{store_host}:{bound}/_s3 "
         f"(access key {access_key!r}, secret key {secret_key!r})",
         flush=True,
     )
     try:
-        server.serve_forever()
+        server.serve()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.stop()
         if executor is not None:
             executor.shutdown()
         mlmd.stop()

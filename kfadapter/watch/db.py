@@ -81,7 +81,10 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("single"):
+            return  # one statement (Database.single): SQLite runs it in a read transaction of its own
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write") else "BEGIN")
 
 
 class Database:
@@ -166,6 +169,18 @@ class Database:
         """Run a read-only transaction."""
         self.open(wait=OPEN_WAIT)
         with self._translate(), self._engine().connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def single(self) -> Iterator[Connection]:
+        """Give a connection for one read-only statement with no transaction around it: one round trip.
+
+        A single statement reads one consistent snapshot on both backends; BEGIN / COMMIT would only add round
+        trips (PostgreSQL runs it in autocommit, SQLite gets no BEGIN).
+        """
+        self.open(wait=OPEN_WAIT)
+        options = {"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {"single": True}
+        with self._translate(), self._engine().connect().execution_options(**options) as conn:
             yield conn
 
     @contextmanager

@@ -9,6 +9,7 @@ name and tracks it, or drops the intent once KFP still has no such run after the
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,22 @@ log = logging.getLogger(__name__)
 def run_name_for(trainingjob_id: str, token: str) -> str:
     """Return the display name of the run an intent starts: training job, UTC time, token."""
     return f"{trainingjob_id}-{datetime.now(UTC):%Y%m%d%H%M%S}-{token}"
+
+
+# The end of every name run_name_for makes (a 16-hex token), and of the names versions before intents gave runs
+# (6 hex digits, still in stores they made).
+_STARTED_HERE = re.compile(r"-[0-9]{14}-(?:[0-9a-f]{16}|[0-9a-f]{6})\Z")
+
+
+def may_be_in_store(run: dict) -> bool:
+    """Tell whether the store can hold anything about this KFP run: only runs an execution started can.
+
+    The store gets a run only from `execute` or `reconcile`, and both bind the run that carries the intent's
+    name (`run_name_for`); KFP cannot rename a run. So a run whose display name does not end like one is known
+    to be absent without a read, by every replica alike: the answer comes from KFP's own record, which every
+    replica reads, not from anything one replica remembers.
+    """
+    return bool(_STARTED_HERE.search(run.get("display_name") or ""))
 
 
 def execute(

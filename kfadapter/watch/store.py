@@ -66,6 +66,26 @@ class TrackedRun:
 _TRACKED_COLUMNS = [tracked_runs.c[name] for name in TrackedRun.__dataclass_fields__]
 
 
+# A tracked run (kind 0) or its notification (kind 1), as a row of the Notification's columns; a tracked run wins.
+_TRACKED_AS_NOTE = {
+    "run_id": "run_id",
+    "trainingjob_id": "trainingjob_id",
+    "pipeline_name": "pipeline_name",
+    "experiment_id": "experiment_id",
+    "tracked_at": "created_at",
+}
+_HISTORY_TEMPLATE = (
+    f"SELECT 0, {', '.join(_TRACKED_AS_NOTE.get(n, 'NULL') for n in Notification.__dataclass_fields__)} "
+    "FROM tracked_runs WHERE run_id = {run_id} UNION ALL "
+    f"SELECT 1, {', '.join(Notification.__dataclass_fields__)} FROM outbox WHERE run_id = {{run_id}} "
+    "ORDER BY 1 LIMIT 1"
+)
+_HISTORY_SQL = {
+    "sqlite": _HISTORY_TEMPLATE.format(run_id="?"),  # each driver's parameter style
+    "postgresql": _HISTORY_TEMPLATE.format(run_id="%(run_id)s"),
+}
+
+
 @dataclass(frozen=True)
 class Intent:
     """An execution about to ask KFP for a run: the run will carry `run_name`, which holds the token."""
@@ -328,13 +348,23 @@ class Store:
 
     def history(self, run_id: str) -> dict | None:
         """Return what the store knows of one run (tracked, or finished and kept as history), or None."""
-        # One read transaction for both tables: this is on every GET /runs/<id>.
-        with self.db.read() as conn:
-            row = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.run_id == run_id)).first()
-            if row is not None:
-                return _tracked_view(TrackedRun(*row))
-            note = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.run_id == run_id)).first()
-        return _finished_view(Notification(*note)) if note else None
+        # On every GET /runs/<id> of a run the adapter started: one statement (two primary-key lookups), no
+        # transaction, and SQL written once (SQLAlchemy would build and compile the query on every call).
+        with self.db.single() as conn:
+            row = conn.exec_driver_sql(*self._history_query(run_id)).first()
+        if row is None:
+            return None
+        if row[0] == 0:
+            n = Notification(*row[1:])
+            return _tracked_view(
+                TrackedRun(n.run_id, n.trainingjob_id, n.pipeline_name, n.experiment_id, n.tracked_at or 0.0)
+            )
+        return _finished_view(Notification(*row[1:]))
+
+    def _history_query(self, run_id: str) -> tuple[str, Any]:
+        if self.backend == "postgresql":
+            return _HISTORY_SQL["postgresql"], {"run_id": run_id}
+        return _HISTORY_SQL["sqlite"], (run_id, run_id)
 
     def runs_of(self, trainingjob_id: str) -> list[dict]:
         """Return a training job's runs (tracked and finished), newest first."""
