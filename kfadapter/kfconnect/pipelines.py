@@ -10,8 +10,9 @@ from typing import IO, Any
 from kfadapter.core import tempdirs
 from kfadapter.core.errors import BadRequest, Conflict, KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect import forbidden
+from kfadapter.kfconnect.filters import equals_filter
 from kfadapter.kfconnect.scope import ScopedCalls
-from kfadapter.kfconnect.transport import PAGE_SIZE, equals_filter, upload_result
+from kfadapter.kfconnect.transport import PAGE_SIZE, upload_result
 from kfadapter.kfconnect.uploads import PackageUploads
 from kfadapter.packages import parsing as pl
 

@@ -9,7 +9,6 @@ names: responses are read raw (`_preload_content=False`) so no `V2beta1*` model 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import warnings
@@ -28,19 +27,19 @@ from kfadapter.core import jsoncodec
 from kfadapter.core.errors import (
     AdapterError,
     BadRequest,
-    Conflict,
     KfpMisconfigured,
-    KfpRejected,
-    KfpTimeout,
     KfpUnavailable,
-    NotFound,
     NotReady,
-    PayloadTooLarge,
 )
 from kfadapter.core.limits import LimitExceeded, check_json_depth
 from kfadapter.core.observability import kfp_call
-from kfadapter.kfconnect import forbidden
-from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile, encode_filter
+from kfadapter.kfconnect.kfp_errors import (
+    ERROR_BODY_MAX,
+    misconfigured,
+    translate_api_exception,
+    translate_transport_error,
+)
+from kfadapter.kfconnect.server_profile import ServerInfo, ServerProfile
 from kfadapter.kfconnect.shared import SharedCalls
 from kfadapter.packages import names
 from kfadapter.settings import Settings, SettingsError
@@ -50,7 +49,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200  # KFP silently caps page_size at 200
 _READ_CHUNK = 64 * 1024
-_ERROR_BODY_MAX = 64 * 1024  # only the one-line message of an error answer is used
 _KFP_WRAPPING = 16  # an accepted package nests up to the depth limit; KFP's answer puts it a few levels deeper
 _MAX_PAGES = 10_000  # a server that never stops handing out tokens must not loop us forever
 _PLACEHOLDER_NAMESPACE = "kfadapter-placeholder"
@@ -279,34 +277,6 @@ def upload_result(
     }
 
 
-def _filter(predicate: dict) -> str:
-    # KFP URL-decodes the filter once more after the query string itself (parseAPIFilter): without this extra
-    # quoting a '+' in a name would turn into a space and '%' would be refused.
-    return encode_filter(json.dumps({"predicates": [predicate]}))
-
-
-def equals_filter(key: str, value: str) -> str:
-    return _filter({"operation": "EQUALS", "key": key, "string_value": value})
-
-
-def in_filter(key: str, values: list[str]) -> str:
-    return _filter(in_predicate(key, values))
-
-
-def in_predicate(key: str, values: list[str]) -> dict:
-    return {"operation": "IN", "key": key, "string_values": {"values": values}}
-
-
-def all_of(predicates: list[dict]) -> str:
-    """A filter matching what every predicate matches (KFP ANDs a filter's predicates), as short as KFP allows.
-
-    KFP URL-decodes the filter once more (parseAPIFilter): JSON without '%' or '+' reads the same after that, so
-    it is encoded once only. That keeps 200 run ids in about 9 KB of URL, which urllib3 re-checks byte by byte.
-    """
-    text = json.dumps({"predicates": predicates}, separators=(",", ":"))
-    return encode_filter(text) if "%" in text or "+" in text else text
-
-
 def _read_json(resp: urllib3.BaseHTTPResponse, settings: Settings) -> dict:
     """Read a raw response's JSON body within the size and depth caps; hand its connection back to the pool."""
     try:
@@ -380,7 +350,7 @@ class _AnswerCap:
     """Wrap urllib3's pool manager so no answer kfp-server-api preloads is read past a cap.
 
     kfp-server-api builds its ApiException from `resp.data`, which would read any size: an error answer keeps
-    its first _ERROR_BODY_MAX bytes (only its message is used); a preloaded 2xx answer is read with the
+    its first ERROR_BODY_MAX bytes (only its message is used); a preloaded 2xx answer is read with the
     response cap. Unpreloaded 2xx answers are left to `read_capped` and the artifact decoder.
     """
 
@@ -402,9 +372,9 @@ class _AnswerCap:
             finally:
                 resp.release_conn()
         else:
-            body = resp.read(_ERROR_BODY_MAX + 1)
-            if len(body) > _ERROR_BODY_MAX:
-                body = body[:_ERROR_BODY_MAX]
+            body = resp.read(ERROR_BODY_MAX + 1)
+            if len(body) > ERROR_BODY_MAX:
+                body = body[:ERROR_BODY_MAX]
                 resp.close()  # the rest is never read: drop the connection
             else:
                 resp.release_conn()  # read whole (the usual small 404 / 409): keep the connection
@@ -416,83 +386,3 @@ class _AnswerCap:
             preload_content=True,
             request_method=method,
         )
-
-
-def _kfp_message(exc: ApiException, limit: int = 500) -> str:
-    """Pull KFP's human message out of an error body; never its `error_details` (it holds stack traces)."""
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    message = ""
-    try:
-        parsed = json.loads(body) if body else {}
-        if isinstance(parsed, dict):
-            message = str(parsed.get("message") or parsed.get("error_message") or parsed.get("error") or "")
-    except (ValueError, RecursionError):  # a hostile body nested past the interpreter's recursion limit
-        message = body if body and len(body) < 300 and "\n" not in body.strip() else ""
-    message = message.strip().splitlines()[0] if message.strip() else ""
-    return message[:limit] or (exc.reason or f"HTTP {exc.status}")
-
-
-def _is_kfp_error(exc: ApiException) -> bool:
-    """Whether an error body is one KFP writes: grpc-gateway's {code, message} or the upload/read {error_message}."""
-    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else (exc.body or "")
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and ({"code", "message"} <= parsed.keys() or "error_message" in parsed)
-
-
-def misconfigured(url: str | None, answer: str) -> KfpMisconfigured:
-    """The error for an endpoint that answers, but not as the KFP API does."""
-    tried = url or "(unknown URL)"
-    return KfpMisconfigured(
-        f"KFADAPTER_KFP_ENDPOINT does not point at the KFP API: {tried} answered with {answer}. Point it at the "
-        "API server (http://ml-pipeline.kubeflow:8888) or the UI proxy's prefix "
-        "(http://ml-pipeline-ui.kubeflow/pipeline)",
-        details={"setting": "KFADAPTER_KFP_ENDPOINT", "url": tried},
-    )
-
-
-def translate_api_exception(exc: ApiException, what: str) -> AdapterError:
-    """Map a kfp-server-api ApiException onto the adapter's error types."""
-    status = exc.status or 0
-    url = getattr(exc, "kfadapter_url", None)
-    if status == 404 and not _is_kfp_error(exc):
-        return misconfigured(url, "a 404 that is not KFP's error JSON")
-    message = _kfp_message(exc)
-    text = f"{what}: {message}"
-    if status == 404:
-        return NotFound(text, details={"kfp_status": status})
-    if status == 409 or (status == 500 and "already exist" in message.lower()):
-        # KFP 2.0.x answered 500 for duplicate names; 2.1+ answers 409.
-        return Conflict(text, details={"kfp_status": status})
-    if status == 413:
-        return PayloadTooLarge(text)
-    if status in (400, 403):
-        # Multi-user KFP's refusal names the namespace and verb (400 for an upload up to 2.14).
-        refused = forbidden.from_message(what, _kfp_message(exc, _ERROR_BODY_MAX))
-        if refused is not None:
-            return refused
-    if status in (401, 403):
-        return KfpUnavailable(
-            f"{what}: KFP refused the adapter's credentials ({message})",
-            code="kfp_unauthorized",
-            details={"kfp_status": status},
-        )
-    if 400 <= status < 500:
-        return KfpRejected(text, details={"kfp_status": status})
-    if status in (504,):
-        return KfpTimeout(text, details={"kfp_status": status})
-    return KfpUnavailable(f"{what}: KFP failed ({message})", details={"kfp_status": status})
-
-
-def translate_transport_error(exc: urllib3.exceptions.HTTPError, what: str) -> AdapterError:
-    """Map a urllib3 connection or timeout failure onto 502/504."""
-    reason = getattr(exc, "reason", None) or exc
-    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a subclass of ConnectTimeoutError
-    if not refused and isinstance(reason, urllib3.exceptions.TimeoutError):
-        return KfpTimeout(f"{what}: KFP did not answer in time")
-    log.warning("%s: KFP unreachable: %s", what, type(reason).__name__)
-    return KfpUnavailable(f"{what}: KFP is unreachable")
