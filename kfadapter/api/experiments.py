@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from kfadapter.api.common import check_name, json_response, kf
-from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT
+from kfadapter.kfconnect.experiments import DEFAULT_EXPERIMENT
 
 bp = Blueprint("experiments", __name__)
 

@@ -1,4 +1,4 @@
-"""KfConnect's pipeline, version and experiment workflows (uploads with numbered versions, cascade delete)."""
+"""KfConnect's pipeline and version workflows (uploads with numbered versions, cascade delete)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from typing import IO, Any
 from kfadapter.core import tempdirs
 from kfadapter.core.errors import BadRequest, Conflict, KfpForbidden, KfpRejected, KfpUnavailable, NotFound
 from kfadapter.kfconnect import forbidden
+from kfadapter.kfconnect.experiments import ExperimentCalls
 from kfadapter.kfconnect.filters import equals_filter
-from kfadapter.kfconnect.scope import ScopedCalls
 from kfadapter.kfconnect.transport import PAGE_SIZE, upload_result
 from kfadapter.kfconnect.uploads import PackageUploads
 from kfadapter.packages import parsing as pl
 
-DEFAULT_EXPERIMENT = "Default"
 
-
-class PipelineCalls(ScopedCalls):
-    """Pipelines, their versions and experiments (kept to KFADAPTER_NAMESPACE and the shared ones: `scope`)."""
+class PipelineCalls(ExperimentCalls):
+    """Pipelines and their versions (kept to KFADAPTER_NAMESPACE and the shared ones: `scope`)."""
 
     # Set by create_app to the store's per-name lock; without one, KFP's 409 alone arbitrates.
     name_lock: Callable[[str], ContextManager[Any]] = staticmethod(lambda name: nullcontext())
@@ -358,47 +356,3 @@ class PipelineCalls(ScopedCalls):
                 f"version {version_id!r} of pipeline {pipeline_id!r} not found", code="version_not_found"
             ) from None
         return {"id": version_id, "pipeline_id": pipeline_id, "status": "Deleted"}
-
-    # ---- experiments --------------------------------------------------------------------------------------
-
-    def list_experiments(self) -> list[dict]:
-        """Return every experiment."""
-        api = self.client._experiment_api
-        return self._list_shared(
-            api.experiment_service_list_experiments, "experiments", namespace=self._namespace, what="list experiments"
-        )
-
-    def find_experiment(self, name: str) -> dict:
-        """Return the experiment with this display name (exactly; KFP's filter ignores case)."""
-        api = self.client._experiment_api
-        page = self._call(
-            api.experiment_service_list_experiments,
-            namespace=self._namespace,
-            page_size=1,
-            filter=equals_filter("display_name", name),
-            what=f"experiment {name!r}",
-        )
-        for exp in page.get("experiments") or []:
-            if exp.get("display_name") == name:
-                return exp
-        raise NotFound(f"experiment {name!r} not found", code="experiment_not_found", details={"experiment_name": name})
-
-    def default_experiment(self) -> dict:
-        """Return the experiment `Default` of the namespace, creating it once when missing.
-
-        Single-user KFP always has it; multi-user KFP has none, so the first execution creates it in
-        KFADAPTER_NAMESPACE. Concurrent creators race on KFP's 409: the loser reads the winner's."""
-        try:
-            return self.find_experiment(DEFAULT_EXPERIMENT)
-        except NotFound:
-            pass
-        api = self.client._experiment_api
-        body = {
-            "display_name": DEFAULT_EXPERIMENT,
-            "description": "Runs started without an experiment name.",
-            "namespace": self.settings.namespace,
-        }
-        try:
-            return self._call(api.experiment_service_create_experiment, body, what="create experiment 'Default'")
-        except Conflict:
-            return self.find_experiment(DEFAULT_EXPERIMENT)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kfadapter.core.errors import KfpForbidden, KfpRejected, KfpUnavailable, NotFound
+from kfadapter.kfconnect.experiments import DEFAULT_EXPERIMENT
 from kfadapter.kfconnect.filters import all_of, in_filter, in_predicate
-from kfadapter.kfconnect.pipelines import DEFAULT_EXPERIMENT, PipelineCalls
+from kfadapter.kfconnect.pipelines import PipelineCalls
 from kfadapter.kfconnect.transport import PAGE_SIZE, KfpStream, json_answer, segment
 from kfadapter.outputs import runinfo
 from kfadapter.packages import parsing as pl
