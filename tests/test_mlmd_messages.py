@@ -6,7 +6,7 @@ import json
 import pytest
 from google.protobuf import json_format
 
-from kfadapter.outputs import mlmd
+from kfadapter.outputs import mlmd_messages as mlmd
 
 from tests.conftest import FIXTURES
 

@@ -4,7 +4,7 @@
 It answers the four calls the adapter makes, the way MLMD does: `GetContextByTypeAndName` (an empty answer
 when there is no such context), `GetExecutionsByContext` / `GetArtifactsByContext` (pages of
 `options.max_result_size`, default 20, with `next_page_token`) and `GetEventsByExecutionIDs`. The message
-classes are the adapter's own (`kfadapter.outputs.mlmd`), whose wire format tests prove against bytes written
+classes are the adapter's own (`kfadapter.outputs.mlmd_messages`), whose wire format tests prove against bytes written
 by the real ml-metadata library.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from kfadapter.outputs import mlmd as m
+from kfadapter.outputs import mlmd_messages as m
 from kfadapter.outputs.objectstore import parse_uri
 from kfadapter.sandbox import versions
 from kfadapter.sandbox.errors import ApiError
