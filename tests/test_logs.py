@@ -26,8 +26,14 @@ def v2_client(settings, sandbox):
         object_store_access_key="minio", object_store_secret_key="minio123")).test_client()
 
 
+def task_ids(client, run_id: str) -> dict[str, str]:
+    """{task name: id} as GET /runs/<id> lists them: the one identity /logs uses too."""
+    return {t["name"]: t["id"] for t in client.get(f"/runs/{run_id}").json["tasks"]}
+
+
 def test_every_step_under_a_header(client, sandbox):
-    run_id, ids = store_v1_run(sandbox, client)
+    run_id, nodes = store_v1_run(sandbox, client)
+    ids = task_ids(client, run_id)
     resp = client.get(f"/runs/{run_id}/logs")
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "text/plain; charset=utf-8"
     text = resp.get_data(as_text=True)
@@ -38,17 +44,20 @@ def test_every_step_under_a_header(client, sandbox):
 
 
 def test_one_step_by_name_or_id_and_its_tail(client, sandbox):
-    run_id, ids = store_v1_run(sandbox, client)
+    run_id, nodes = store_v1_run(sandbox, client)
+    ids = task_ids(client, run_id)
     by_name = client.get(f"/runs/{run_id}/logs?task=train")
     assert by_name.status_code == 200 and by_name.get_data(as_text=True) == TRAIN_LOG
     assert by_name.headers["X-Kfadapter-Log-Source"] == "main-logs"
     assert client.get(f"/runs/{run_id}/logs?task={ids['train']}").get_data(as_text=True) == TRAIN_LOG
+    assert client.get(f"/runs/{run_id}/logs?task={nodes['train']}").get_data(as_text=True) == TRAIN_LOG  # alias
     assert client.get(f"/runs/{run_id}/logs?task=train&tail=2").get_data(as_text=True) == "epoch 2\ndone\n"
     assert "===== train" in client.get(f"/runs/{run_id}/logs?tail=1").get_data(as_text=True)
 
 
 def test_a_running_step_says_nothing_is_archived_yet(client, sandbox):
-    run_id, ids = store_v1_run(sandbox, client, train_phase="Running", run_state="RUNNING")
+    run_id, _ = store_v1_run(sandbox, client, train_phase="Running", run_state="RUNNING")
+    ids = task_ids(client, run_id)
     text = client.get(f"/runs/{run_id}/logs").get_data(as_text=True)
     assert (f"===== train ({ids['train']}) RUNNING =====\n[the step is RUNNING: its log is archived when it ends, "
             "nothing is archived yet]\n") in text
@@ -92,6 +101,8 @@ def test_v2_task_log_is_its_executor_logs_or_main_logs(v2_client, sandbox, kfp_v
     wf = "run-" + run_id[:8]
     nodes = {f"{wf}-1": {"id": f"{wf}-1", "name": f"{wf}.root.train-driver", "displayName": "train-driver",
                          "type": "Pod", "templateName": "system-container-driver", "phase": "Succeeded"},
+             f"{wf}-3": {"id": f"{wf}-3", "name": f"{wf}.root.train", "displayName": "train", "type": "DAG",
+                         "templateName": "system-container-executor", "phase": "Succeeded", "children": [f"{wf}-2"]},
              f"{wf}-2": {"id": f"{wf}-2", "name": f"{wf}.root.train.executor", "displayName": "executor",
                          "type": "Pod", "templateName": "system-container-impl", "phase": "Succeeded",
                          "outputs": {"artifacts": [{"name": "main-logs", "s3": {"key": "k"}}]}}}
@@ -101,7 +112,8 @@ def test_v2_task_log_is_its_executor_logs_or_main_logs(v2_client, sandbox, kfp_v
 
     [task] = v2_client.get(f"/runs/{run_id}/outputs").json["tasks"]
     assert [o["name"] for o in task["outputs"]] == ["accuracy", "model"]  # executor-logs is no model output
-    assert task["log"] == f"/runs/{run_id}/logs?task=train"
+    assert task["id"] == task_ids(v2_client, run_id)["train"] and task["mlmd_execution_id"] == str(ids["executions"]["train"])
+    assert task["log"] == f"/runs/{run_id}/logs?task={task['id']}"
     resp = v2_client.get(task["log"])
     assert resp.status_code == 200, resp.json
     if kfp_version == "2.3":

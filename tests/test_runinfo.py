@@ -24,11 +24,24 @@ def test_v2_tasks_are_the_ones_with_a_driver_and_their_pod_is_the_executor():
         {"run_id": "r", "task_id": "cache-entry", "execution_id": "7"},  # no name: left out
     ]}}
     assert runinfo.tasks(run) == [
-        {"name": "prepare", "state": "SUCCEEDED", "start_time": "2026-01-01T00:00:01Z",
+        {"id": "id-prepare", "name": "prepare", "state": "SUCCEEDED", "start_time": "2026-01-01T00:00:01Z",
          "end_time": "2026-01-01T00:00:04Z", "pod": "wf-x-7", "task_id": "id-prepare"},
-        {"name": "train", "state": "RUNNING", "start_time": "2026-01-01T00:00:05Z", "end_time": None,
+        {"id": "id-train", "name": "train", "state": "RUNNING", "start_time": "2026-01-01T00:00:05Z", "end_time": None,
          "pod": "wf-x-5", "task_id": "id-train"},
     ]
+
+
+def test_a_step_seen_elsewhere_is_matched_to_its_task_by_name_then_pod_hash_then_start():
+    known = [{"id": "a", "name": "train", "pod": "wf-x-11", "start_time": "t1"},
+             {"id": "b", "name": "train", "pod": "wf-x-22", "start_time": "t2"},
+             {"id": "c", "name": "prepare", "pod": None, "start_time": "t0"}]
+    assert runinfo.match_task(known, "prepare")["id"] == "c"
+    assert runinfo.match_task(known, "train", pod="wf-x-system-container-impl-22")["id"] == "b"  # MLMD's pod name
+    assert runinfo.match_task(known, "train", started="t1")["id"] == "a"
+    assert runinfo.match_task(known, "train") is None and runinfo.match_task(known, "nope") is None
+    pairs = [(known[1], "B"), (None, "X"), (known[1], "B again"), (known[2], "C")]
+    assert runinfo.in_run_order(pairs, known) == [
+        (known[0], None), (known[1], "B"), (known[2], "C"), (None, "X"), (None, "B again")]
 
 
 def test_v1_tasks_are_the_nodes_without_children_and_no_details_means_no_tasks():

@@ -2,7 +2,8 @@
 >= 2.5, each v2 task's `executor-logs` output artifact (ML Metadata + the object store).
 
 Every step's log is streamed (never loaded whole), cut at `MAX_STEP_LOG_BYTES`; `tail=N` keeps the last N lines.
-A step that runs and has nothing archived yet says so instead of a log.
+A step that runs and has nothing archived yet says so instead of a log. Steps are the run's tasks as
+`GET /runs/<id>` lists them (same id, name, state and order); the log sources found are matched to them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from kfadapter.core import archive
 from kfadapter.core.errors import AdapterError, BadRequest, NotFound
-from kfadapter.outputs import argo
+from kfadapter.outputs import argo, runinfo
 from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class Step:
     open: Callable[[], tuple[Iterator[bytes], Callable[[], None]]] | None
     missing: str = ""
     source: str = ""
+    aliases: tuple[str, ...] = ()  # other names of the step: its MLMD execution id, Argo node id, pod
+    pod: str | None = None
+    started: str | None = None
 
 
 def parse_tail(text: str | None) -> int | None:
@@ -55,17 +59,18 @@ class StepLogs:
         self.kf = outputs.kf
 
     def steps(self, run_id: str, task: str | None = None) -> list[Step]:
-        """The run's steps (only `task`, by id or name, when given: 404 if it has no such step)."""
+        """The run's steps (only `task`, by id, name or alias, when given: 404 if it has no such step)."""
         run = self.kf.get_run(run_id)
         kind = self.outputs._kind(run)
         profile = self.kf.server_profile()
         if kind.kind == pl.V2 and profile.has_executor_logs and self.outputs.objects is not None:
-            steps = self._v2_steps(run_id)
+            found = self._v2_steps(run_id)
         else:
-            steps = self._workflow_steps(run_id, kind.workflow)
+            found = self._workflow_steps(run_id, kind.workflow)
+        steps = as_run_tasks(found, runinfo.tasks(run))
         if task is None:
             return steps
-        chosen = [s for s in steps if task in (s.id, s.name)]
+        chosen = [s for s in steps if task in (s.id, s.name, *s.aliases)]
         if not chosen:
             raise NotFound(
                 f"run {run_id!r} has no step {task!r}" + ("" if steps else " (no step has started yet)"),
@@ -87,14 +92,16 @@ class StepLogs:
             state = _MLMD_STATES.get(e.state, "PENDING")
             art = next((a for a in e.artifacts if profile.is_log_artifact(a.name)), None)
             if art is None:
-                steps.append(Step(str(e.id), e.name, state, None, _not_archived(state), "executor-logs"))
+                steps.append(
+                    Step(str(e.id), e.name, state, None, _not_archived(state), "executor-logs", pod=e.pod_name)
+                )
                 continue
 
             def opener(uri: str = art.uri):
                 obj = self.outputs.objects.open(uri)
                 return iter(lambda: obj.read(archive.CHUNK), b""), obj.close
 
-            steps.append(Step(str(e.id), e.name, state, opener, source="executor-logs"))
+            steps.append(Step(str(e.id), e.name, state, opener, source="executor-logs", pod=e.pod_name))
         return steps
 
     def _workflow_steps(self, run_id: str, workflow: dict | None) -> list[Step]:
@@ -110,7 +117,9 @@ class StepLogs:
             name = _v2_task_name(nodes.get(t.id) or {}, t.name) if v2 else t.name
             produced = any(o.name == argo.LOGS and o.produced for o in t.outputs)
             if not produced:
-                steps.append(Step(t.id, name, t.state, None, _not_archived(t.state), argo.LOGS))
+                steps.append(
+                    Step(t.id, name, t.state, None, _not_archived(t.state), argo.LOGS, pod=t.id, started=t.started_at)
+                )
                 continue
 
             def opener(node_id: str = t.id):
@@ -122,7 +131,7 @@ class StepLogs:
                     raise
                 return chunks, close
 
-            steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS))
+            steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS, pod=t.id, started=t.started_at))
         return steps
 
 
@@ -135,6 +144,43 @@ _MLMD_STATES = {
     "CANCELED": "CANCELED",
     "UNKNOWN": "PENDING",
 }
+
+
+def as_run_tasks(found: list[Step], known: list[dict]) -> list[Step]:
+    """The steps named, stated and ordered as `GET /runs/<id>` has the run's tasks (`known`): a step found
+    in a log source takes its task's id (its own becomes an alias) and state; a task with no log source yet
+    is a step with nothing archived; steps no task matches follow in their own order."""
+    by_task: dict[int, Step] = {}
+    rest = []
+    for step in found:
+        task = runinfo.match_task(known, step.name, pod=step.pod, started=step.started)
+        if task is None or id(task) in by_task or not task.get("id"):
+            rest.append(step)
+            continue
+        step.aliases = tuple(a for a in (step.id, step.pod) if a and a != task["id"])
+        step.id = task["id"]
+        if step.state != task["state"]:
+            step.state = task["state"]
+            if step.open is None:
+                step.missing = _not_archived(step.state)
+        by_task[id(task)] = step
+    out = []
+    for task in known:
+        seen = by_task.get(id(task))
+        if seen is not None:
+            out.append(seen)
+        elif task.get("id"):
+            out.append(
+                Step(
+                    task["id"],
+                    task["name"],
+                    task["state"],
+                    None,
+                    _not_archived(task["state"]),
+                    aliases=tuple(a for a in (task.get("pod"),) if a),
+                )
+            )
+    return out + rest
 
 
 def _v2_task_name(node: dict, fallback: str) -> str:

@@ -11,11 +11,12 @@ and each failed node's `message` (`main: Error (exit code 1)`, `Step exceeded it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from kfadapter.core.errors import Undecodable
 from kfadapter.outputs.argo import nodes_of
 
+T = TypeVar("T")
 UNSET_TIMES = frozenset({"", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z"})  # KFP's "not yet"
 _V2_PLUMBING = {"root", "root-driver", "executor"}
 _FAILED_PHASES = ("Failed", "Error")
@@ -45,6 +46,7 @@ def tasks(run: Mapping[str, Any]) -> list[dict]:
         if keep:
             out.append(
                 {
+                    "id": d.get("task_id"),  # the task's one identity in /runs, /outputs and /logs
                     "name": name,
                     "state": d.get("state") or "RUNTIME_STATE_UNSPECIFIED",
                     "start_time": _time(d.get("start_time")),
@@ -55,6 +57,34 @@ def tasks(run: Mapping[str, Any]) -> list[dict]:
             )
     out.sort(key=lambda t: (t["start_time"] or "9999", t["name"]))
     return out
+
+
+def match_task(known: list[dict], name: str, *, pod: str | None = None, started: str | None = None) -> dict | None:
+    """The task of `tasks(run)` that a step seen elsewhere (an ML Metadata execution, a workflow node) is.
+
+    By name; among several tasks of that name (loops), by the pod's Argo hash (a node id `<wf>-<hash>` and
+    its pod's name `<wf>-<template>-<hash>` end alike) or by the start time. None when nothing or several fit.
+    """
+    same = [t for t in known if t["name"] == name]
+    if len(same) > 1 and pod:
+        digest = pod.rsplit("-", 1)[-1]
+        same = [t for t in same if t.get("pod") and str(t["pod"]).rsplit("-", 1)[-1] == digest] or same
+    if len(same) > 1 and started:
+        same = [t for t in same if t.get("start_time") == started] or same
+    return same[0] if len(same) == 1 else None
+
+
+def in_run_order(found: list[tuple[dict | None, T]], known: list[dict]) -> list[tuple[dict | None, T | None]]:
+    """`(task, item)` pairs (items matched to `tasks(run)` by `match_task`) in the order the tasks ran: every
+    task once (with None while nothing of it was found), then the items no task matched, in their order."""
+    by_task: dict[int, T] = {}
+    rest: list[tuple[dict | None, T | None]] = []
+    for task, item in found:
+        if task is None or id(task) in by_task:
+            rest.append((None, item))
+        else:
+            by_task[id(task)] = item
+    return [(task, by_task.get(id(task))) for task in known] + rest
 
 
 def pod_name(workflow: Mapping[str, Any], node_id: str, node: Mapping[str, Any]) -> str | None:

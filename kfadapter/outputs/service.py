@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from kfadapter.core import archive
 from kfadapter.core.errors import AdapterError, KfpUnavailable, NotFound, ObjectStoreUnavailable, Undecodable
-from kfadapter.outputs import argo, ir, values
+from kfadapter.outputs import argo, ir, runinfo, values
 from kfadapter.outputs.mlmd import MlmdClient, MlmdExecution
 from kfadapter.outputs.objectstore import ObjectStore, parse_uri
 from kfadapter.outputs.v1artifacts import V1Artifacts
@@ -132,10 +132,11 @@ class OutputsService:
         """Return the run's state and every task's outputs as typed JSON (`task` filters by id or name)."""
         run = self.kf.get_run(run_id)
         kind = self._kind(run)
+        known = runinfo.tasks(run)  # GET /runs/<id>'s tasks: their ids, states and order are this answer's too
         if kind.kind == pl.V1:
-            tasks = self._v1_tasks(run_id, kind.workflow, task, logs)
+            tasks = self._v1_tasks(run_id, kind.workflow, task, logs, known)
         else:
-            tasks = self._v2_tasks(run_id, kind.spec, task)
+            tasks = self._v2_tasks(run_id, kind.spec, task, known)
         if task and not tasks:
             # An unknown task is a 404, not an empty answer (also while the task has not started yet).
             raise NotFound(
@@ -153,25 +154,32 @@ class OutputsService:
             "tasks": tasks,
         }
 
-    def _v1_tasks(self, run_id: str, workflow: dict | None, selected: str | None, logs: bool) -> list[dict]:
+    def _v1_tasks(
+        self, run_id: str, workflow: dict | None, selected: str | None, logs: bool, known: list[dict]
+    ) -> list[dict]:
         workflow = workflow if workflow is not None else self.kf.workflow(run_id)
-        if workflow is None:
-            return []  # KFP has not recorded a workflow yet (a run that has not started)
+        found = [] if workflow is None else argo.tasks_of(workflow, logs=logs)
+        pairs = [(runinfo.match_task(known, t.name, started=t.started_at), t) for t in found]
         out = []
-        for t in argo.tasks_of(workflow, logs=logs):
-            if selected and selected not in (t.id, t.name, t.template):
+        for task, t in runinfo.in_run_order(pairs, known):
+            ident = (task or {}).get("id") or (t.id if t else "")
+            if selected and selected not in (ident, *((t.id, t.name, t.template) if t else _names(task))):
+                continue
+            if t is None:
+                out.append(_not_recorded(run_id, task or {}))
                 continue
             out.append(
                 {
-                    "id": t.id,
+                    "id": ident,
                     "name": t.name,
+                    "node_id": t.id,
                     "template": t.template,
-                    "state": t.state,
+                    "state": task["state"] if task else t.state,
                     "phase": t.phase,
                     "started_at": t.started_at,
                     "finished_at": t.finished_at,
                     "outputs": [self._v1_output(run_id, t, o, workflow) for o in t.outputs],
-                    "log": logs_path(run_id, t.id),
+                    "log": logs_path(run_id, ident),
                 }
             )
         return out
@@ -198,18 +206,26 @@ class OutputsService:
             return entry | {"available": False, "value": None, "error": exc.to_dict()}
         return entry | _rendered(found, output.type)
 
-    def _v2_tasks(self, run_id: str, spec: Any, selected: str | None) -> list[dict]:
+    def _v2_tasks(self, run_id: str, spec: Any, selected: str | None, known: list[dict]) -> list[dict]:
         try:
             executions = self.mlmd.run_executions(run_id)
         except NotFound:
-            return []  # the run has not reached ML Metadata yet
+            executions = []  # the run has not reached ML Metadata yet
         types = ir.output_types(spec)
         profile = self.kf.server_profile()
+        found = [
+            e
+            for e in sorted(executions, key=lambda x: x.id)
+            if not (e.type == "system.DAGExecution" and not e.outputs and not e.artifacts)
+        ]
+        pairs = [(runinfo.match_task(known, e.name, pod=e.pod_name), e) for e in found]
         out = []
-        for e in sorted(executions, key=lambda x: x.id):
-            if e.type == "system.DAGExecution" and not e.outputs and not e.artifacts:
+        for task, e in runinfo.in_run_order(pairs, known):
+            ident = (task or {}).get("id") or (str(e.id) if e else "")
+            if selected and selected not in (ident, *((str(e.id), e.name, e.pod_name) if e else _names(task))):
                 continue
-            if selected and selected not in (str(e.id), e.name, e.pod_name):
+            if e is None:
+                out.append(_not_recorded(run_id, task or {}))
                 continue
             declared = types.get(e.name, {})
             outputs = [self._v2_parameter(name, value, declared.get(name)) for name, value in sorted(e.outputs.items())]
@@ -221,15 +237,17 @@ class OutputsService:
             ]
             out.append(
                 {
-                    "id": str(e.id),
+                    "id": ident,
                     "name": e.name,
-                    "state": _MLMD_STATES.get(e.state, "PENDING"),
+                    # KFP's state of the task, as GET /runs/<id> has it (a killed pod's execution stays RUNNING)
+                    "state": task["state"] if task else _MLMD_STATES.get(e.state, "PENDING"),
                     "mlmd_state": e.state,
+                    "mlmd_execution_id": str(e.id),
                     "pod_name": e.pod_name,
                     "outputs": outputs,
-                    "log": logs_path(run_id, e.name),
+                    "log": logs_path(run_id, ident),
                 }
-            )  # the name: Argo's pods know no MLMD id
+            )
         return out
 
     def _v2_parameter(self, name: str, value: Any, declared: str | None) -> dict:
@@ -377,6 +395,22 @@ class OutputsService:
         key = (parse_uri(art.uri) or ("", name))[1]
         chunks = iter(lambda: obj.read(archive.CHUNK), b"")
         return Download(_filename(key.rstrip("/").rsplit("/", 1)[-1] or name, None), obj.size, chunks, obj.close)
+
+
+def _names(task: dict | None) -> tuple:
+    """What a task not recorded yet can be asked for by: its name and pod."""
+    return (task or {}).get("name"), (task or {}).get("pod")
+
+
+def _not_recorded(run_id: str, task: dict) -> dict:
+    """A task KFP lists that has recorded nothing yet (its driver or pod has not run, or not ended)."""
+    return {
+        "id": task.get("id"),
+        "name": task.get("name"),
+        "state": task.get("state"),
+        "outputs": [],
+        "log": logs_path(run_id, task.get("id") or task.get("name") or ""),
+    }
 
 
 def _metrics(metadata: dict) -> dict:

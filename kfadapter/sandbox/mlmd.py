@@ -63,13 +63,7 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
     store = state.mlmd
     with state.lock:
         pipeline = state._run(run_id)["_package"].pipeline_name  # 404 for an unknown run
-        now_ms = int(time.time() * 1000)
-        run: dict[str, Any] = {
-            "context": {"id": _new_id(store), "name": run_id, "created": now_ms},
-            "executions": [],
-            "artifacts": [],
-            "events": [],
-        }
+        run = _new_run(store, run_id)
         ids: dict[str, Any] = {"context_id": run["context"]["id"], "executions": {}, "artifacts": {}}
         for task in tasks:
             _check(isinstance(task, dict) and isinstance(task.get("name"), str), "each task needs a name")
@@ -79,54 +73,115 @@ def attach(state: Any, run_id: str, doc: dict) -> dict:
             outputs = task.get("outputs") or {}
             _check(isinstance(outputs, dict), "outputs must be an object")
             _check_value(outputs, f"outputs of {name!r}")
-            exec_id = _new_id(store)
-            custom: dict[str, Any] = {
-                "display_name": name,
-                "task_name": name,
-                "namespace": "kubeflow",
-                "pod_name": task.get("pod_name") or f"{run_id[:8]}-{name}-{exec_id}",
-            }
+            execution = _new_execution(store, run_id, name, task.get("pod_name"), task.get("type"))
+            execution["state"] = exec_state
             if outputs:
-                custom["outputs"] = outputs
-            run["executions"].append(
-                {
-                    "id": exec_id,
-                    "name": f"run/{run_id}/{name}",
-                    "state": exec_state,
-                    "type": task.get("type") or "system.ContainerExecution",
-                    "custom": custom,
-                }
-            )
-            ids["executions"][name] = exec_id
-            for art in task.get("artifacts") or []:
-                _check(isinstance(art, dict) and isinstance(art.get("name"), str), "each artifact needs a name")
-                meta = art.get("metadata") or {}
-                _check(isinstance(meta, dict), "artifact metadata must be an object")
-                for key, value in meta.items():
-                    _check_value(value, f"metadata {key!r}")
-                art_id = _new_id(store)
-                uri = art.get("uri") or artifact_uri(pipeline, run_id, name, art["name"])
-                if art.get("content_base64") is not None:
-                    location: Any = parse_uri(uri)
-                    _check(location is not None, "content_base64 needs a minio:// or s3:// uri")
-                    try:
-                        objects[location] = base64.b64decode(art["content_base64"], validate=True)
-                    except (binascii.Error, TypeError):
-                        raise ApiError(3, "control API: content_base64 is not base64") from None
-                run["artifacts"].append(
-                    {
-                        "id": art_id,
-                        "uri": uri,
-                        "type": art.get("type") or "system.Artifact",
-                        "state": "LIVE",
-                        "custom": {"display_name": art["name"], **meta},
-                    }
-                )
-                run["events"].append({"artifact_id": art_id, "execution_id": exec_id, "key": art["name"]})
-                ids["artifacts"][f"{name}/{art['name']}"] = art_id
+                execution["custom"]["outputs"] = outputs
+            run["executions"].append(execution)
+            ids["executions"][name] = execution["id"]
+            for art_name, art_id in _add_artifacts(store, run, execution, pipeline, task.get("artifacts"), objects):
+                ids["artifacts"][f"{name}/{art_name}"] = art_id
         store["runs"][run_id] = run
         store["objects"].update(objects)
     return ids
+
+
+# ---- records as an executed run goes (KFP's drivers and launchers, backend/src/v2) ----------------------
+
+
+def open_run(state: Any, run_id: str) -> None:
+    """The root driver's record (driver.RootDAG → metadata.GetPipeline): the run's context, no execution yet."""
+    with state.lock:
+        state._run(run_id)  # 404 for a deleted run
+        state.mlmd["runs"][run_id] = _new_run(state.mlmd, run_id)
+
+
+def create_execution(state: Any, run_id: str, task: str, pod_name: str) -> int:
+    """A container driver's record (metadata.CreateExecution): the task's execution, RUNNING; returns its id."""
+    with state.lock:
+        state._run(run_id)
+        run = state.mlmd["runs"].get(run_id)
+        if run is None:
+            raise ApiError(5, f"run {run_id} has no ML Metadata context")
+        execution = _new_execution(state.mlmd, run_id, task, pod_name, None)
+        run["executions"].append(execution)
+        return execution["id"]
+
+
+def publish_execution(
+    state: Any, run_id: str, execution_id: int, exec_state: str, outputs: dict, artifacts: list[dict]
+) -> None:
+    """The launcher's publish when its task ends (metadata.PublishExecution): state, output parameters, output
+    artifacts with their OUTPUT events, and the artifacts' files in the object store."""
+    _check(exec_state in _STATES, f"state must be one of {sorted(_STATES)}")
+    _check_value(outputs, "outputs")
+    objects: dict[tuple[str, str], bytes] = {}
+    with state.lock:
+        pipeline = state._run(run_id)["_package"].pipeline_name
+        run = state.mlmd["runs"].get(run_id)
+        execution = next((e for e in (run or {}).get("executions", []) if e["id"] == execution_id), None)
+        if run is None or execution is None:
+            raise ApiError(5, f"run {run_id} has no execution {execution_id}")
+        execution["state"] = exec_state
+        if outputs:
+            execution["custom"]["outputs"] = outputs
+        list(_add_artifacts(state.mlmd, run, execution, pipeline, artifacts, objects))
+        state.mlmd["objects"].update(objects)
+
+
+def _new_run(store: dict, run_id: str) -> dict:
+    context = {"id": _new_id(store), "name": run_id, "created": int(time.time() * 1000)}
+    return {"context": context, "executions": [], "artifacts": [], "events": []}
+
+
+def _new_execution(store: dict, run_id: str, name: str, pod_name: str | None, kind: str | None) -> dict:
+    exec_id = _new_id(store)
+    custom: dict[str, Any] = {
+        "display_name": name,
+        "task_name": name,
+        "namespace": "kubeflow",
+        "pod_name": pod_name or f"{run_id[:8]}-{name}-{exec_id}",
+    }
+    return {
+        "id": exec_id,
+        "name": f"run/{run_id}/{name}",
+        "state": "RUNNING",
+        "type": kind or "system.ContainerExecution",
+        "custom": custom,
+    }
+
+
+def _add_artifacts(
+    store: dict, run: dict, execution: dict, pipeline: str, artifacts: Any, objects: dict[tuple[str, str], bytes]
+):
+    """Add output artifacts and their events to `run` (content into `objects`); yields (name, artifact id)."""
+    name = execution["custom"]["task_name"]
+    for art in artifacts or []:
+        _check(isinstance(art, dict) and isinstance(art.get("name"), str), "each artifact needs a name")
+        meta = art.get("metadata") or {}
+        _check(isinstance(meta, dict), "artifact metadata must be an object")
+        for key, value in meta.items():
+            _check_value(value, f"metadata {key!r}")
+        art_id = _new_id(store)
+        uri = art.get("uri") or artifact_uri(pipeline, run["context"]["name"], name, art["name"])
+        if art.get("content_base64") is not None:
+            location: Any = parse_uri(uri)
+            _check(location is not None, "content_base64 needs a minio:// or s3:// uri")
+            try:
+                objects[location] = base64.b64decode(art["content_base64"], validate=True)
+            except (binascii.Error, TypeError):
+                raise ApiError(3, "control API: content_base64 is not base64") from None
+        run["artifacts"].append(
+            {
+                "id": art_id,
+                "uri": uri,
+                "type": art.get("type") or "system.Artifact",
+                "state": "LIVE",
+                "custom": {"display_name": art["name"], **meta},
+            }
+        )
+        run["events"].append({"artifact_id": art_id, "execution_id": execution["id"], "key": art["name"]})
+        yield art["name"], art_id
 
 
 def put_object(state: Any, bucket: str, key: str, data: bytes) -> None:

@@ -6,18 +6,18 @@ Runs of v2 (IR) pipelines go to a bounded pool of `workers` threads. Each thread
 `<workdir>/<run_id>/`, and waits for it, reporting the run's Argo workflow (sandbox/workflow.py) as KFP's
 persistence agent would: at the start, at every task start and end the child notes in `progress.jsonl`, and at
 the end. The run goes PENDING → RUNNING → SUCCEEDED or FAILED; why it failed is in the workflow's nodes
-(`main: Error (exit code 1)`), never in the run's `error`. The child's result becomes the run's ML Metadata
-records (one execution per task with its output parameters, output artifacts whose files go into the sandbox
-object store under `minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/[<random segment>/]<name>`, plus each task's log as
-`executor-logs` from KFP 2.5), which `GET /runs/<id>/outputs` reads; each executor pod node of the workflow
-archives its log as `main-logs` (served by `:read`). A terminated run (CANCELING) has its child's whole process group killed
+(`main: Error (exit code 1)`), never in the run's `error`. Each task is recorded when it starts and ends, as
+KFP's drivers and launchers record it (sandbox/recording.py): its ML Metadata execution (RUNNING, then
+COMPLETE or FAILED with its output parameters and artifacts, whose files go into the sandbox object store under
+`minio://mlpipeline/v2/artifacts/<pipeline>/<run_id>/<task>/[<random segment>/]<name>`, plus its log as
+`executor-logs` from KFP 2.5) and its executor pod's log as `main-logs` (served by `:read`), all before its
+workflow node says it ended, so a finished step's outputs and log are there while later steps run. A terminated run (CANCELING) has its child's whole process group killed
 (SIGTERM, then SIGKILL after a grace period); its workflow then ends Failed, as Argo ends a workflow whose
 `activeDeadlineSeconds` KFP set to 0, so the run ends FAILED. Runs of v1 (Argo) packages are not executed.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -26,20 +26,18 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kfadapter.sandbox import driver, mlmd, workdirs
-from kfadapter.sandbox.errors import ApiError
+from kfadapter.sandbox import driver, workdirs
+from kfadapter.sandbox.recording import TaskRecords
 from kfadapter.sandbox.workflow import DEADLINE, EXIT_1, ExecutedWorkflow, TaskRun
 
 log = logging.getLogger(__name__)
 
-MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # larger files are recorded by uri only
 KILL_GRACE = 3.0
 PROGRESS_POLL = 0.5  # seconds between looks at the child's progress file
 
@@ -214,6 +212,8 @@ class RunExecutor:
         if proc is None:
             self._end_terminated(run_id, wf, None)
             return
+        records = TaskRecords(self.state, run_id, ir, wf, workdir / "outputs", no_driver=driver_errors)
+        records.run_started()
         self._report(run_id, wf)  # the workflow runs: RUNNING
         log.info("sandbox run %s: executing %s (pid %s, %s)", run_id, wf.pipeline, proc.pid, workdir)
         seen = 0
@@ -222,9 +222,9 @@ class RunExecutor:
                 proc.wait(PROGRESS_POLL)
                 break
             except subprocess.TimeoutExpired:
-                seen = self._follow(run_id, wf, progress, seen)
+                seen = self._follow(run_id, wf, progress, seen, records)
         _killpg(proc.pid, signal.SIGKILL)  # nothing of the run may outlive it
-        self._follow(run_id, wf, progress, seen)
+        self._follow(run_id, wf, progress, seen, records)
         if self._is_canceled(run_id):
             self._end_terminated(run_id, wf, workdir)
             return
@@ -238,8 +238,7 @@ class RunExecutor:
             )
             self._report(run_id, wf)
             return
-        self._record_mlmd(run_id, ir, result)
-        self._archive_logs(run_id, wf, result)
+        records.run_ended(result)
         self._finish(run_id, wf, result)
         log.info(
             "sandbox run %s: %s in %.1f s%s",
@@ -253,13 +252,15 @@ class RunExecutor:
         else:
             shutil.rmtree(workdir / "tmp", ignore_errors=True)
 
-    def _follow(self, run_id: str, wf: ExecutedWorkflow, progress: Path, seen: int) -> int:
-        """Apply the progress lines after the first `seen` to the workflow; report it when it changed."""
+    def _follow(self, run_id: str, wf: ExecutedWorkflow, progress: Path, seen: int, records: TaskRecords) -> int:
+        """Apply the progress lines after the first `seen` to the workflow and the run's records (a task's
+        ML Metadata and archived log are written before its node says it ended, as in KFP); report the
+        workflow when it changed."""
         try:
-            lines = progress.read_text(encoding="utf-8").splitlines()
+            text = progress.read_text(encoding="utf-8")
         except OSError:
             return seen
-        complete = [ln for ln in lines if ln.endswith("}")]  # a line being written is read next time
+        complete = text.split("\n")[:-1]  # a line being written (no newline yet) is read next time
         if len(complete) <= seen:
             return seen
         now = self._now()
@@ -270,8 +271,11 @@ class RunExecutor:
                 continue
             name = str(event.get("task") or "")
             if event.get("event") == "start":
+                records.task_started(name)
                 wf.tasks[name] = TaskRun(name, started=now)
             elif event.get("event") == "end" and name in wf.tasks:
+                if not self._is_canceled(run_id):  # a killed pod's launcher publishes nothing
+                    records.task_ended(name, bool(event.get("ok")))
                 task = wf.tasks[name]
                 task.finished = now
                 task.phase = "Succeeded" if event.get("ok") else "Failed"
@@ -303,55 +307,6 @@ class RunExecutor:
         log.info("sandbox run %s: terminated, workflow Failed", run_id)
         if workdir is not None:
             shutil.rmtree(workdir / "tmp", ignore_errors=True)
-
-    def _record_mlmd(self, run_id: str, ir: dict, result: dict) -> None:
-        pipeline = (ir.get("pipelineInfo") or {}).get("name") or "pipeline"
-        version = self.state.kfp_version
-        tasks = []
-        for task in result.get("tasks") or []:
-            arts = []
-            salt = str(uuid.uuid4())  # KFP's per-execution random URI segment (driver: uuid.NewString(), from 2.5)
-            outputs = list(task.get("artifacts") or [])
-            if version.executor_logs and task.get("log"):
-                # From 2.5 the launcher uploads each task's log as its output artifact `executor-logs`.
-                outputs.append({"name": "executor-logs", "type": "system.Artifact", "path": task["log"]})
-            for art in outputs:
-                uri = version.artifact_uri(pipeline, run_id, task["name"], art["name"], salt)
-                entry = {
-                    "name": art["name"],
-                    "type": art.get("type") or "system.Artifact",
-                    "uri": uri,
-                    "metadata": art.get("metadata") or {},
-                }
-                path = Path(art.get("path") or "")
-                if path.is_file() and path.stat().st_size <= MAX_ARTIFACT_BYTES:
-                    entry["content_base64"] = base64.b64encode(path.read_bytes()).decode()
-                arts.append(entry)
-            tasks.append(
-                {
-                    "name": task["name"],
-                    "state": task.get("state") or "COMPLETE",
-                    "outputs": task.get("outputs") or {},
-                    "artifacts": arts,
-                }
-            )
-        try:
-            mlmd.attach(self.state, run_id, {"tasks": tasks})
-        except ApiError as exc:
-            log.warning("sandbox run %s: cannot record ML Metadata: %s", run_id, exc.message)
-
-    def _archive_logs(self, run_id: str, wf: ExecutedWorkflow, result: dict) -> None:
-        """Archive each ended step's log as its executor pod's `main-logs` (Argo's `archiveLogs: true`)."""
-        for task in result.get("tasks") or []:
-            run, log_file = wf.tasks.get(task["name"]), Path(task.get("log") or "")
-            if run is None or not log_file.is_file() or log_file.stat().st_size > MAX_ARTIFACT_BYTES:
-                continue
-            node_id = wf.node_id(f"{wf.name}.root.{task['name']}.executor")
-            try:
-                self.state.put_artifact(run_id, node_id, "main-logs", log_file.read_bytes())
-            except ApiError:
-                return  # the run was deleted meanwhile
-            run.log_key = f"artifacts/{wf.name}/{node_id}/main.log"
 
     def _kill(self, run_id: str, proc: subprocess.Popen) -> None:
         _killpg(proc.pid, signal.SIGTERM)

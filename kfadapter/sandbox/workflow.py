@@ -81,6 +81,14 @@ class ExecutedWorkflow:
         """Argo's id of the node called `node_name`."""
         return self.name if node_name == self.name else f"{self.name}-{fnv32a(node_name)}"
 
+    def executor_node(self, task: str) -> str:
+        """The id of a task's executor pod node (`<workflow>.root.<task>.executor`)."""
+        return self.node_id(f"{self.name}.root.{task}.executor")
+
+    def pod_name(self, task: str) -> str:
+        """The Kubernetes pod of a task's executor node, named as Argo names it (`<wf>-<template>-<hash>`)."""
+        return f"{self.name}-system-container-impl-{fnv32a(f'{self.name}.root.{task}.executor')}"
+
     def stop(self, now: str, *, phase: str, message: str | None = None) -> None:
         """The workflow ended: unfinished tasks end with it (Failed, deadline message, when terminated)."""
         for task in self.tasks.values():
