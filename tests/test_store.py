@@ -69,6 +69,7 @@ def test_track_is_idempotent_and_untrack_reports(store_url):
     store.track("r1", "tj1")
     assert len(store.tracked()) == 1
     assert store.untrack("r1") is True and store.untrack("r1") is False
+    assert store.get("r1") is None and store.history("r1")["notification"]["status"] == "not_sent"  # kept
 
 
 def test_concurrent_writers(store_url):
@@ -170,7 +171,7 @@ def test_a_store_made_by_the_landed_version_migrates_without_loss(tmp_path):
     assert [v["run_id"] for v in store.runs_of("tj2")] == ["r2", "r3"]
     Store(str(path))  # opening again is a no-op
     version = sqlite3.connect(path).execute("SELECT version_num FROM alembic_version").fetchall()
-    assert version == [("0002",)]
+    assert version == [("0003",)]
 
 
 def test_a_full_store_answers_store_unavailable(tmp_path):

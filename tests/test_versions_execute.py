@@ -63,3 +63,55 @@ def test_resource_setters_package_runs_across_versions_and_doors(xclient, xsandb
     every = xclient.get(f"/runs/{run_id}/logs").get_data(as_text=True)
     assert "===== train (" in every and "accuracy is 0.5" in every
     print(f"KFP {xsandbox.kfp_version}: ran in {run['finished_at']} (created {run['created_at']})")
+
+
+@pytest.mark.execute
+def test_a_finished_steps_log_and_outputs_are_read_while_the_next_step_runs(xclient, xsandbox):
+    """KFP records each task when it ends (its launcher publishes to ML Metadata, Argo archives its log), so the
+    first step's log and outputs are there while the second runs, and every view agrees with GET /runs/<id>."""
+    require_kfp_local()
+    assert upload(xclient, "wait", package("step_then_wait_v2.yaml")).status_code == 200
+    resp = xclient.post("/trainingjobs/tj-wait/execution",
+                        json={"pipeline_name": "wait", "arguments": {"rows": "3", "seconds": "600"}})
+    assert resp.status_code == 200, resp.json
+    run_id = resp.json["run_id"]
+
+    def going():
+        run = xclient.get(f"/runs/{run_id}").json
+        states = {t["name"]: t["state"] for t in run["tasks"]}
+        return run if states == {"make-data": "SUCCEEDED", "evaluate": "RUNNING"} else None
+
+    run = wait_for(going, 300, what="make-data to end and evaluate to run")
+    ids = {t["name"]: t["id"] for t in run["tasks"]}
+    assert [t["name"] for t in run["tasks"]] == ["make-data", "evaluate"] and all(ids.values())
+    log = xclient.get(f"/runs/{run_id}/logs?task=make-data")
+    assert log.status_code == 200, log.json
+    assert "making 3 rows" in log.get_data(as_text=True) and "make-data done" in log.get_data(as_text=True)
+    assert log.headers["X-Kfadapter-Log-Source"] == ("main-logs" if xsandbox.kfp_version == "2.3" else "executor-logs")
+    every = xclient.get(f"/runs/{run_id}/logs").get_data(as_text=True)
+    assert f"===== make-data ({ids['make-data']}) SUCCEEDED =====\n" in every and "make-data done" in every
+    assert f"===== evaluate ({ids['evaluate']}) RUNNING =====\n[the step is RUNNING" in every
+    assert every.index("===== make-data") < every.index("===== evaluate")
+    waiting = xclient.get(f"/runs/{run_id}/logs?task=evaluate")
+    assert waiting.status_code == 404 and waiting.json["code"] == "log_not_available"
+    assert waiting.json["details"]["state"] == "RUNNING"
+    out = xclient.get(f"/runs/{run_id}/outputs").json
+    assert out["finished"] is False and out["run_status"] == "RUNNING"
+    assert [(t["name"], t["id"], t["state"]) for t in out["tasks"]] == [
+        (t["name"], t["id"], t["state"]) for t in run["tasks"]]
+    made = {o["name"]: o for o in out["tasks"][0]["outputs"]}
+    assert made["Output"]["value"] == 3 and made["data"]["available"] is True
+    assert made["data"]["value"] == "0\n1\n2"
+    assert out["tasks"][1]["outputs"] == []  # evaluate has published nothing yet
+    # The task's other names are aliases of the one id.
+    alias = out["tasks"][0]["mlmd_execution_id"]
+    assert xclient.get(f"/runs/{run_id}/outputs?task={alias}").json["tasks"][0]["id"] == ids["make-data"]
+    assert xclient.get(f"/runs/{run_id}/logs?task={ids['make-data']}").status_code == 200
+    # DELETE stops it; the training job's history keeps the run with the state it ends in.
+    stopped = xclient.delete(f"/runs/{run_id}")
+    assert stopped.status_code == 200 and stopped.json["terminated"] is True
+    ended = wait_for(lambda: (lambda r: r if r["run_status"] in TERMINAL else None)(xclient.get(f"/runs/{run_id}").json),
+                     60, what="the terminated run to end")
+    assert ended["run_status"] == "FAILED" and ended["trainingjob_id"] == "tj-wait" and ended["tracked"] is False
+    [kept] = xclient.get("/trainingjobs/tj-wait/runs").json["runs"]
+    assert kept["run_id"] == run_id and kept["state"] == "FAILED" and kept["notification"]["status"] == "not_sent"

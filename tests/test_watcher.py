@@ -281,8 +281,11 @@ def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, sandbox, tm_re
     watcher.poll_once(now=1000.0)
     done = client.get(f"/runs/{ids[0]}").json
     assert done["trainingjob_id"] == "tj-2" and done["tracked"] is False
-    assert done["notification"]["status"] == "delivered" and done["notification"]["notified_at"] == 1000.0
+    assert done["notification"]["status"] == "delivered"
+    assert done["notification"]["notified_at"] == "1970-01-01T00:16:40.000Z"  # ISO 8601, like KFP's times
     listing = client.get("/trainingjobs/tj-2/runs")
+    assert listing.json["runs"][2]["tracked_at"].endswith("Z")
+    assert listing.json["runs"][2]["finished_at"] == "1970-01-01T00:16:40.000Z"
     assert listing.status_code == 200 and listing.headers["Content-Type"] == "application/json"
     runs = listing.json["runs"]
     assert [r["run_id"] for r in runs] == [ids[2], ids[1], ids[0]]  # newest first
@@ -296,3 +299,28 @@ def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, sandbox, tm_re
     assert len(client.get("/trainingjobs/tj-2/runs").json["runs"]) == 3
     watcher.poll_once(now=1000.0 + 30 * 86400.0 + 1)
     assert [r["run_id"] for r in client.get("/trainingjobs/tj-2/runs").json["runs"]] == [ids[2]]
+
+
+def test_delete_keeps_the_run_in_its_jobs_history_with_the_state_it_ends_in(watcher, make_runs, sandbox, store,
+                                                                            client, tm_receiver):
+    [run_id] = make_runs(1)
+    store.track(run_id, "tj-del", now=5.0)
+    set_state(sandbox, [run_id], "RUNNING")
+    resp = client.delete(f"/runs/{run_id}")
+    assert resp.json["was_tracked"] is True and resp.json["run_status"] == "CANCELING"
+    [kept] = client.get("/trainingjobs/tj-del/runs").json["runs"]
+    assert (kept["run_id"], kept["state"], kept["tracked"]) == (run_id, "CANCELING", False)  # KFP's state now
+    assert kept["notification"]["status"] == "not_sent" and "DELETE" in kept["notification"]["last_error"]
+    assert kept["tracked_at"].endswith("Z") and kept["untracked_at"].endswith("Z")
+    set_state(sandbox, [run_id], "FAILED")  # how KFP ends a terminated run's workflow
+    [kept] = client.get("/trainingjobs/tj-del/runs").json["runs"]
+    assert kept["state"] == "FAILED" and kept["finished_at"].endswith("Z")
+    run = client.get(f"/runs/{run_id}").json
+    assert run["trainingjob_id"] == "tj-del" and run["tracked"] is False
+    assert run["notification"]["status"] == "not_sent"
+    watcher.poll_once(now=1000.0)
+    assert tm_receiver.received == []  # DELETE stopped tracking: the manager is not told
+    assert client.get("/watches").json["tracked"] == []
+    # Kept for KFADAPTER_HISTORY_DAYS like the runs that were notified.
+    watcher.poll_once(now=time.time() + 30 * 86400.0 + 60)
+    assert client.get("/trainingjobs/tj-del/runs").json["runs"] == []

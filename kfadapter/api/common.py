@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, overload
 
@@ -20,6 +21,21 @@ JSON = "application/json"  # the training manager compares the header with this 
 def json_response(body: Any, status: int = HTTPStatus.OK) -> Response:
     """Serialize `body` with Content-Type exactly `application/json` (no charset)."""
     return Response(jsoncodec.dumps(body) + b"\n", status=int(status), content_type=JSON)
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """An epoch time (the store's) as ISO 8601 in UTC, like KFP's times (`2026-01-01T00:00:05.123Z`)."""
+    if seconds is None or isinstance(seconds, str):
+        return seconds
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_times(view: dict, *keys: str) -> dict:
+    """A copy of `view` with the named epoch times (and a `notification`'s `notified_at`) as ISO 8601."""
+    out = {k: iso_time(v) if k in keys else v for k, v in view.items()}
+    if isinstance(out.get("notification"), dict):
+        out["notification"] = iso_times(out["notification"], "notified_at")
+    return out
 
 
 def kf() -> KfConnect:

@@ -6,7 +6,16 @@ from typing import Any
 
 from flask import Blueprint
 
-from kfadapter.api.common import check_name, json_body, json_response, kf, optional_str, required_str, store
+from kfadapter.api.common import (
+    check_name,
+    iso_times,
+    json_body,
+    json_response,
+    kf,
+    optional_str,
+    required_str,
+    store,
+)
 from kfadapter.core.errors import BadRequest
 from kfadapter.kfconnect import UNFINISHED_TIME
 from kfadapter.outputs import runinfo
@@ -64,14 +73,14 @@ def list_runs():
 def get_run(run_id: str):
     """Return one run's name, state, experiment, pipeline, times, tasks and, when FAILED, why."""
     run = kf().describe_run(run_id)
-    # Tracked, or finished and kept for KFADAPTER_HISTORY_DAYS; a run no execution started is never in the store.
+    # Tracked, finished (or untracked by DELETE) and kept for KFADAPTER_HISTORY_DAYS; a run no execution started is never in the store.
     known = store().history(run_id) if intents.may_be_in_store(run) else None
     return json_response(
         _run_view(run)
         | {
             "trainingjob_id": known["trainingjob_id"] if known else None,
             "tracked": bool(known and known["tracked"]),
-            "notification": known["notification"] if known else None,
+            "notification": iso_times(known["notification"], "notified_at") if known else None,
         }
     )
 

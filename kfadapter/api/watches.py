@@ -6,11 +6,13 @@ from dataclasses import asdict
 
 from flask import Blueprint, current_app
 
-from kfadapter.api.common import json_response, store
+from kfadapter.api.common import iso_time, iso_times, json_response, store
 from kfadapter.watch.store import Notification
 from kfadapter.watch.watcher import LEASE_NAME, Watcher
 
 bp = Blueprint("watches", __name__)
+# Epoch seconds in the store, ISO 8601 in the answer (like every other time the adapter gives).
+NOTE_TIMES = ("created_at", "next_attempt_at", "last_attempt_at", "delivered_at", "tracked_at")
 
 
 @bp.get("/watches")
@@ -21,11 +23,12 @@ def watches():
     lease = db.lease(LEASE_NAME)
     return json_response(
         {
-            "tracked": [asdict(t) for t in db.tracked()],
+            "tracked": [iso_times(asdict(t), "created_at") for t in db.tracked()],
             "pending": [_note(n) for n in db.pending()],
-            "intents": [asdict(i) for i in db.intents()],  # executions whose run id is not stored yet
+            # executions whose run id is not stored yet
+            "intents": [iso_times(asdict(i), "created_at") for i in db.intents()],
             "recent_deliveries": [_note(n) for n in db.recent_deliveries()],
-            "lease": {"holder": lease[0], "expires_at": lease[1]} if lease else None,
+            "lease": {"holder": lease[0], "expires_at": iso_time(lease[1])} if lease else None,
             "training_manager_url": watcher.settings.tm_url,
             "poll_interval": watcher.settings.poll_interval,
         }
@@ -33,4 +36,4 @@ def watches():
 
 
 def _note(n: Notification) -> dict:
-    return asdict(n) | {"payload": n.payload()}
+    return iso_times(asdict(n), *NOTE_TIMES) | {"payload": n.payload()}

@@ -38,6 +38,19 @@ outbox = Table(
     Column("tm_answer", Text),  # the training manager's answer body, cut to ANSWER_CHARS
 )
 
+# Runs whose tracking DELETE /runs/<id> stopped (no notification is sent): kept in their training job's
+# history for KFADAPTER_HISTORY_DAYS; their state is read from KFP.
+untracked_runs = Table(
+    "untracked_runs",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("trainingjob_id", Text, nullable=False),
+    Column("pipeline_name", Text),
+    Column("experiment_id", Text),
+    Column("tracked_at", Float),
+    Column("untracked_at", Float, nullable=False),
+)
+
 meta = Table(
     "meta",
     metadata,

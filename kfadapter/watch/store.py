@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -19,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from kfadapter.watch import migrate
 from kfadapter.watch.db import Database
-from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs
+from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs, untracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
 _IDS_PER_STATEMENT = 500  # run ids bound in one IN (well under SQLite's bound-parameter limit)
@@ -64,9 +65,10 @@ class TrackedRun:
 
 
 _TRACKED_COLUMNS = [tracked_runs.c[name] for name in TrackedRun.__dataclass_fields__]
+_UNTRACKED_COLUMNS = list(untracked_runs.c)
 
 
-# A tracked run (kind 0) or its notification (kind 1), as a row of the Notification's columns; a tracked run wins.
+# A tracked run (kind 0), its notification (kind 1) or its untracking (kind 2), as a row of the Notification's columns; a tracked run wins.
 _TRACKED_AS_NOTE = {
     "run_id": "run_id",
     "trainingjob_id": "trainingjob_id",
@@ -74,10 +76,14 @@ _TRACKED_AS_NOTE = {
     "experiment_id": "experiment_id",
     "tracked_at": "created_at",
 }
+# A run DELETE stopped tracking (kind 2), its untracked_at in the `created_at` column.
+_UNTRACKED_AS_NOTE = _TRACKED_AS_NOTE | {"tracked_at": "tracked_at", "created_at": "untracked_at"}
 _HISTORY_TEMPLATE = (
     f"SELECT 0, {', '.join(_TRACKED_AS_NOTE.get(n, 'NULL') for n in Notification.__dataclass_fields__)} "
     "FROM tracked_runs WHERE run_id = {run_id} UNION ALL "
-    f"SELECT 1, {', '.join(Notification.__dataclass_fields__)} FROM outbox WHERE run_id = {{run_id}} "
+    f"SELECT 1, {', '.join(Notification.__dataclass_fields__)} FROM outbox WHERE run_id = {{run_id}} UNION ALL "
+    f"SELECT 2, {', '.join(_UNTRACKED_AS_NOTE.get(n, 'NULL') for n in Notification.__dataclass_fields__)} "
+    "FROM untracked_runs WHERE run_id = {run_id} "
     "ORDER BY 1 LIMIT 1"
 )
 _HISTORY_SQL = {
@@ -161,10 +167,26 @@ class Store:
             stmt.on_conflict_do_update(index_elements=["run_id"], set_={"trainingjob_id": stmt.excluded.trainingjob_id})
         )
 
-    def untrack(self, run_id: str) -> bool:
-        """Stop tracking a run; tell whether it was tracked."""
+    def untrack(self, run_id: str, now: float | None = None) -> bool:
+        """Stop tracking a run (no notification will be sent); it stays in its training job's history. Tell
+        whether it was tracked."""
         with self.db.write() as conn:
-            return conn.execute(delete(tracked_runs).where(tracked_runs.c.run_id == run_id)).rowcount > 0
+            row = conn.execute(
+                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*_TRACKED_COLUMNS)
+            ).first()
+            if row is None:
+                return False
+            run = TrackedRun(*row)
+            stmt = self._insert(untracked_runs).values(
+                run_id=run.run_id,
+                trainingjob_id=run.trainingjob_id,
+                pipeline_name=run.pipeline_name,
+                experiment_id=run.experiment_id,
+                tracked_at=run.created_at,
+                untracked_at=time.time() if now is None else now,
+            )
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["run_id"]))
+            return True
 
     def get(self, run_id: str) -> TrackedRun | None:
         """Return one tracked run, or None."""
@@ -340,11 +362,14 @@ class Store:
             conn.execute(update(outbox).where(outbox.c.run_id == run_id).values(**values))
 
     def prune_delivered(self, older_than: float) -> int:
-        """Forget delivered notifications (history) older than a cutoff; return how many."""
+        """Forget delivered notifications and untracked runs (history) older than a cutoff; return how many."""
         with self.db.write() as conn:
-            return conn.execute(
+            gone = conn.execute(
                 delete(outbox).where(outbox.c.delivered_at.is_not(None), outbox.c.delivered_at < older_than)
             ).rowcount
+            return (
+                gone + conn.execute(delete(untracked_runs).where(untracked_runs.c.untracked_at < older_than)).rowcount
+            )
 
     def history(self, run_id: str) -> dict | None:
         """Return what the store knows of one run (tracked, or finished and kept as history), or None."""
@@ -354,24 +379,39 @@ class Store:
             row = conn.exec_driver_sql(*self._history_query(run_id)).first()
         if row is None:
             return None
+        n = Notification(*row[1:])
         if row[0] == 0:
-            n = Notification(*row[1:])
             return _tracked_view(
                 TrackedRun(n.run_id, n.trainingjob_id, n.pipeline_name, n.experiment_id, n.tracked_at or 0.0)
             )
-        return _finished_view(Notification(*row[1:]))
+        if row[0] == 2:  # untracked by DELETE: `created_at` holds untracked_at
+            return _untracked_view(
+                SimpleNamespace(
+                    run_id=n.run_id,
+                    trainingjob_id=n.trainingjob_id,
+                    pipeline_name=n.pipeline_name,
+                    experiment_id=n.experiment_id,
+                    tracked_at=n.tracked_at,
+                    untracked_at=n.created_at,
+                )
+            )
+        return _finished_view(n)
 
     def _history_query(self, run_id: str) -> tuple[str, Any]:
         if self.backend == "postgresql":
             return _HISTORY_SQL["postgresql"], {"run_id": run_id}
-        return _HISTORY_SQL["sqlite"], (run_id, run_id)
+        return _HISTORY_SQL["sqlite"], (run_id, run_id, run_id)
 
     def runs_of(self, trainingjob_id: str) -> list[dict]:
         """Return a training job's runs (tracked and finished), newest first."""
         with self.db.read() as conn:
             live = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
             done = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.trainingjob_id == trainingjob_id)).all()
+            gone = conn.execute(
+                select(*_UNTRACKED_COLUMNS).where(untracked_runs.c.trainingjob_id == trainingjob_id)
+            ).all()
         views = [_tracked_view(TrackedRun(*r)) for r in live] + [_finished_view(Notification(*r)) for r in done]
+        views += [_untracked_view(r) for r in gone]
         return sorted(views, key=lambda v: (v["tracked_at"] or v["finished_at"] or 0.0, v["run_id"]), reverse=True)
 
     # ---- leases -------------------------------------------------------------------------------------------
@@ -439,6 +479,29 @@ def _tracked_view(run: TrackedRun) -> dict:
             "notified_at": None,
             "last_status": None,
             "last_error": None,
+            "answer": None,
+        },
+    }
+
+
+def _untracked_view(row: Any) -> dict:
+    """A run DELETE stopped tracking: no notification; its state comes from KFP (`state` None here)."""
+    return {
+        "run_id": row.run_id,
+        "trainingjob_id": row.trainingjob_id,
+        "pipeline_name": row.pipeline_name,
+        "experiment_id": row.experiment_id,
+        "tracked": False,
+        "tracked_at": row.tracked_at,
+        "untracked_at": row.untracked_at,
+        "state": None,
+        "finished_at": None,
+        "notification": {
+            "status": "not_sent",
+            "attempts": 0,
+            "notified_at": None,
+            "last_status": None,
+            "last_error": "tracking stopped by DELETE /runs/<run_id>: the training manager is not notified",
             "answer": None,
         },
     }
