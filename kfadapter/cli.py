@@ -1,5 +1,5 @@
-"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter check`, `kfadapter outputs RUN_ID`
-and `kfadapter rewrite-volume IN OUT --claim NAME`."""
+"""Command line: `kfadapter serve [--sandbox]`, `kfadapter sandbox`, `kfadapter check`, `kfadapter outputs RUN_ID`,
+`kfadapter rewrite-volume IN OUT --claim NAME` and `kfadapter runs list|get|wait|logs|outputs`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 
+from kfadapter import runs_cli
 from kfadapter.core.observability import configure_logging
 from kfadapter.core.version import version
 from kfadapter.settings import Settings, SettingsError, load
@@ -18,12 +19,15 @@ from kfadapter.settings.checks import check_listen, gunicorn_options, listen_add
 KFP_VERSIONS = ("2.3", "2.5", "2.14", "2.17")  # the sandbox's profiles (kfadapter/sandbox/versions.py)
 SANDBOX_TOKEN = "kfadapter-sandbox"  # the adapter's bearer token for `serve --sandbox --multi-user`
 _TAG_NAME_HELP = "healthz tag_name the sandbox reports (default: the official image's; 'unknown' on 2.5 and 2.14)"
+DEFAULT_SANDBOX_PORT = 8888  # KFP's API server's port
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `kfadapter` command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "runs":
+            return runs_cli.main(args)  # a client: it logs nothing, it prints
         _configure_logging(args)
         if args.command == "sandbox":
             return _run_sandbox(
@@ -64,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an in-process sandbox KFP and point the adapter at it (no cluster needed)",
     )
-    serve.add_argument("--sandbox-port", type=int, default=8888, help="port of the in-process sandbox KFP")
+    serve.add_argument(
+        "--sandbox-port",
+        type=int,
+        help="port of the in-process sandbox KFP (default 8888, or a free one when 8888 is taken; 0: any)",
+    )
     serve.add_argument(
         "--multi-user",
         action="store_true",
@@ -85,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tag-name", help=_TAG_NAME_HELP + " (with --sandbox)")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox KFP")
     sandbox.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    sandbox.add_argument("--port", type=int, default=8888, help="port of its KFP REST API (default 8888)")
+    sandbox.add_argument(
+        "--port", type=int, help="port of its KFP REST API (default 8888, or a free one when 8888 is taken; 0: any)"
+    )
     sandbox.add_argument("--mlmd-port", type=int, default=0, help="port of its ML Metadata gRPC service (0: any)")
     sandbox.add_argument(
         "--execute",
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--claim", help="name of an existing PersistentVolumeClaim (volume 'data-storage')")
     source.add_argument("--volume", help='JSON Kubernetes volume, e.g. \'{"name": "data", "nfs": {...}}\'')
     rewrite.add_argument("--path-prefix", default="artifact_data", help="directory for the data inside the volume")
+    runs_cli.add_parser(sub)
     return parser
 
 
@@ -163,7 +174,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def _run_sandbox(
     host: str,
-    port: int,
+    port: int | None,
     mlmd_port: int = 0,
     execute: bool = False,
     multi_user: bool = False,
@@ -185,7 +196,9 @@ def _run_sandbox(
         return 2
 
     settings = _sandbox_settings(load(files=False))
-    print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
+    port = sandbox_port(host, port, "--port")
+    if port:  # else the server says which port it took
+        print(f"sandbox KFP on http://{host}:{port} (control API under /_sandbox/)", flush=True)
     _sigterm_stops()
     serve_forever(
         host,
@@ -322,7 +335,7 @@ def _serve(args: argparse.Namespace) -> int:
     # The sandbox executes v2 runs for real (kfp.local, one child process per run, a bounded pool).
     kfp = SandboxServer(
         host="127.0.0.1",
-        port=args.sandbox_port,
+        port=sandbox_port("127.0.0.1", args.sandbox_port, "--sandbox-port"),
         execute=True,
         workers=base.sandbox_workers,
         workdir=base.sandbox_workdir,
@@ -383,8 +396,9 @@ def _serve(args: argparse.Namespace) -> int:
     from kfadapter.watch import opening
 
     app = create_app(settings)
-    # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough.
-    server = make_server(settings.host, settings.port, app, threaded=True)
+    # Sandbox mode is one process (adapter, sandbox and watcher threads), so a threaded WSGI server is enough;
+    # the app's own access log (kfadapter.access) is the one line per request.
+    server = make_server(settings.host, settings.port, app, threaded=True, request_handler=_no_request_log())
     watcher = app.extensions["kfadapter.watcher"] if settings.watch_enabled else None
     # As under gunicorn: a store that is down at start is waited for, the watcher starts once it is open.
     opening.open_in_background(app.extensions["kfadapter.store"], watcher.start if watcher is not None else None)
@@ -398,6 +412,48 @@ def _serve(args: argparse.Namespace) -> int:
             watcher.stop()
         kfp.stop()
     return 0
+
+
+def _no_request_log():
+    from werkzeug.serving import WSGIRequestHandler
+
+    class NoRequestLog(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass  # errors still reach werkzeug's logger
+
+    return NoRequestLog
+
+
+def sandbox_port(host: str, asked: int | None, option: str) -> int:
+    """The sandbox's port: the one asked for (taken: a configuration error naming `option`), else 8888, else,
+    when 8888 is taken, a free one (0: the server binds any), which the banner then shows."""
+    if asked is not None:
+        if asked and not _can_bind(host, asked):
+            raise SettingsError(
+                f"port {asked} on {host} is taken ({option} {asked}); choose another, or leave "
+                f"{option} out to take {DEFAULT_SANDBOX_PORT} or, when that is taken, a free one"
+            )
+        return asked
+    if _can_bind(host, DEFAULT_SANDBOX_PORT):
+        return DEFAULT_SANDBOX_PORT
+    print(
+        f"port {DEFAULT_SANDBOX_PORT} is taken: the sandbox KFP takes a free port instead (shown below; "
+        f"{option} N chooses one)",
+        flush=True,
+    )
+    return 0
+
+
+def _can_bind(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug's server binds
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _exec_gunicorn(args: argparse.Namespace) -> int:

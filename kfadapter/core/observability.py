@@ -96,6 +96,8 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every start-up (plugins, each migration step): only at DEBUG. Its warnings stay.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 def new_request_id(incoming: str | None) -> str:
