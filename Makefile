@@ -6,18 +6,24 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-fast lint browser sandbox bench bench-outputs bench-slow bench-store bench-delivery clean lock image-check postgres
 
+# First use: pip's own progress while the dependencies install (about a minute from PyPI), then the package in
+# editable mode without a word (setuptools warns about every editable build, which says nothing here).
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
-	touch $(STAMP)
+	@echo "kfadapter: installing into $(VENV) (the first time takes about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar on '.[test,lint]'
+	@$(BIN)/python -m pip install -qq --no-deps -e .
+	@$(BIN)/kfadapter --version >/dev/null  # fails here, not later, when the install did not work
+	@touch $(STAMP)
+	@echo "kfadapter: $(VENV) is ready"
 
 run: $(STAMP)
-	$(BIN)/kfadapter serve --sandbox --host 127.0.0.1 --port 5001
+	@$(BIN)/kfadapter serve --sandbox --host 127.0.0.1 --port 5001
 
 sandbox: $(STAMP)
-	$(BIN)/kfadapter sandbox --port 8888
+	$(BIN)/kfadapter sandbox
 
 # The store's tests also run on a throwaway PostgreSQL started from the machine's server binaries (Debian's
 # postgresql package; installed here when missing, which needs root as on CI).

@@ -2,8 +2,10 @@
 the OpenAPI document is in the routes table; and the walkthrough's `wait_run` says when it gives up."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -83,16 +85,18 @@ def test_routes_table_lists_every_route_of_the_openapi_document():
     assert missing == [], f"missing from the README's Routes table: {missing}"
 
 
-def test_wait_run_says_when_it_gives_up(client, adapter_url):
-    """The walkthrough's own `wait_run`, with a 2 s limit, on a run that stays PENDING (v1: never executed)."""
-    script = walkthrough()
-    wait_run = next(line for line in script.splitlines() if line.startswith("wait_run()"))
-    limit = re.search(r"seq (\d+)", wait_run).group(1)
+def test_the_walkthroughs_wait_says_when_it_gives_up(client, adapter_url):
+    """The walkthrough's own `kfadapter runs wait`, with a 2 s limit, on a run that stays PENDING (v1: never
+    executed): exit 3 and one line saying so."""
+    line = next(x for x in walkthrough().splitlines() if "runs wait $RUN " in x)
+    limit = re.search(r"--timeout (\d+)", line).group(1)
     assert upload(client, "v1", package("qoe_train_v1_argo.yaml")).status_code == 200
     run_id = client.post("/trainingjobs/tj/execution", json={"pipeline_name": "v1", "arguments": {
         "epochs": "1", "trainingjob_id": "tj", "featuregroup_name": "fg"}}).json["run_id"]
-    shell = wait_run.replace("127.0.0.1:5001", adapter_url.removeprefix("http://")).replace(
-        f"seq {limit}", "seq 2").replace(f"{limit} s", "2 s")
-    done = subprocess.run(["bash", "-c", f"{shell}\nwait_run {run_id}"], capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and done.stdout == ""
-    assert done.stderr.strip() == f"wait_run: run {run_id} is still PENDING after 2 s, giving up"
+    shell = line.replace(f"--timeout {limit}", "--timeout 2").replace(".venv/bin/kfadapter",
+                                                                     f"{sys.executable} -m kfadapter.cli")
+    env = {**os.environ, "KFADAPTER_URL": adapter_url, "RUN": run_id}
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.split()[1:] == ["run", "PENDING"]  # the state it saw, once
+    assert done.stderr.strip() == f"kfadapter runs wait: run {run_id} is still PENDING after 2 s, giving up"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 
@@ -135,6 +136,7 @@ def test_receiver_down_then_503_then_up(watcher, make_runs, sandbox, tm_receiver
     assert all("connection" in n.last_error for n in pending if n.attempts)
     view = client.get("/watches").json
     assert len(view["pending"]) == 6
+    assert {p["next_attempt_at"][-1] for p in view["pending"]} == {"Z"}  # ISO 8601 like every time given
     assert sum(1 for p in view["pending"] if (p["last_error"] or "").startswith("connection")) == 3
     tm_receiver.start()
     tm_receiver.answer = 503
@@ -227,6 +229,7 @@ def test_watches_route_lists_tracked_runs(client, make_runs):
     view = client.get("/watches").json
     assert sorted(t["run_id"] for t in view["tracked"]) == sorted(ids)
     assert view["pending"] == []
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t["created_at"]) for t in view["tracked"])
 
 
 def test_a_pass_stops_at_its_next_batch_once_its_lease_is_lost(wsettings, make_runs, sandbox, tm_receiver, store):
