@@ -33,8 +33,9 @@ def iso_time(seconds: float | None) -> str | None:
 def iso_times(view: dict, *keys: str) -> dict:
     """A copy of `view` with the named epoch times (and a `notification`'s `notified_at`) as ISO 8601."""
     out = {k: iso_time(v) if k in keys else v for k, v in view.items()}
-    if isinstance(out.get("notification"), dict):
-        out["notification"] = iso_times(out["notification"], "notified_at")
+    note = out.get("notification")
+    if isinstance(note, dict):
+        out["notification"] = iso_times(note, "notified_at")
     return out
 
 
