@@ -62,7 +62,7 @@ def test_readme_walkthrough(tmp_path, kfp_version):
         assert '"versions_list": ["qoe_Pipeline", "2"]' in out
         assert '"run_status": "scheduled"' in out  # the execution's answer, as TM reads it
         assert '"featurepath"' in out
-        answers = _json_lines(out)
+        answers = [a for a in _json_lines(out) if isinstance(a, dict)]  # the tables and logs hold brackets too
         run_id = next(a["run_id"] for a in answers if a.get("run_status") in ("PENDING", "RUNNING"))
         # `kfadapter runs wait` printed each change, then the run as a table (and exited 0: it SUCCEEDED)
         changes = re.findall(r"^\d\d:\d\d:\d\d  (run|task \S+) +(\S+)$", out, re.M)
