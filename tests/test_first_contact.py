@@ -47,9 +47,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def test_serve_sandbox_takes_a_free_port_when_8888_is_taken_and_logs_each_request_once(tmp_path):
+def test_a_taken_8888_gives_the_sandbox_a_free_port_and_each_request_one_log_line(tmp_path):
+    # One test holds 8888 (tests run side by side): `serve --sandbox` first, then `kfadapter sandbox` alone.
     port = free_port()
     with port_8888_taken():
+        _sandbox_alone_takes_a_free_port(tmp_path)
         proc, log = _start(tmp_path, "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(port))
         try:
             wait_for(lambda: "kfadapter on http" in log.read_text() or proc.poll() is not None, "the banner")
@@ -73,6 +75,18 @@ def test_serve_sandbox_takes_a_free_port_when_8888_is_taken_and_logs_each_reques
             _stop(proc)
 
 
+def _sandbox_alone_takes_a_free_port(tmp_path) -> None:
+    proc, log = _start(tmp_path, "sandbox")
+    try:
+        wait_for(lambda: "listening on" in log.read_text() or proc.poll() is not None, "the sandbox")
+        text = log.read_text()
+        assert "port 8888 is taken" in text, text
+        url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text).group(1)
+        assert not url.endswith(":8888") and requests.get(f"{url}/apis/v2beta1/healthz", timeout=10).ok
+    finally:
+        _stop(proc)
+
+
 def test_a_sandbox_port_asked_for_and_taken_is_an_error_naming_the_option(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -84,16 +98,3 @@ def test_a_sandbox_port_asked_for_and_taken_is_an_error_naming_the_option(tmp_pa
     assert done.returncode == 2
     assert f"port {taken} on 127.0.0.1 is taken (--sandbox-port {taken})" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_kfadapter_sandbox_alone_also_takes_a_free_port(tmp_path):
-    with port_8888_taken():
-        proc, log = _start(tmp_path, "sandbox")
-        try:
-            wait_for(lambda: "listening on" in log.read_text() or proc.poll() is not None, "the sandbox")
-            text = log.read_text()
-            assert "port 8888 is taken" in text
-            url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text).group(1)
-            assert not url.endswith(":8888") and requests.get(f"{url}/apis/v2beta1/healthz", timeout=10).ok
-        finally:
-            _stop(proc)
