@@ -399,15 +399,19 @@ def test_unreachable_mlmd_is_502(settings, client):
 def test_serve_sandbox_wires_mlmd_and_the_object_store(tmp_path):
     """`kfadapter serve --sandbox` points the adapter at the sandbox's MLMD (gRPC) and object store."""
     from tests.conftest import PIPELINES
-    from tests.support import SandboxService
+    from tests.support import SandboxService, wait_for
 
     server = SandboxService(tmp_path, PIPELINES.parents[2], KFADAPTER_WATCH="false")
     url, kfp = server.url, server.kfp_url
     try:
-        with (PIPELINES / "qoe_train_v2.yaml").open("rb") as fh:
+        # A container component: the sandbox fails its run at once, so its own ML Metadata records (written as
+        # an executed run goes) are all there before the ones attached here replace them.
+        with (PIPELINES / "container_echo_v2.yaml").open("rb") as fh:
             assert requests.post(f"{url}/pipelineIds/q", files={"file": ("file", fh)}, timeout=10).ok
         run_id = requests.post(f"{url}/trainingjobs/tj/execution", timeout=10,
-                               json={"pipeline_name": "q", "arguments": TM_ARGS}).json()["run_id"]
+                               json={"pipeline_name": "q", "arguments": {"text": "hi"}}).json()["run_id"]
+        wait_for(lambda: requests.get(f"{url}/runs/{run_id}", timeout=10).json()["run_status"] == "FAILED",
+                 "the run to fail")
         doc = {"tasks": [{"name": "train", "outputs": {"accuracy": 0.5},
                           "artifacts": [{"name": "model", "uri": "minio://mlpipeline/m",
                                          "content_base64": base64.b64encode(b"weights").decode()}]}]}
