@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import json
 
 import pytest
+import yaml
 
 from kfadapter.app import create_app
 from kfadapter.outputs import logs
+from kfadapter.sandbox.recording import TaskRecords
+from kfadapter.sandbox.workflow import ExecutedWorkflow, TaskRun
 
-from tests.conftest import across_versions
+from tests.conftest import across_versions, package
 from tests.test_outputs import control, start_run, store_v1_run
 
 pytestmark = across_versions  # O-RAN's KFP 2.3 and the newest, 2.17
@@ -124,3 +128,52 @@ def test_v2_task_log_is_its_executor_logs_or_main_logs(v2_client, sandbox, kfp_v
         assert resp.headers["X-Kfadapter-Log-Source"] == "executor-logs"
         by_id = v2_client.get(f"/runs/{run_id}/logs?task={ids['executions']['train']}")
         assert by_id.get_data(as_text=True) == "from executor-logs\n"
+
+
+def test_a_finished_steps_outputs_and_log_are_there_while_the_next_step_runs(v2_client, sandbox, tmp_path,
+                                                                             kfp_version):
+    """The sandbox's executor records each task as KFP's drivers and launchers do (sandbox/recording.py); driven
+    here step by step the way its runner drives it, with nothing executed (tests/test_versions_execute.py runs
+    a real pipeline through the same path)."""
+    run_id = start_run(v2_client, "qoe_train_v2.yaml")
+    state = sandbox.app.extensions["sandbox"]
+    wf = ExecutedWorkflow(run_id, "qoe-train-v2", state._now())
+    root = tmp_path / "outputs"
+    records = TaskRecords(state, run_id, yaml.safe_load(package("qoe_train_v2.yaml")), wf, root)
+    records.run_started()  # the root driver: the run's context
+    assert state.report_workflow(run_id, wf.manifest())
+
+    def task_starts(name: str) -> None:
+        records.task_started(name)  # its driver: the execution, RUNNING
+        wf.tasks[name] = TaskRun(name, started=state._now())
+        state.report_workflow(run_id, wf.manifest())
+
+    task_starts("prepare")
+    task_dir = root / "qoe-train-v2-20261206" / "prepare"  # kfp.local's layout
+    task_dir.mkdir(parents=True)
+    (task_dir / "executor_output.json").write_text(json.dumps({"parameterValues": {"row_count": 100}}))
+    (task_dir / "task.log").write_text("prepared 100 rows\n")
+    records.task_ended("prepare", True)  # its launcher publishes, Argo archives the pod's log; then the node ends
+    wf.tasks["prepare"].finished, wf.tasks["prepare"].phase = state._now(), "Succeeded"
+    state.report_workflow(run_id, wf.manifest())
+    task_starts("train")
+
+    run = v2_client.get(f"/runs/{run_id}").json
+    assert run["run_status"] == "RUNNING"
+    assert [(t["name"], t["state"]) for t in run["tasks"]] == [("prepare", "SUCCEEDED"), ("train", "RUNNING")]
+    ids = {t["name"]: t["id"] for t in run["tasks"]}
+    out = v2_client.get(f"/runs/{run_id}/outputs").json
+    assert [(t["id"], t["name"], t["state"]) for t in out["tasks"]] == [
+        (ids["prepare"], "prepare", "SUCCEEDED"), (ids["train"], "train", "RUNNING")]
+    assert [(o["name"], o["value"]) for o in out["tasks"][0]["outputs"]] == [("row_count", 100)]
+    assert out["tasks"][1]["outputs"] == [] and out["tasks"][1]["mlmd_state"] == "RUNNING"
+    assert out["tasks"][0]["pod_name"].startswith(f"{wf.name}-system-container-impl-")  # the executor pod's name
+    log = v2_client.get(f"/runs/{run_id}/logs?task=prepare")
+    assert log.status_code == 200, log.json
+    assert log.get_data(as_text=True) == "prepared 100 rows\n"
+    assert log.headers["X-Kfadapter-Log-Source"] == ("main-logs" if kfp_version == "2.3" else "executor-logs")
+    every = v2_client.get(f"/runs/{run_id}/logs").get_data(as_text=True)
+    assert every.startswith(f"===== prepare ({ids['prepare']}) SUCCEEDED =====\nprepared 100 rows\n")
+    assert f"===== train ({ids['train']}) RUNNING =====\n[the step is RUNNING" in every
+    waiting = v2_client.get(f"/runs/{run_id}/logs?task={ids['train']}")
+    assert waiting.status_code == 404 and waiting.json["details"]["state"] == "RUNNING"

@@ -60,9 +60,10 @@ class TaskRecords:
         if name in self.no_driver:
             return
         task = self._collected(name, ok)
-        if task is not None:
-            self._publish(task)
-            self._archive_log(task)
+        if task is None:  # not a root task (inside a sub-DAG): its state, nothing collected
+            task = {"name": name, "state": "COMPLETE" if ok else "FAILED", "outputs": {}, "artifacts": []}
+        self._publish(task)
+        self._archive_log(task)
 
     def run_ended(self, result: dict) -> None:
         """At the run's end: publish what the progress notes missed (a task that failed before kfp.local noted
