@@ -304,10 +304,10 @@ def test_history_keeps_trainingjob_and_lists_a_jobs_runs(watcher, sandbox, tm_re
     assert [r["run_id"] for r in client.get("/trainingjobs/tj-2/runs").json["runs"]] == [ids[2]]
 
 
-def test_delete_keeps_the_run_in_its_jobs_history_with_the_state_it_ends_in(watcher, make_runs, sandbox, store,
-                                                                            client, tm_receiver):
-    [run_id] = make_runs(1)
-    store.track(run_id, "tj-del", now=5.0)
+def test_delete_keeps_the_run_in_its_jobs_history_with_the_state_it_ends_in(watcher, sandbox, store, client,
+                                                                            tm_receiver):
+    upload(client, "p", package("add_v2.yaml"))
+    run_id = client.post("/trainingjobs/tj-del/execution", json={"pipeline_name": "p"}).json["run_id"]  # as TM does
     set_state(sandbox, [run_id], "RUNNING")
     resp = client.delete(f"/runs/{run_id}")
     assert resp.json["was_tracked"] is True and resp.json["run_status"] == "CANCELING"
