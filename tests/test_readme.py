@@ -58,11 +58,11 @@ def test_readme_walkthrough(tmp_path, kfp_version):
         done = subprocess.run(["bash", "-c", strict], cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         out = done.stdout
-        assert '"version_name": "qoe_Pipeline"' in out and '"version_name": "2"' in out
-        assert '"versions_list": ["qoe_Pipeline", "2"]' in out
-        assert '"run_status": "scheduled"' in out  # the execution's answer, as TM reads it
-        assert '"featurepath"' in out
         answers = [a for a in _json_lines(out) if isinstance(a, dict)]  # the tables and logs hold brackets too
+        assert {a.get("version_name") for a in answers} >= {"qoe_Pipeline", "2"}
+        assert ["qoe_Pipeline", "2"] in [a.get("versions_list") for a in answers]
+        assert "scheduled" in [a.get("run_status") for a in answers]  # the execution's answer, as TM reads it
+        assert '"featurepath"' in out
         run_id = next(a["run_id"] for a in answers if a.get("run_status") in ("PENDING", "RUNNING"))
         # `kfadapter runs wait` printed each change, then the run as a table (and exited 0: it SUCCEEDED)
         changes = re.findall(r"^\d\d:\d\d:\d\d  (run|task \S+) +(\S+)$", out, re.M)
