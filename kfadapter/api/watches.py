@@ -7,7 +7,7 @@ from dataclasses import asdict
 from flask import Blueprint, current_app
 
 from kfadapter.api.common import iso_time, iso_times, json_response, store
-from kfadapter.watch.store import Notification
+from kfadapter.watch.records import Notification
 from kfadapter.watch.watcher import LEASE_NAME, Watcher
 
 bp = Blueprint("watches", __name__)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from kfadapter.core.errors import StoreUnavailable
 from kfadapter.core.observability import NOTIFY_ATTEMPTS
 from kfadapter.watch.post import Answer, post_json
-from kfadapter.watch.store import ANSWER_CHARS, Notification, Store
+from kfadapter.watch.records import Notification
+from kfadapter.watch.store import ANSWER_CHARS, Store
 
 log = logging.getLogger(__name__)
 

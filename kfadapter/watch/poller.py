@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from kfadapter.core.errors import AdapterError, NotFound
 from kfadapter.kfconnect import TERMINAL_STATES, KfConnect
-from kfadapter.watch.store import Store, TrackedRun
+from kfadapter.watch.records import TrackedRun
+from kfadapter.watch.store import Store
 
 log = logging.getLogger(__name__)
 

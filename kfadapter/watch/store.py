@@ -10,7 +10,6 @@ WHERE, a DELETE … RETURNING), so it is atomic on both backends without table l
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,87 +19,22 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from kfadapter.watch import migrate
 from kfadapter.watch.db import Database
+from kfadapter.watch.records import (
+    HISTORY_SQL,
+    NOTE_COLUMNS,
+    TRACKED_COLUMNS,
+    UNTRACKED_COLUMNS,
+    Intent,
+    Notification,
+    TrackedRun,
+    finished_view,
+    tracked_view,
+    untracked_view,
+)
 from kfadapter.watch.schema import intents, lease, meta, outbox, tracked_runs, untracked_runs
 
 ANSWER_CHARS = 2000  # of the training manager's answer kept in the history
 _IDS_PER_STATEMENT = 500  # run ids bound in one IN (well under SQLite's bound-parameter limit)
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A terminal run state waiting for (or past) delivery to the training manager."""
-
-    run_id: str
-    trainingjob_id: str
-    run_status: str
-    created_at: float
-    attempts: int
-    next_attempt_at: float
-    last_attempt_at: float | None
-    last_status: int | None
-    last_error: str | None
-    delivered_at: float | None
-    pipeline_name: str | None = None
-    experiment_id: str | None = None
-    tracked_at: float | None = None
-    tm_answer: str | None = None
-
-    def payload(self) -> dict[str, str]:
-        """Return the body the training manager expects."""
-        return {"run_id": self.run_id, "run_status": self.run_status, "trainingjob_id": self.trainingjob_id}
-
-
-_NOTE_COLUMNS = [outbox.c[name] for name in Notification.__dataclass_fields__]
-
-
-@dataclass(frozen=True)
-class TrackedRun:
-    """A run whose terminal state the training manager must be told about."""
-
-    run_id: str
-    trainingjob_id: str
-    pipeline_name: str | None
-    experiment_id: str | None
-    created_at: float
-
-
-_TRACKED_COLUMNS = [tracked_runs.c[name] for name in TrackedRun.__dataclass_fields__]
-_UNTRACKED_COLUMNS = list(untracked_runs.c)
-
-
-# A tracked run (kind 0), its notification (kind 1) or its untracking (kind 2), as a row of the Notification's columns; a tracked run wins.
-_TRACKED_AS_NOTE = {
-    "run_id": "run_id",
-    "trainingjob_id": "trainingjob_id",
-    "pipeline_name": "pipeline_name",
-    "experiment_id": "experiment_id",
-    "tracked_at": "created_at",
-}
-# A run DELETE stopped tracking (kind 2), its untracked_at in the `created_at` column.
-_UNTRACKED_AS_NOTE = _TRACKED_AS_NOTE | {"tracked_at": "tracked_at", "created_at": "untracked_at"}
-_HISTORY_TEMPLATE = (
-    f"SELECT 0, {', '.join(_TRACKED_AS_NOTE.get(n, 'NULL') for n in Notification.__dataclass_fields__)} "
-    "FROM tracked_runs WHERE run_id = {run_id} UNION ALL "
-    f"SELECT 1, {', '.join(Notification.__dataclass_fields__)} FROM outbox WHERE run_id = {{run_id}} UNION ALL "
-    f"SELECT 2, {', '.join(_UNTRACKED_AS_NOTE.get(n, 'NULL') for n in Notification.__dataclass_fields__)} "
-    "FROM untracked_runs WHERE run_id = {run_id} "
-    "ORDER BY 1 LIMIT 1"
-)
-_HISTORY_SQL = {
-    "sqlite": _HISTORY_TEMPLATE.format(run_id="?"),  # each driver's parameter style
-    "postgresql": _HISTORY_TEMPLATE.format(run_id="%(run_id)s"),
-}
-
-
-@dataclass(frozen=True)
-class Intent:
-    """An execution about to ask KFP for a run: the run will carry `run_name`, which holds the token."""
-
-    token: str
-    trainingjob_id: str
-    pipeline_name: str
-    run_name: str
-    created_at: float
 
 
 class Store:
@@ -172,7 +106,7 @@ class Store:
         whether it was tracked."""
         with self.db.write() as conn:
             row = conn.execute(
-                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*_TRACKED_COLUMNS)
+                delete(tracked_runs).where(tracked_runs.c.run_id == run_id).returning(*TRACKED_COLUMNS)
             ).first()
             if row is None:
                 return False
@@ -191,14 +125,14 @@ class Store:
     def get(self, run_id: str) -> TrackedRun | None:
         """Return one tracked run, or None."""
         with self.db.read() as conn:
-            row = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.run_id == run_id)).first()
+            row = conn.execute(select(*TRACKED_COLUMNS).where(tracked_runs.c.run_id == run_id)).first()
         return TrackedRun(*row) if row else None
 
     def tracked(self) -> list[TrackedRun]:
         """Return every tracked run, oldest first."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(*_TRACKED_COLUMNS).order_by(tracked_runs.c.created_at, tracked_runs.c.run_id)
+                select(*TRACKED_COLUMNS).order_by(tracked_runs.c.created_at, tracked_runs.c.run_id)
             ).all()
         return [TrackedRun(*r) for r in rows]
 
@@ -267,7 +201,7 @@ class Store:
                 rows = conn.execute(
                     delete(tracked_runs)
                     .where(tracked_runs.c.run_id.in_(ids[start : start + _IDS_PER_STATEMENT]))
-                    .returning(*_TRACKED_COLUMNS)
+                    .returning(*TRACKED_COLUMNS)
                 ).all()
                 for run in (TrackedRun(*r) for r in rows):
                     moved.append(
@@ -291,7 +225,7 @@ class Store:
         """Return undelivered notifications whose next attempt is due, oldest first."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(*_NOTE_COLUMNS)
+                select(*NOTE_COLUMNS)
                 .where(outbox.c.delivered_at.is_(None), outbox.c.next_attempt_at <= now)
                 .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
                 .limit(limit)
@@ -302,7 +236,7 @@ class Store:
         """Return every undelivered notification."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(*_NOTE_COLUMNS)
+                select(*NOTE_COLUMNS)
                 .where(outbox.c.delivered_at.is_(None))
                 .order_by(outbox.c.created_at, outbox.c.run_id)
             ).all()
@@ -311,14 +245,14 @@ class Store:
     def notification(self, run_id: str) -> Notification | None:
         """Return the notification of one run, delivered or not."""
         with self.db.read() as conn:
-            row = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.run_id == run_id)).first()
+            row = conn.execute(select(*NOTE_COLUMNS).where(outbox.c.run_id == run_id)).first()
         return Notification(*row) if row else None
 
     def recent_deliveries(self, limit: int = 50) -> list[Notification]:
         """Return the most recently delivered notifications."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(*_NOTE_COLUMNS)
+                select(*NOTE_COLUMNS)
                 .where(outbox.c.delivered_at.is_not(None))
                 .order_by(outbox.c.delivered_at.desc())
                 .limit(limit)
@@ -381,11 +315,11 @@ class Store:
             return None
         n = Notification(*row[1:])
         if row[0] == 0:
-            return _tracked_view(
+            return tracked_view(
                 TrackedRun(n.run_id, n.trainingjob_id, n.pipeline_name, n.experiment_id, n.tracked_at or 0.0)
             )
         if row[0] == 2:  # untracked by DELETE: `created_at` holds untracked_at
-            return _untracked_view(
+            return untracked_view(
                 SimpleNamespace(
                     run_id=n.run_id,
                     trainingjob_id=n.trainingjob_id,
@@ -395,23 +329,23 @@ class Store:
                     untracked_at=n.created_at,
                 )
             )
-        return _finished_view(n)
+        return finished_view(n)
 
     def _history_query(self, run_id: str) -> tuple[str, Any]:
         if self.backend == "postgresql":
-            return _HISTORY_SQL["postgresql"], {"run_id": run_id}
-        return _HISTORY_SQL["sqlite"], (run_id, run_id, run_id)
+            return HISTORY_SQL["postgresql"], {"run_id": run_id}
+        return HISTORY_SQL["sqlite"], (run_id, run_id, run_id)
 
     def runs_of(self, trainingjob_id: str) -> list[dict]:
         """Return a training job's runs (tracked and finished), newest first."""
         with self.db.read() as conn:
-            live = conn.execute(select(*_TRACKED_COLUMNS).where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
-            done = conn.execute(select(*_NOTE_COLUMNS).where(outbox.c.trainingjob_id == trainingjob_id)).all()
+            live = conn.execute(select(*TRACKED_COLUMNS).where(tracked_runs.c.trainingjob_id == trainingjob_id)).all()
+            done = conn.execute(select(*NOTE_COLUMNS).where(outbox.c.trainingjob_id == trainingjob_id)).all()
             gone = conn.execute(
-                select(*_UNTRACKED_COLUMNS).where(untracked_runs.c.trainingjob_id == trainingjob_id)
+                select(*UNTRACKED_COLUMNS).where(untracked_runs.c.trainingjob_id == trainingjob_id)
             ).all()
-        views = [_tracked_view(TrackedRun(*r)) for r in live] + [_finished_view(Notification(*r)) for r in done]
-        views += [_untracked_view(r) for r in gone]
+        views = [tracked_view(TrackedRun(*r)) for r in live] + [finished_view(Notification(*r)) for r in done]
+        views += [untracked_view(r) for r in gone]
         return sorted(views, key=lambda v: (v["tracked_at"] or v["finished_at"] or 0.0, v["run_id"]), reverse=True)
 
     # ---- leases -------------------------------------------------------------------------------------------
@@ -461,68 +395,3 @@ class Store:
             waiting = conn.execute(select(func.count()).select_from(intents)).scalar_one()
             last = conn.execute(select(meta.c.value).where(meta.c.key == "last_cycle_at")).scalar_one_or_none()
         return {"tracked": tracked, "pending": pending, "intents": waiting, "last_cycle_at": last}
-
-
-def _tracked_view(run: TrackedRun) -> dict:
-    return {
-        "run_id": run.run_id,
-        "trainingjob_id": run.trainingjob_id,
-        "pipeline_name": run.pipeline_name,
-        "experiment_id": run.experiment_id,
-        "tracked": True,
-        "tracked_at": run.created_at,
-        "state": None,
-        "finished_at": None,
-        "notification": {
-            "status": "waiting_for_run",
-            "attempts": 0,
-            "notified_at": None,
-            "last_status": None,
-            "last_error": None,
-            "answer": None,
-        },
-    }
-
-
-def _untracked_view(row: Any) -> dict:
-    """A run DELETE stopped tracking: no notification; its state comes from KFP (`state` None here)."""
-    return {
-        "run_id": row.run_id,
-        "trainingjob_id": row.trainingjob_id,
-        "pipeline_name": row.pipeline_name,
-        "experiment_id": row.experiment_id,
-        "tracked": False,
-        "tracked_at": row.tracked_at,
-        "untracked_at": row.untracked_at,
-        "state": None,
-        "finished_at": None,
-        "notification": {
-            "status": "not_sent",
-            "attempts": 0,
-            "notified_at": None,
-            "last_status": None,
-            "last_error": "tracking stopped by DELETE /runs/<run_id>: the training manager is not notified",
-            "answer": None,
-        },
-    }
-
-
-def _finished_view(n: Notification) -> dict:
-    return {
-        "run_id": n.run_id,
-        "trainingjob_id": n.trainingjob_id,
-        "pipeline_name": n.pipeline_name,
-        "experiment_id": n.experiment_id,
-        "tracked": False,
-        "tracked_at": n.tracked_at,
-        "state": n.run_status,
-        "finished_at": n.created_at,
-        "notification": {
-            "status": "delivered" if n.delivered_at is not None else "pending",
-            "attempts": n.attempts,
-            "notified_at": n.delivered_at,
-            "last_status": n.last_status,
-            "last_error": n.last_error,
-            "answer": n.tm_answer,
-        },
-    }
