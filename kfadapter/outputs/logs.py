@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from kfadapter.core import archive
 from kfadapter.core.errors import AdapterError, BadRequest, NotFound
 from kfadapter.outputs import argo, runinfo
+from kfadapter.outputs.mlmd import KFP_STATE_OF
 from kfadapter.packages import parsing as pl
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class StepLogs:
         for e in sorted(executions, key=lambda x: x.id):
             if e.type == "system.DAGExecution":
                 continue
-            state = _MLMD_STATES.get(e.state, "PENDING")
+            state = KFP_STATE_OF.get(e.state, "PENDING")
             art = next((a for a in e.artifacts if profile.is_log_artifact(a.name)), None)
             if art is None:
                 steps.append(
@@ -133,17 +134,6 @@ class StepLogs:
 
             steps.append(Step(t.id, name, t.state, opener, source=argo.LOGS, pod=t.id, started=t.started_at))
         return steps
-
-
-_MLMD_STATES = {
-    "COMPLETE": "SUCCEEDED",
-    "CACHED": "SUCCEEDED",
-    "RUNNING": "RUNNING",
-    "NEW": "PENDING",
-    "FAILED": "FAILED",
-    "CANCELED": "CANCELED",
-    "UNKNOWN": "PENDING",
-}
 
 
 def as_run_tasks(found: list[Step], known: list[dict]) -> list[Step]:

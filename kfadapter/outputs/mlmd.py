@@ -24,6 +24,16 @@ _MAX_PAGES = 1000
 # A page of executions with large output structs can pass gRPC's 4 MiB default; still bounded
 # (KFADAPTER_MLMD_MAX_MESSAGE_BYTES): gRPC refuses a larger answer before decoding it.
 _MAX_MESSAGE = 64 * 1024 * 1024
+# An MLMD execution's state as the task state KFP shows for it.
+KFP_STATE_OF = {
+    "COMPLETE": "SUCCEEDED",
+    "CACHED": "SUCCEEDED",
+    "RUNNING": "RUNNING",
+    "NEW": "PENDING",
+    "FAILED": "FAILED",
+    "CANCELED": "CANCELED",
+    "UNKNOWN": "PENDING",
+}
 
 
 # ---- what the adapter reads -------------------------------------------------------------------------------

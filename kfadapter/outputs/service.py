@@ -19,7 +19,7 @@ from kfadapter.core import archive
 from kfadapter.core.errors import NotFound, ObjectStoreUnavailable, Undecodable
 from kfadapter.outputs import argo, ir, runinfo, values
 from kfadapter.outputs.downloads import ArtifactDownloads
-from kfadapter.outputs.mlmd import MlmdClient, MlmdExecution
+from kfadapter.outputs.mlmd import KFP_STATE_OF, MlmdClient, MlmdExecution
 from kfadapter.outputs.objectstore import ObjectStore, parse_uri
 from kfadapter.outputs.v1artifacts import V1Artifacts
 from kfadapter.packages import parsing as pl
@@ -32,15 +32,6 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 # `store_session_info` are KFP's bookkeeping, not metrics.
 METRICS_TYPES = frozenset({"system.Metrics", "system.ClassificationMetrics", "system.SlicedClassificationMetrics"})
 _NOT_METRICS = frozenset({"display_name", "store_session_info"})
-_MLMD_STATES = {
-    "COMPLETE": "SUCCEEDED",
-    "CACHED": "SUCCEEDED",
-    "RUNNING": "RUNNING",
-    "NEW": "PENDING",
-    "FAILED": "FAILED",
-    "CANCELED": "CANCELED",
-    "UNKNOWN": "PENDING",
-}
 
 
 @dataclass
@@ -202,7 +193,7 @@ class OutputsService(ArtifactDownloads):
                     "id": ident,
                     "name": e.name,
                     # KFP's state of the task, as GET /runs/<id> has it (a killed pod's execution stays RUNNING)
-                    "state": task["state"] if task else _MLMD_STATES.get(e.state, "PENDING"),
+                    "state": task["state"] if task else KFP_STATE_OF.get(e.state, "PENDING"),
                     "mlmd_state": e.state,
                     "mlmd_execution_id": str(e.id),
                     "pod_name": e.pod_name,
