@@ -41,10 +41,10 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    chromium chromium-driver >/dev/null; }
 
-# Everything, in parallel (pytest-xdist; tests/conftest.py starts the longest first). TEST_WORKERS=0 runs serially.
+# Everything, in parallel (pytest-xdist: the longest start first (tests/conftest.py), idle workers steal queued tests). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 4
 test: $(STAMP) postgres browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The unit-level tests while you edit: no server processes, no PostgreSQL, no executed pipelines (under a minute).
 test-fast: $(STAMP)
