@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import threading
 from pathlib import Path
 
 import kfp
@@ -14,6 +13,7 @@ from werkzeug.serving import make_server
 
 from kfadapter.app import create_app
 from kfadapter.settings import Settings
+from tests.support import serve_in_background
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PIPELINES = FIXTURES / "pipelines"
@@ -172,8 +172,7 @@ def adapter_url(app):
 
 def _serve_http(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_background(server)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
@@ -281,8 +280,7 @@ class TmReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server)
         return self
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ import socketserver
 import threading
 import time
 from dataclasses import dataclass
+from tests.support import serve_in_background
 
 ANSWER = b'{"Message": "Training successful"}'
 
@@ -50,8 +51,7 @@ class SlowManager:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/trainingjob/pipelineNotification"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server)
 
     def stop(self) -> None:
         """Stop accepting; trickles under way end at their next byte."""

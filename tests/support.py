@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -21,6 +22,17 @@ ENV_PREFIXES = ("KFADAPTER_", "KF_", "KUBEFLOW_", "TRAININGMGR_", "PROMETHEUS_")
 # sequence from a random start, so parallel test processes (pytest-xdist workers, other checkouts) rarely meet.
 _PORTS = range(15000, 32000)
 _next_port = itertools.count(random.SystemRandom().randrange(len(_PORTS)))
+
+
+def serve_in_background(server) -> threading.Thread:
+    """Run a socketserver's `serve_forever` on a daemon thread, polling for `shutdown()` every 20 ms.
+
+    socketserver polls every 0.5 s by default, and `shutdown()` waits for the next poll: half a second in the
+    teardown of every test that serves something.
+    """
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return thread
 
 
 def free_port() -> int:

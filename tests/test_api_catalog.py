@@ -21,6 +21,7 @@ from kfadapter.watch.poller import poll_once
 from kfadapter.watch.store import Store
 
 from tests.conftest import package, upload
+from tests.support import serve_in_background
 
 V2 = package("qoe_train_v2.yaml")
 TM_ARGS = {"epochs": "1", "trainingjob_id": "tj", "featuregroup_name": "fg", "modelName": "m", "modelVersion": "1"}
@@ -177,8 +178,7 @@ def html_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()

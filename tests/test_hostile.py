@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 
 import pytest
 import requests
@@ -17,6 +16,7 @@ from kfadapter.app import create_app
 from tests import hostile
 from tests.conftest import package, upload
 from tests.test_outputs import attach_v2, control, start_run
+from tests.support import serve_in_background
 
 EXEC = "/trainingjobs/tj1/execution"
 
@@ -184,7 +184,7 @@ class _HugeAnswers:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
     def stop(self) -> None:
         self.server.shutdown()

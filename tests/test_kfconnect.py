@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -14,6 +13,7 @@ from kfadapter.core.errors import NotFound
 from kfadapter.kfconnect import KfConnect
 
 from tests.conftest import package, upload
+from tests.support import serve_in_background
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -38,8 +38,7 @@ class _Recorder(BaseHTTPRequestHandler):
 def recorder():
     _Recorder.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     yield f"http://127.0.0.1:{server.server_port}", _Recorder.seen
     server.shutdown()
     server.server_close()

@@ -5,8 +5,9 @@
 The sandbox starts one such child per run (in a new session, so terminating the run can kill the whole
 process group: this process, kfp.local's task subprocesses and their pip installs). kfp.local's configuration
 is process-wide, hence one process per run. Every task runs in a throw-away virtual environment
-(`SubprocessRunner(use_venv=True)`): a lightweight component's command pip-installs the kfp version that
-compiled it, which must never replace the service's own kfp.
+(`SubprocessRunner(use_venv=True)`, each a fresh copy of one prepared as kfp.local prepares it: task_venv.py): a
+lightweight component's command pip-installs the kfp version that compiled it, which must never replace the
+service's own kfp.
 
 The child writes `DIR/result.json` (or `--result`):
 ``{"state": "SUCCEEDED"|"FAILED", "error": str|null, "tasks": [{"name", "state": "COMPLETE"|"FAILED"|"NEW",
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from kfadapter.sandbox import task_venv
 
 LIGHTWEIGHT_MARKER = "kfp.dsl.executor_main"
 TASK_LOG = "task.log"
@@ -279,6 +282,7 @@ def execute(package: str, arguments: dict, workdir: Path, log_path: Path | None)
 
     # kfp.local mixes every task's output into one stream; keep each task's own copy, as KFP archives it.
     subprocess_task_handler.run_local_subprocess = run_task_subprocess
+    task_venv.install()  # a copy of one prepared environment per task (task_venv.py), not a new venv
     if DRIVER_ERRORS:
         handler = subprocess_task_handler.SubprocessTaskHandler
         handler.run = fail_in_driver(handler.run)
