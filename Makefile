@@ -50,9 +50,10 @@ TEST_WORKERS ?= 4
 test: $(STAMP) postgres browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-# The unit-level tests while you edit: no server processes, no PostgreSQL, no executed pipelines (under a minute).
+# The unit-level tests while you edit (under a minute): no server of any kind (no sandbox KFP, no PostgreSQL, no
+# started process), no executed pipeline; tests/conftest.py marks them `unit`.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not execute and not process and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m unit $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, and the layer contracts of docs/ARCHITECTURE.md (import-linter); CI runs it.
 lint: $(STAMP)

@@ -55,11 +55,20 @@ def _starts_processes(item: pytest.Item) -> bool:
     return False
 
 
+# Fixtures that serve something over the network (in this process or not): a test using none of them, and marked
+# none of _RANKS, is `unit`, what `make test-fast` runs.
+_SERVER_FIXTURES = {"sandbox", "sandbox_server", "sandbox_servers", "multi_user_sandbox", "multi_user_sandbox_server",
+                    "postgres_server"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark tests that start processes `process`; order the suite longest-first."""
+    """Mark tests that start processes `process` and those that need no server `unit`; order longest-first."""
     for item in items:
         if _starts_processes(item):
             item.add_marker(pytest.mark.process)
+        if not any(item.get_closest_marker(mark) for mark, _ in _RANKS) and not (
+                _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.unit)
 
     def rank(item: pytest.Item) -> int:
         return next((r for mark, r in _RANKS if item.get_closest_marker(mark)), len(_RANKS))
