@@ -255,12 +255,13 @@ def test_a_pass_stops_at_its_next_batch_once_its_lease_is_lost(wsettings, make_r
 
 
 def test_slow_manager_two_watchers_each_run_notified_once(wsettings, store, make_runs, sandbox, tm_receiver):
-    # A pass (12 x 0.3 s) outlasts the lease (ttl 2.2 s): the holder renews it before each notification,
-    # so the other watcher, polling all the while on the real clock, never takes over mid-pass.
-    fast = dataclasses.replace(wsettings, lease_ttl=0.5, notify_timeout=0.6, poll_interval=0.05)
+    # A pass (12 x 0.4 s) outlasts the lease (ttl 2 x 1.2 + 1 = 3.4 s): the holder renews it as it goes, so the
+    # other watcher, polling all the while on the real clock, never takes over mid-pass. The timeout leaves 0.8 s
+    # over each answer: a busy machine must not turn a slow answer into a timeout (and a second POST).
+    fast = dataclasses.replace(wsettings, lease_ttl=0.5, notify_timeout=1.2, poll_interval=0.05)
     ids = make_runs(12)
     set_state(sandbox, ids, "SUCCEEDED")
-    tm_receiver.delay = 0.3
+    tm_receiver.delay = 0.4
     watchers = [Watcher(KfConnect(fast), store, fast, holder=h).start() for h in ("a", "b")]
     try:
         deadline = time.monotonic() + 60
@@ -270,7 +271,7 @@ def test_slow_manager_two_watchers_each_run_notified_once(wsettings, store, make
     finally:
         for w in watchers:
             w.stop()
-    assert watchers[0].lease_ttl < 12 * 0.3
+    assert watchers[0].lease_ttl < 12 * 0.4
     assert sorted(tm_receiver.run_ids()) == sorted(ids)  # each once, none twice
 
 
