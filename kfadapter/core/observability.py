@@ -80,9 +80,26 @@ class _EscapingJsonFormatter(OrjsonFormatter):
             return json.dumps(log_data, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever `sys.stderr` is when a record is emitted, not when it was made: an
+    access line written after its answer (api/telemetry.py) may outlive a stream swapped meanwhile (a test's
+    captured stderr) and must not write to a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler.__init__ sets it; the current sys.stderr is always used
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     """Send logs to stderr as JSON lines (or text), each carrying the current request id, control characters escaped."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(
