@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from kfadapter.app import create_app
-from kfadapter.sandbox import SandboxServer, executor
+from kfadapter.sandbox import SandboxServer, executor, task_venv
 from kfadapter.settings import Settings
 
 from tests.conftest import PIPELINES, package, upload
@@ -123,6 +123,11 @@ def test_qoe_train_v2_runs_for_real_and_outputs_are_what_the_components_produced
     assert json.loads(xclient.get(model["download"]).data) == {"name": "qoe", "version": "1", "weights": [0.1, 0.2]}
     assert notified(xapp, tm_receiver, run_id) == {"run_id": run_id, "run_status": "SUCCEEDED",
                                                     "trainingjob_id": "tj1"}
+    # Each task ran in a copy of the prepared environment (sandbox/task_venv.py): the component's own
+    # `pip install kfp==...` went into its copy (the tasks ran kfp's executor), never into the prepared one.
+    prepared = task_venv.prepared_path()
+    assert (prepared / ".kfadapter-ready").is_file()
+    assert not list(prepared.glob("lib/python*/site-packages/kfp")), "a task installed into the prepared environment"
 
 
 @pytest.mark.execute

@@ -45,6 +45,11 @@ def _template_name() -> str:
     return f"task-venv-py{sys.version_info[0]}.{sys.version_info[1]}-{digest}"
 
 
+def prepared_path() -> Path:
+    """Where this interpreter's prepared environment is (or will be) in the cache."""
+    return cache_root() / _template_name()
+
+
 def prepare(path: Path) -> None:
     """Make a task environment at `path` as kfp.local does: venv with pip, then pip, setuptools, wheel upgraded."""
     venv.create(path, with_pip=True)
@@ -70,8 +75,8 @@ def template() -> Path:
     global _process_template
     if _process_template is not None and _usable(_process_template):
         return _process_template
-    root = cache_root()
-    target = root / _template_name()
+    target = prepared_path()
+    root = target.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
         with open(root / (target.name + ".lock"), "a") as lock:
