@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,48 +32,15 @@ sys.path.insert(0, str(ROOT))
 from bench.receiver import Receiver  # noqa: E402
 from bench.run import PIPELINE, Sandbox  # noqa: E402
 from tests.postgres import PostgresServer, server_binaries  # noqa: E402
-from tests.support import clean_env, free_port  # noqa: E402
+from tests.support import Service, clean_env  # noqa: E402
 
 ATTEMPT_MARK = "store not available yet"  # the start-up retry's log line (kfadapter/watch/opening.py)
 MIGRATED_MARK = "store schema migrated"  # logged by the one process that ran the migrations
 
 
-class Server:
-    """`kfadapter serve` whose exit is observed, not treated as a failure of the bench."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def readiness(self) -> int:
-        """Return readiness's status code; 0 when nothing answers."""
-        try:
-            return requests.get(f"{self.url}/readiness", timeout=10).status_code
-        except requests.RequestException:
-            return 0
-
-    def text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
+def Server(env: dict[str, str], log_path: Path) -> Service:
+    """`kfadapter serve` started without waiting: its exit is observed, not treated as a failure of the bench."""
+    return Service(env, log_path, wait=False)
 
 
 def _env(sandbox: Sandbox, store: dict[str, str], **extra: str) -> dict[str, str]:

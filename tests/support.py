@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -67,19 +68,35 @@ def wait_for(predicate, what: str, limit: float = 60.0) -> None:
 class Service:
     """`kfadapter serve` (gunicorn) in its own process group, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], log_path, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, env: dict[str, str], log_path, args: tuple[str, ...] = (), wait: bool = True) -> None:
+        """Start it; with `wait` (the default) return once it answers /liveness, else at once (to start several
+        together, or to watch a start that may fail)."""
         self.port = free_port()
-        self.log_path = log_path
+        self.log_path = Path(log_path)
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1",
                                       "--port", str(self.port), *args], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
+        if not wait:
+            return
         try:
             wait_for(self._live, "the service to start")
         except BaseException:
             self.kill9()
             raise
+
+    def readiness(self) -> int:
+        """Return /readiness's status code; 0 when nothing answers."""
+        try:
+            return requests.get(f"{self.url}/readiness", timeout=10).status_code
+        except requests.RequestException:
+            return 0
+
+    def text(self) -> str:
+        """What the service has logged so far."""
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
 
     def _live(self) -> bool:
         try:

@@ -10,11 +10,9 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,49 +25,17 @@ from kfadapter.app import create_app
 from kfadapter.watch import opening
 from kfadapter.watch.store import Store
 from tests.conftest import package
-from tests.support import Service, clean_env, free_port, wait_for
+from tests.support import Service, clean_env, wait_for
 
 ATTEMPT = "store not available yet (attempt "
 MIGRATED = "store schema migrated"
 ROUNDS = 3  # fresh stores per backend; bench/bench_startup.py runs more
 
 
-class Server:
-    """`kfadapter serve` started without waiting, so that two of them start at the same moment."""
-
-    def __init__(self, env: dict[str, str], log_path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kfadapter.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def ready(self) -> bool:
-        assert self.proc.poll() is None, "the server exited: " + self.text()[-3000:]
-        try:
-            return requests.get(f"{self.url}/readiness", timeout=10).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
+def _ready(server: Service) -> bool:
+    """Whether the server answers ready; fails the test at once when it has exited."""
+    assert server.proc.poll() is None, "the server exited: " + server.text()[-3000:]
+    return server.readiness() == 200
 
 
 def _head() -> str:
@@ -96,9 +62,9 @@ def test_two_servers_of_two_workers_start_together_on_a_fresh_store(backend, san
         else:
             store = {"KFADAPTER_STORE_URL": request.getfixturevalue("postgres_server").create_database()}
         env = clean_env(KFADAPTER_KFP_ENDPOINT=sandbox.url, KFADAPTER_GUNICORN_WORKERS="2", **store)
-        servers = [Server(env, tmp_path / f"serve-{round_}-{i}.log") for i in range(2)]
+        servers = [Service(env, tmp_path / f"serve-{round_}-{i}.log", wait=False) for i in range(2)]
         try:
-            wait_for(lambda ss=servers: all(s.ready() for s in ss), f"round {round_}: both servers ready", limit=120)
+            wait_for(lambda ss=servers: all(_ready(s) for s in ss), f"round {round_}: both servers ready", limit=120)
             time.sleep(0.5)  # a worker dying after the first answers would die now
             for s in servers:  # every worker of each server answers ready (new connections spread over both)
                 assert all(requests.get(f"{s.url}/readiness", timeout=10).status_code == 200 for _ in range(6))
