@@ -58,7 +58,7 @@ def _starts_processes(item: pytest.Item) -> bool:
 # Fixtures that serve something over the network (in this process or not): a test using none of them, and marked
 # none of _RANKS, is `unit`, what `make test-fast` runs.
 _SERVER_FIXTURES = {"sandbox", "sandbox_server", "sandbox_servers", "multi_user_sandbox", "multi_user_sandbox_server",
-                    "postgres_server"}
+                    "multi_user_sandbox_servers", "postgres_server"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -117,6 +117,23 @@ def sandbox_servers():
 def sandbox_server(sandbox_servers):
     """The session's sandbox KFP playing 2.17."""
     return sandbox_servers("2.17")
+
+
+@pytest.fixture(scope="session")
+def multi_user_sandbox_servers():
+    """Multi-user sandbox KFPs for the session, one per KFP version asked for (tests set their own policy)."""
+    from kfadapter.sandbox import SandboxServer
+
+    servers: dict[str, SandboxServer] = {}
+
+    def get(version: str) -> SandboxServer:
+        if version not in servers:
+            servers[version] = SandboxServer(host="127.0.0.1", port=0, multi_user=True, kfp_version=version).start()
+        return servers[version]
+
+    yield get
+    for server in servers.values():
+        server.stop()
 
 
 @pytest.fixture(scope="session")

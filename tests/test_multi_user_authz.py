@@ -34,31 +34,17 @@ def edit(namespace: str, *verbs: str) -> dict:
     return {"identity": ADAPTER, "namespace": namespace, "verbs": list(verbs) or ["*"]}
 
 
-@pytest.fixture(scope="module")
-def servers():
-    started: dict[str, SandboxServer] = {}
-
-    def get(version: str) -> SandboxServer:
-        if version not in started:
-            started[version] = SandboxServer(multi_user=True, kfp_version=version).start()
-        return started[version]
-
-    yield get
-    for server in started.values():
-        server.stop()
-
-
 @pytest.fixture(params=["2.3", "2.17"])
-def kfp_sbx(request, servers):
-    server = servers(request.param)
+def kfp_sbx(request, multi_user_sandbox_servers):
+    server = multi_user_sandbox_servers(request.param)
     server.reset()
     server.set_policy(grants(edit("team-a")))
     return server
 
 
 @pytest.fixture
-def kfp17(servers):
-    server = servers("2.17")
+def kfp17(multi_user_sandbox_servers):
+    server = multi_user_sandbox_servers("2.17")
     server.reset()
     server.set_policy(grants(edit("team-a")))
     return server

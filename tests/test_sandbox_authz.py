@@ -34,31 +34,17 @@ def policy(*bindings: dict) -> Policy:
         {"identity": ALICE, "namespace": "team-a", "verbs": ["*"]}, *everything, *bindings]})
 
 
-@pytest.fixture(scope="module")
-def servers():
-    started: dict[str, SandboxServer] = {}
-
-    def get(version: str) -> SandboxServer:
-        if version not in started:
-            started[version] = SandboxServer(multi_user=True, kfp_version=version).start()
-        return started[version]
-
-    yield get
-    for server in started.values():
-        server.stop()
-
-
 @pytest.fixture(params=["2.3", "2.17"])
-def msbx(request, servers):
-    server = servers(request.param)
+def msbx(request, multi_user_sandbox_servers):
+    server = multi_user_sandbox_servers(request.param)
     server.reset()
     server.set_policy(policy())
     return server
 
 
 @pytest.fixture
-def msbx17(servers):
-    server = servers("2.17")
+def msbx17(multi_user_sandbox_servers):
+    server = multi_user_sandbox_servers("2.17")
     server.reset()
     server.set_policy(policy())
     return server
