@@ -6,6 +6,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from kfadapter.sandbox import task_venv
 
 
@@ -42,6 +44,8 @@ def test_each_task_gets_a_fresh_copy_and_the_prepared_one_is_never_written(monke
 def test_an_interrupted_preparation_is_made_again_once_under_the_lock(monkeypatch, tmp_path):
     prepared = _fake_prepared(monkeypatch, tmp_path)
     (prepared / ".kfadapter-ready").unlink()  # a preparation killed before its end: not usable
+    leftover = prepared.with_name(prepared.name + ".k1ll3d")  # and one killed while it was being made
+    (leftover / "bin").mkdir(parents=True)
     made = []
 
     def prepare(path: Path) -> None:
@@ -63,3 +67,18 @@ def test_an_interrupted_preparation_is_made_again_once_under_the_lock(monkeypatc
         t.join(30)
     assert len(made) == 1 and found == [prepared] * 4
     assert (prepared / ".kfadapter-ready").is_file() and not (prepared / "lib").exists()  # the broken one is gone
+    assert not leftover.exists()
+
+
+def test_a_failed_preparation_leaves_nothing_behind(monkeypatch, tmp_path):
+    monkeypatch.setenv("KFADAPTER_SANDBOX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(task_venv, "_process_template", None)
+
+    def prepare(path: Path) -> None:
+        (path / "bin").mkdir()
+        raise RuntimeError("ensurepip failed")
+
+    monkeypatch.setattr(task_venv, "prepare", prepare)
+    with pytest.raises(RuntimeError, match="ensurepip"):  # the task fails, saying why
+        task_venv.template()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [task_venv.prepared_path().name + ".lock"]

@@ -82,9 +82,16 @@ def template() -> Path:
         with open(root / (target.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another executor preparing the same one: wait for it, then use it
             if not _usable(target):
-                shutil.rmtree(target, ignore_errors=True)
+                # Under the lock, any half-made one is a leftover of a preparation that was killed.
+                for stale in [target, *root.glob(target.name + ".*")]:
+                    if stale.is_dir():
+                        shutil.rmtree(stale, ignore_errors=True)
                 work = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=root))
-                prepare(work)
+                try:
+                    prepare(work)
+                except BaseException:
+                    shutil.rmtree(work, ignore_errors=True)
+                    raise
                 os.rename(work, target)
     except OSError as exc:
         log.warning("task environment cache %s is not usable (%s); preparing one for this run", root, exc)
