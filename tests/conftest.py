@@ -201,6 +201,7 @@ def _serve_http(app):
     thread = serve_in_background(server)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()  # the listening socket goes now, not when the server object is collected
     thread.join(5)
 
 
