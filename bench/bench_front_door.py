@@ -36,21 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import Sandbox  # noqa: E402
 from tests import hostile  # noqa: E402
-from tests.support import Service, clean_env  # noqa: E402
+from tests.support import Service, clean_env, status_kib, worker_pids  # noqa: E402
 
 MIB = 1024 * 1024
 PIPELINE = (ROOT / "tests" / "fixtures" / "pipelines" / "add_v2.yaml").read_bytes()
-
-
-def _kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _workers(master: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
 
 def serve(sandbox: Sandbox, workdir: Path, name: str, **env: str) -> Service:
@@ -102,11 +91,11 @@ def uploads(sandbox: Sandbox, workdir: Path) -> dict:
     try:
         for _ in range(2):  # warm both workers
             requests.post(f"{svc.url}/pipelineIds/warm", files={"file": ("f.yaml", PIPELINE)}, timeout=60)
-        workers = _workers(svc.proc.pid)
+        workers = worker_pids(svc.proc.pid)
         before = {}
         for pid in workers:
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-            before[pid] = _kib(pid, "VmRSS")
+            before[pid] = status_kib(pid, "VmRSS")
         began = time.perf_counter()
 
         def send(i: int) -> requests.Response:
@@ -115,9 +104,9 @@ def uploads(sandbox: Sandbox, workdir: Path) -> dict:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(send, range(16)))
         seconds = time.perf_counter() - began
-        peak = {pid: (_kib(pid, "VmHWM") - before[pid]) / 1024 for pid in workers}
+        peak = {pid: (status_kib(pid, "VmHWM") - before[pid]) / 1024 for pid in workers}
         time.sleep(5)
-        held = {pid: (_kib(pid, "VmRSS") - before[pid]) / 1024 for pid in workers}
+        held = {pid: (status_kib(pid, "VmRSS") - before[pid]) / 1024 for pid in workers}
     finally:
         svc.stop()
     statuses: dict[str, int] = {}

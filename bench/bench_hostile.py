@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests import hostile  # noqa: E402
-from tests.support import Service, clean_env  # noqa: E402
+from tests.support import Service, clean_env, status_kib, worker_pids  # noqa: E402
 
 MIB = 1024 * 1024
 TARGET_GROWTH_MIB, TARGET_SECONDS = 100, 5.0
@@ -48,17 +48,6 @@ def _attacks() -> list[tuple[str, str, str, bytes]]:
     ]
 
 
-def _kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _workers(master: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
 def _send(url: str, kind: str, body: bytes) -> requests.Response:
     if kind == "upload":
         return requests.post(f"{url}/pipelineIds/hostile", files={"file": ("file", body)}, timeout=120)
@@ -67,15 +56,15 @@ def _send(url: str, kind: str, body: bytes) -> requests.Response:
 
 def measure(url: str, master: int, kind: str, body: bytes) -> dict:
     """Send one request; return its status, code, seconds and the largest worker growth in MiB."""
-    workers = _workers(master)
+    workers = worker_pids(master)
     before = {}
     for pid in workers:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-        before[pid] = _kib(pid, "VmRSS")
+        before[pid] = status_kib(pid, "VmRSS")
     started = time.perf_counter()
     resp = _send(url, kind, body)
     seconds = time.perf_counter() - started
-    growth = max((_kib(pid, "VmHWM") - before[pid]) / 1024 for pid in workers)
+    growth = max((status_kib(pid, "VmHWM") - before[pid]) / 1024 for pid in workers)
     answer = resp.json() if resp.headers.get("Content-Type") == "application/json" else {}
     return {"status": resp.status_code, "content_type": resp.headers.get("Content-Type"),
             "code": answer.get("code"), "message": answer.get("message"), "seconds": round(seconds, 3),

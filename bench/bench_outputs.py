@@ -25,6 +25,10 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import status_kib, worker_pids  # noqa: E402
+
 V1_PACKAGE = ROOT / "tests" / "fixtures" / "pipelines" / "qoe_train_v1_argo.yaml"
 
 
@@ -46,19 +50,12 @@ def _wait(url: str, seconds: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def _worker_pid(master: int) -> int:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        children = worker_pids(master)
         if children:
-            return int(children[0])
+            return children[0]
         time.sleep(0.1)
     raise RuntimeError("gunicorn started no worker")
 
@@ -116,7 +113,7 @@ def main() -> None:
 
             # Warm up the same code path (imports, connection pools) with a small artifact.
             requests.get(f"{url}/runs/{run_id}/nodes/{node}/artifacts/small", timeout=30).raise_for_status()
-            rss_before, hwm_before = _status_kib(worker, "VmRSS") * 1024, _status_kib(worker, "VmHWM") * 1024
+            rss_before, hwm_before = status_kib(worker, "VmRSS") * 1024, status_kib(worker, "VmHWM") * 1024
             started = time.monotonic()
             got, sha = 0, hashlib.sha256()
             with requests.get(f"{url}/runs/{run_id}/nodes/{node}/artifacts/make-blob-blob", stream=True,
@@ -126,9 +123,9 @@ def main() -> None:
                     got += len(chunk)
                     sha.update(chunk)
             seconds = time.monotonic() - started
-            hwm_after = _status_kib(worker, "VmHWM") * 1024
+            hwm_after = status_kib(worker, "VmHWM") * 1024
             outputs = requests.get(f"{url}/runs/{run_id}/outputs", timeout=120)
-            hwm_outputs = _status_kib(worker, "VmHWM") * 1024
+            hwm_outputs = status_kib(worker, "VmHWM") * 1024
             growth = max(hwm_after - hwm_before, 0)
             result = {
                 "artifact_bytes": size, "read_answer_bytes_approx": (size + 2) // 3 * 4 + 12,

@@ -30,12 +30,6 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def worker_pids(master_pid: int) -> list[int]:
-    """Return the child processes of gunicorn's master (its workers)."""
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
 def record(pids: list[int], load, seconds: float, rate: int = 250) -> list[tuple[list[str], int]]:
     """Sample `pids` for `seconds` while `load(stop_event)` runs in a thread; return (stack, count) pairs."""
     exe = py_spy()

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import cpu_profile, http_timing  # noqa: E402
-from tests.support import Service, clean_env, free_port, wait_for  # noqa: E402
+from tests.support import Service, clean_env, free_port, wait_for, worker_pids  # noqa: E402
 
 PIPELINE = (ROOT / "tests/fixtures/pipelines/add_v2.yaml").read_bytes()
 # Issue 22: added over the floor (the same KFP call made directly) per route, and throughput against the floor's.
@@ -164,7 +164,7 @@ def bench_fastpath(adapter: Service, sandbox: Sandbox, quick: bool, workdir: Pat
     out["adapter_cpu_ms_per_request_in_process"] = adapter_cpu_in_process(sandbox, workdir / "s.sqlite", routes,
                                                                           100 if quick else 400)
     out["latency"] = http_timing.latency(urls, routes, rounds=10 if quick else 30, per_round=10)
-    pids = {"adapter": cpu_profile.worker_pids(adapter.proc.pid), "sandbox": [sandbox.proc.pid]}
+    pids = {"adapter": worker_pids(adapter.proc.pid), "sandbox": [sandbox.proc.pid]}
     out["throughput"] = http_timing.throughputs(urls, routes, connections=8, window=1.0 if quick else 2.0,
                                                windows=2 if quick else 4, pids=pids)
     out["minimal_stack"] = minimal_stack(sandbox, routes, quick, workdir)
@@ -183,7 +183,7 @@ def bench_fastpath(adapter: Service, sandbox: Sandbox, quick: bool, workdir: Pat
             with ThreadPoolExecutor(len(clients)) as pool:
                 list(pool.map(loop, clients))
 
-        stacks = cpu_profile.record(cpu_profile.worker_pids(adapter.proc.pid), load, 2 if quick else 5)
+        stacks = cpu_profile.record(worker_pids(adapter.proc.pid), load, 2 if quick else 5)
         profiles[label] = cpu_profile.summarize(stacks)
     cpu_profile.write_text(profiles, ROOT / "bench" / "profile.txt")
     out["profile"] = {label: {k: v[:8] if isinstance(v, list) else v for k, v in p.items()}
@@ -271,7 +271,7 @@ def minimal_stack(sandbox: Sandbox, routes: dict[str, dict[str, str]], quick: bo
                                       rounds=10 if quick else 30, per_round=10)
         rates = http_timing.throughputs({"adapter": url, "floor": sandbox.url}, forward, connections=8,
                                         window=1.0 if quick else 2.0, windows=2 if quick else 4,
-                                        pids={"adapter": cpu_profile.worker_pids(proc.pid),
+                                        pids={"adapter": worker_pids(proc.pid),
                                               "sandbox": [sandbox.proc.pid]})
     finally:
         proc.terminate()

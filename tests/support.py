@@ -36,6 +36,19 @@ def serve_in_background(server) -> threading.Thread:
     return thread
 
 
+def status_kib(pid: int, field: str) -> int:
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The child processes of gunicorn's master: its workers."""
+    return [int(pid) for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+
+
 def free_port() -> int:
     """Return a loopback port that is free now and that no other free_port() call in this process returns soon."""
     for _ in range(len(_PORTS)):

@@ -16,7 +16,7 @@ from kfadapter.settings.checks import MAX_JSON_DEPTH
 
 from tests import hostile
 from tests.conftest import package
-from tests.support import Service, clean_env
+from tests.support import Service, clean_env, status_kib, worker_pids
 from tests.test_settings_checks import assert_one_line, paths, run  # noqa: F401 (paths is a fixture)
 
 PIPELINE = package("add_v2.yaml")
@@ -297,15 +297,15 @@ def test_16_large_uploads_at_once_cost_each_worker_about_the_packages_in_process
     try:
         for _ in range(2):
             requests.post(f"{svc.url}/pipelineIds/warm", files={"file": ("f.yaml", PIPELINE)}, timeout=60)
-        workers = [int(p) for p in Path(f"/proc/{svc.proc.pid}/task/{svc.proc.pid}/children").read_text().split()]
+        workers = worker_pids(svc.proc.pid)
         before = {}
         for pid in workers:
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-            before[pid] = _kib(pid, "VmRSS")
+            before[pid] = status_kib(pid, "VmRSS")
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda i: requests.post(f"{svc.url}/pipelineIds/large-{i}",
                                                             files={"file": ("f.yaml", body)}, timeout=600), range(16)))
-        growth = sorted(round((_kib(pid, "VmHWM") - before[pid]) / 1024, 1) for pid in workers)
+        growth = sorted(round((status_kib(pid, "VmHWM") - before[pid]) / 1024, 1) for pid in workers)
     finally:
         svc.stop()
     print(f"16 x {len(body) / 2**20:.1f} MiB uploads at once: peak growth per worker {growth} MiB")
@@ -317,8 +317,3 @@ def test_16_large_uploads_at_once_cost_each_worker_about_the_packages_in_process
     assert max(growth) <= 4 * 3 * len(body) / 2**20, growth  # measured 204-273 MiB (bench/front_door.json)
 
 
-def _kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
