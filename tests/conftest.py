@@ -99,18 +99,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def sandbox_servers():
     """Sandbox KFPs for the session, one per KFP version asked for, each on an ephemeral loopback port."""
-    from kfadapter.sandbox import SandboxServer
-
-    servers: dict[str, SandboxServer] = {}
-
-    def get(version: str) -> SandboxServer:
-        if version not in servers:
-            servers[version] = SandboxServer(host="127.0.0.1", port=0, kfp_version=version).start()
-        return servers[version]
-
-    yield get
-    for server in servers.values():
-        server.stop()
+    yield from _sandboxes_by_version()
 
 
 @pytest.fixture(scope="session")
@@ -122,13 +111,19 @@ def sandbox_server(sandbox_servers):
 @pytest.fixture(scope="session")
 def multi_user_sandbox_servers():
     """Multi-user sandbox KFPs for the session, one per KFP version asked for (tests set their own policy)."""
+    yield from _sandboxes_by_version(multi_user=True)
+
+
+def _sandboxes_by_version(**options):
+    """Yield `get(version)`, which starts a sandbox with `options` playing that version on first use; stop them all
+    at the end of the session."""
     from kfadapter.sandbox import SandboxServer
 
     servers: dict[str, SandboxServer] = {}
 
     def get(version: str) -> SandboxServer:
         if version not in servers:
-            servers[version] = SandboxServer(host="127.0.0.1", port=0, multi_user=True, kfp_version=version).start()
+            servers[version] = SandboxServer(host="127.0.0.1", port=0, kfp_version=version, **options).start()
         return servers[version]
 
     yield get
